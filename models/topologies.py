@@ -1,0 +1,144 @@
+"""BNN topologies: TFC, SFC, LFC (784 inputs), CNV and a small MLP for 8x8 digits.
+
+Every topology takes images in [0, 1] (NCHW) and is built with either activation
+kind. Layer pattern (BNN-PYNQ style): binary-weight layer -> BatchNorm -> 1-bit
+activation; the last layer is followed by a positive per-tensor affine map only,
+so the argmax of its integer accumulators is the network's prediction.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+
+from .errors import BnnforgeError
+from .layers import ACTIVATIONS, ChannelThreshold, PositiveScalarAffine, binary_activation
+from .quantizers import (
+    BinaryWeightNoScale,
+    BinaryWeightPerChannelScale,
+    BipolarActQuant,
+    Int8InputQuant,
+    Uint4InputQuant,
+    UnipolarActQuant,
+)
+
+WEIGHT_SCALINGS = {"none": BinaryWeightNoScale, "per_channel": BinaryWeightPerChannelScale}
+
+
+@dataclass(frozen=True)
+class TopologySpec:
+    kind: str                 # "fc" or "cnv"
+    input_shape: tuple        # (C, H, W)
+    hidden: tuple             # FC widths (fc) / conv channels (cnv)
+    fc_hidden: tuple = ()     # FC widths after the convs (cnv only)
+    input_quant: str = "binary"  # "binary" (1-bit, same kind as the activations), "uint4", "int8"
+    num_classes: int = 10
+    description: str = ""
+
+
+TOPOLOGIES = {
+    "tfc": TopologySpec("fc", (1, 28, 28), (64, 64, 64), description="MNIST, 3x64 (BNN-PYNQ TFC)"),
+    "sfc": TopologySpec("fc", (1, 28, 28), (256, 256, 256), description="MNIST, 3x256 (BNN-PYNQ SFC)"),
+    "lfc": TopologySpec("fc", (1, 28, 28), (1024, 1024, 1024), description="MNIST, 3x1024 (BNN-PYNQ LFC)"),
+    "digits_mlp": TopologySpec(
+        "fc", (1, 8, 8), (256, 256), input_quant="uint4",
+        description="8x8 digits, 4-bit inputs, 2x256"),
+    "cnv": TopologySpec(
+        "cnv", (3, 32, 32), (64, 64, 128, 128, 256, 256), fc_hidden=(512, 512),
+        input_quant="int8", description="CIFAR-10, 6 convs + 3 FC (BNN-PYNQ CNV)"),
+}
+
+
+def _input_quantizer(spec: TopologySpec, act: str) -> nn.Module:
+    """Host-side input quantization: images in [0, 1] to the first layer's integers."""
+    if spec.input_quant == "uint4":
+        return QuantIdentity(act_quant=Uint4InputQuant, return_quant_tensor=False)
+    if spec.input_quant == "int8":
+        return nn.Sequential(_Affine(2.0, -1.0), QuantIdentity(act_quant=Int8InputQuant, return_quant_tensor=False))
+    if act == "bipolar":  # pixel >= 0.5 -> +1
+        return nn.Sequential(_Affine(2.0, -1.0), QuantIdentity(act_quant=BipolarActQuant, return_quant_tensor=False))
+    # pixel > 0.5 -> 1 (fixed, not learnable: it is part of the data pipeline)
+    return nn.Sequential(
+        ChannelThreshold(1, init=0.5, learnable=False),
+        QuantIdentity(act_quant=UnipolarActQuant, return_quant_tensor=False))
+
+
+class _Affine(nn.Module):
+    def __init__(self, scale: float, offset: float):
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def forward(self, x):
+        return x * self.scale + self.offset
+
+
+class BinaryNet(nn.Module):
+    """Sequential BNN with latent-weight clipping for training."""
+
+    def __init__(self, name: str, act: str, weight_scaling: str = "none"):
+        super().__init__()
+        if name not in TOPOLOGIES:
+            raise BnnforgeError(f"unknown topology {name!r}; choices: {', '.join(sorted(TOPOLOGIES))}")
+        if act not in ACTIVATIONS:
+            raise BnnforgeError(f"unknown activation {act!r}; choices: {', '.join(ACTIVATIONS)}")
+        if weight_scaling not in WEIGHT_SCALINGS:
+            raise BnnforgeError(
+                f"unknown weight scaling {weight_scaling!r}; choices: {', '.join(WEIGHT_SCALINGS)}")
+        self.topology, self.act, self.weight_scaling = name, act, weight_scaling
+        spec = self.spec = TOPOLOGIES[name]
+        wq = WEIGHT_SCALINGS[weight_scaling]
+        layers = [_input_quantizer(spec, act)]
+        c, h, w = spec.input_shape
+        if spec.kind == "cnv":
+            for i, out_c in enumerate(spec.hidden):
+                layers += [QuantConv2d(c, out_c, 3, bias=False, weight_quant=wq),
+                           nn.BatchNorm2d(out_c), binary_activation(act, out_c)]
+                c, h, w = out_c, h - 2, w - 2
+                if i in (1, 3):
+                    layers.append(nn.MaxPool2d(2))
+                    h, w = h // 2, w // 2
+            layers.append(nn.Flatten())
+            fc_in, fc_hidden = c * h * w, spec.fc_hidden
+        else:
+            layers.append(nn.Flatten())
+            fc_in, fc_hidden = c * h * w, spec.hidden
+        for width in fc_hidden:
+            layers += [QuantLinear(fc_in, width, bias=False, weight_quant=wq),
+                       nn.BatchNorm1d(width), binary_activation(act, width)]
+            fc_in = width
+        # The last layer keeps unscaled weights: per-channel scales would change the argmax.
+        layers += [QuantLinear(fc_in, spec.num_classes, bias=False, weight_quant=BinaryWeightNoScale),
+                   PositiveScalarAffine(init_scale=fc_in ** -0.5)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+    @torch.no_grad()
+    def clip_latent_weights(self, bound: float = 1.0):
+        for m in self.modules():
+            if isinstance(m, (QuantLinear, QuantConv2d)):
+                m.weight.clamp_(-bound, bound)
+
+    def meta(self) -> dict:
+        return {"topology": self.topology, "activation": self.act, "weight_scaling": self.weight_scaling,
+                "input_shape": list(self.spec.input_shape), "num_classes": self.spec.num_classes}
+
+
+def build_model(topology: str, act: str, weight_scaling: str = "none") -> BinaryNet:
+    return BinaryNet(topology, act, weight_scaling)
+
+
+@torch.no_grad()
+def randomize_batchnorm(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Random BatchNorm statistics and affine parameters (negative gammas included),
+    so that export and compiler checks see every sign case, not only the identity."""
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=generator) * 3.0)
+            m.running_var.copy_(torch.rand(n, generator=generator) * 20.0 + 0.5)
+            m.weight.copy_(torch.randn(n, generator=generator))
+            m.bias.copy_(torch.randn(n, generator=generator) * 0.5)
+        if isinstance(m, ChannelThreshold) and m.threshold.requires_grad:
+            m.threshold.copy_(torch.randn(m.threshold.shape, generator=generator) * 0.5)
