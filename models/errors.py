@@ -5,8 +5,7 @@ Every error meant for a user carries a one-line message that names the file
 """
 
 
-class BnnforgeError(Exception):
-    """Base class of all errors bnnforge reports to users."""
+from bnnforge.errors import BnnforgeError  # one base class for every stage
 
 
 class DataError(BnnforgeError, ValueError):

@@ -1,0 +1,83 @@
+"""Runs a build: the configured steps in order, every intermediate model saved.
+
+The build happens in a sibling temporary directory that replaces `output_dir` only
+when every step succeeded, so a failed build leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+from tqdm import tqdm
+
+from bnnforge.errors import BnnforgeError
+from .config import BuildConfig
+
+
+def step_function(name: str):
+    module = importlib.import_module(f"finn_flows.steps.{name}")
+    return getattr(module, f"step_{name}")
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise BnnforgeError(f"{path}: model file not found")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # onnx raises DecodeError, ValidationError, ...
+        raise BnnforgeError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:200]})")
+    inits = {t.name for t in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(real_inputs) != 1 or len(model.graph.output) != 1:
+        raise BnnforgeError(f"{path}: expected one graph input and one output")
+    return model
+
+
+def build(cfg: BuildConfig, progress: bool = True) -> dict:
+    """Run the build; returns a summary (steps, seconds, output directory)."""
+    out_dir = Path(cfg.output_dir).resolve()
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BnnforgeError(f"{parent}: cannot create output directory ({e.strerror})")
+    if not os.access(parent, os.W_OK):
+        raise BnnforgeError(f"{parent}: output directory is not writable")
+    model = load_model(cfg.model)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    cfg.build_dir = str(work)
+    (work / "intermediate_models").mkdir()
+    timings = {}
+    t_all = time.perf_counter()
+    try:
+        bar = tqdm(cfg.steps, desc="build", unit="step", disable=not progress, leave=False)
+        for i, name in enumerate(bar):
+            bar.set_postfix_str(name)
+            t0 = time.perf_counter()
+            model = step_function(name)(model, cfg)
+            timings[name] = round(time.perf_counter() - t0, 3)
+            onnx.save(model, str(work / "intermediate_models" / f"{i:02d}_{name}.onnx"))
+        summary = {"steps": list(cfg.steps), "step_seconds": timings,
+                   "build_seconds": round(time.perf_counter() - t_all, 3), "output_dir": str(out_dir)}
+        (work / "build_summary.json").write_text(json.dumps(summary, indent=2))
+        onnx.save(model, str(work / "final_model.onnx"))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+        os.replace(out_dir, old / "x")
+        os.replace(work, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out_dir)
+    cfg.build_dir = str(out_dir)
+    return summary

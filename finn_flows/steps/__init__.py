@@ -1,0 +1,1 @@
+"""Build steps, one module each. Every step: (onnx.ModelProto, BuildConfig) -> onnx.ModelProto."""

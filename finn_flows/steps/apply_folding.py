@@ -1,0 +1,51 @@
+"""step_apply_folding: per-layer PE/SIMD from a FINN-style folding JSON.
+
+Format (FINN's): {"Defaults": {"PE": [1, ["all"]], "SIMD": [1, ["all"]]},
+                  "MVTU_0": {"PE": 16, "SIMD": 49}, ...}
+Keys are node names (MVTU_<i>); unknown keys and non-dividing foldings are errors.
+"""
+from __future__ import annotations
+
+import onnx
+
+from bnnforge.errors import BnnforgeError
+from ..hwgraph import get_attrs, set_attr
+
+FOLDABLE = {"MVTU": ("PE", "SIMD")}
+
+
+def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
+    folding = dict(cfg.folding or {})
+    src = cfg.folding_source or "folding"
+    defaults = folding.pop("Defaults", {})
+    names = {n.name: n for n in model.graph.node}
+    for key in folding:
+        if key not in names:
+            raise BnnforgeError(f"{src}: folding names unknown layer {key!r}; layers: {', '.join(names)}")
+    for node in model.graph.node:
+        keys = FOLDABLE.get(node.op_type)
+        if not keys:
+            continue
+        entry = folding.get(node.name, {})
+        if not isinstance(entry, dict):
+            raise BnnforgeError(f"{src}: entry {node.name!r} must be an object with PE/SIMD")
+        for k in entry:
+            if k not in keys:
+                raise BnnforgeError(f"{src}: {node.name}.{k} is not a folding key of {node.op_type} ({', '.join(keys)})")
+        for k in keys:
+            value = entry.get(k)
+            if value is None and k in defaults:
+                dv, applies = defaults[k] if isinstance(defaults[k], list) else (defaults[k], ["all"])
+                if "all" in applies or node.op_type in applies:
+                    value = dv
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BnnforgeError(f"{src}: {node.name}.{k} = {value!r} is not a positive integer")
+            set_attr(node, k, value)
+        a = get_attrs(node)
+        if a["MH"] % a["PE"]:
+            raise BnnforgeError(f"{src}: {node.name}.PE = {a['PE']} does not divide MH = {a['MH']}")
+        if a["MW"] % a["SIMD"]:
+            raise BnnforgeError(f"{src}: {node.name}.SIMD = {a['SIMD']} does not divide MW = {a['MW']}")
+    return model

@@ -1,0 +1,66 @@
+"""step_convert_to_hw: BinaryMatMul (+ Threshold) -> MVTU; LabelSelect stays.
+
+MVTU nodes start unfolded (PE = SIMD = 1); step_apply_folding sets the folding.
+Weights become bits (1 = +1) as the hardware stores them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from bnnforge.errors import BnnforgeError
+from ..hwgraph import DOMAIN, MODES, attr_str, get_attrs, initializer, input_range, signed_bits_for
+
+MODE_OF_KIND = {"bipolar": "xnor", "unipolar": "and", "int": "addsub"}
+
+
+def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
+    nodes = list(model.graph.node)
+    out_nodes, inits = [], {t.name: t for t in model.graph.initializer}
+    i = 0
+    layer = 0
+    while i < len(nodes):
+        node = nodes[i]
+        if node.op_type == "BinaryMatMul":
+            a = get_attrs(node)
+            w = initializer(model, node.input[1])
+            mh, mw = w.shape
+            kind = attr_str(a["input_kind"])
+            lo, hi = input_range(kind, a["input_bits"], bool(a["input_signed"]))
+            d_max = mw * max(abs(lo), abs(hi))
+            nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+            fused = nxt is not None and nxt.op_type == "Threshold" and nxt.input[0] == node.output[0]
+            wname = f"mvtu{layer}_weights"
+            inits[wname] = numpy_helper.from_array((w > 0).astype(np.uint8), wname)
+            ins = [node.input[0], wname]
+            attrs = dict(MW=mw, MH=mh, PE=1, SIMD=1, mode=MODE_OF_KIND[kind], input_kind=kind,
+                         input_bits=int(a["input_bits"]), input_signed=int(a["input_signed"]),
+                         acc_bits=signed_bits_for(-d_max - 1, d_max + 1),
+                         source_node=attr_str(a.get("source_node", node.name)))
+            if fused:
+                t = initializer(model, nxt.input[1])
+                tname = f"mvtu{layer}_thresholds"
+                inits[tname] = numpy_helper.from_array(t.astype(np.int64), tname)
+                ins.append(tname)
+                attrs.update(out_mode="threshold", output_kind=attr_str(get_attrs(nxt)["output_kind"]))
+                out = nxt.output[0]
+                i += 2
+            else:
+                attrs.update(out_mode="accumulator", output_kind="int")
+                out = node.output[0]
+                i += 1
+            out_nodes.append(helper.make_node("MVTU", ins, [out], name=f"MVTU_{layer}", domain=DOMAIN, **attrs))
+            layer += 1
+        elif node.op_type == "LabelSelect":
+            out_nodes.append(node)
+            i += 1
+        else:
+            raise BnnforgeError(f"node {node.name!r}: op {node.op_type} has no hardware layer")
+    used = {n for node in out_nodes for n in node.input}
+    del model.graph.node[:]
+    model.graph.node.extend(out_nodes)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(t for name, t in inits.items() if name in used)
+    assert all(attr_str(get_attrs(n)["mode"]) in MODES for n in out_nodes if n.op_type == "MVTU")
+    return model

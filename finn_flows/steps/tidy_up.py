@@ -1,0 +1,102 @@
+"""step_tidy_up: qonnx cleanup, shapes and datatypes, weight quantizers folded.
+
+After this step every MatMul weight is a constant initializer holding exactly
+{-1,+1}, and any per-output-channel weight scale is an explicit Mul after the
+MatMul, where streamlining folds it into the thresholds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from bnnforge.errors import BnnforgeError
+from ..hwgraph import set_initializer
+
+
+def step_tidy_up(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    wrapper = ModelWrapper(model)
+    _check_batch_one(wrapper.model)
+    wrapper = cleanup_model(wrapper)
+    wrapper = wrapper.transform(GemmToMatMul())
+    wrapper = cleanup_model(wrapper)
+    return fold_weight_quantizers(wrapper.model)
+
+
+def _check_batch_one(model: onnx.ModelProto) -> None:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value not in (1,):
+        raise BnnforgeError(
+            f"graph input {model.graph.input[0].name!r}: batch size {dims[0].dim_value}; "
+            "export with batch 1 (input_shape=(1, ...))")
+
+
+def _quant_output(node: onnx.NodeProto, model: onnx.ModelProto) -> np.ndarray:
+    """Evaluate a weight quantizer on its constant inputs with qonnx's own op code."""
+    from qonnx.custom_op.general.bipolar_quant import binary_quant
+    from qonnx.custom_op.general.intquant import int_quant
+    from ..hwgraph import get_attrs, initializer
+
+    args = [initializer(model, name) for name in node.input]
+    if node.op_type == "BipolarQuant":
+        return binary_quant(*args)
+    a = get_attrs(node)
+    return int_quant(*args, signed=a.get("signed", 1), narrow=a.get("narrow", 0),
+                 rounding_mode=a.get("rounding_mode", b"ROUND").decode())
+
+
+def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace Quant/BipolarQuant on constant weights by {-1,+1} weights and a Mul."""
+    consts = {t.name for t in model.graph.initializer}
+    new_nodes = []
+    producers = {}
+    for node in model.graph.node:
+        if node.op_type in ("Quant", "BipolarQuant") and all(i in consts for i in node.input):
+            producers[node.output[0]] = node
+        else:
+            new_nodes.append(node)
+    out_nodes = []
+    for node in new_nodes:
+        if node.op_type in ("MatMul", "Conv") and len(node.input) > 1 and node.input[1] in producers:
+            qnode = producers.pop(node.input[1])
+            w = np.asarray(_quant_output(qnode, model), dtype=np.float64)
+            signs, scale = _split_binary(w, node, channel_axis=1 if node.op_type == "MatMul" else 0)
+            set_initializer(model, node.input[1], signs.astype(np.float32))
+            out_nodes.append(node)
+            if not np.all(scale == 1.0):
+                scaled = node.output[0]
+                node.output[0] = f"{scaled}_unscaled"
+                shape = (1, -1) if node.op_type == "MatMul" else (1, -1, 1, 1)
+                set_initializer(model, f"{node.name}_weight_scale", scale.reshape(shape).astype(np.float32))
+                out_nodes.append(helper.make_node(
+                    "Mul", [node.output[0], f"{node.name}_weight_scale"], [scaled],
+                    name=f"{node.name}_weight_scale_mul"))
+        else:
+            out_nodes.append(node)
+    if producers:
+        name = next(iter(producers.values())).name
+        raise BnnforgeError(f"node {name!r}: quantized constant not consumed by a MatMul/Conv weight input")
+    del model.graph.node[:]
+    model.graph.node.extend(out_nodes)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return model
+
+
+def _split_binary(w: np.ndarray, node: onnx.NodeProto, channel_axis: int):
+    """w = signs * scale with signs in {-1,+1} and one positive scale per output channel."""
+    moved = np.moveaxis(w, channel_axis, 0).reshape(w.shape[channel_axis], -1)
+    scale = np.abs(moved).max(axis=1)
+    if np.any(scale == 0) or not np.all(np.abs(moved) == scale[:, None]):
+        n_levels = len(np.unique(np.abs(moved)))
+        raise BnnforgeError(
+            f"node {node.name!r} ({node.op_type}): weights are not binary "
+            f"({n_levels} distinct magnitudes per output channel); the flow needs 1-bit weights")
+    signs = np.sign(w)
+    return signs, scale
