@@ -8,8 +8,11 @@ atomically (temporary file in the same directory, then ``os.replace``):
 * ``metrics.csv``   one row per epoch: ``epoch, train_loss, train_acc,
   test_loss, test_acc, extra_loss, lr, seconds``
 * ``metrics.json``  ``{"meta": ..., "dataset": ..., "epochs": [row, ...]}``
-* ``curve.png``     loss and accuracy vs epoch (redrawn after the last epoch
-  and, during long runs, at most every ``CURVE_INTERVAL_S`` seconds)
+* ``curve.png``     loss and accuracy vs epoch (drawn after the first and the
+  last epoch of a call and at most every ``CURVE_INTERVAL_S`` seconds between)
+
+``seconds`` in the metrics is the time of the epoch's training and test
+evaluation, without the file writes.
 * ``checkpoint.pt`` after every epoch (format below)
 
 Checkpoint format (a dict, loadable with ``torch.load(path,
@@ -40,7 +43,10 @@ Learning rate at epoch ``e`` (0-based) of ``epochs`` is a pure function of
 ``(seed, e)``, so a resumed run follows the same path as an uninterrupted one.
 
 Threads: this module leaves ``torch.set_num_threads`` alone unless
-``num_threads`` is passed.
+``num_threads`` is passed.  For the small models bnnforge trains, one thread
+is usually fastest; on a busy machine torch's default (one per core) can be
+10-100x slower because of OpenMP spin-waiting, so callers running several
+trainings (or anything else) side by side should pass ``num_threads=1``.
 """
 
 from __future__ import annotations
@@ -586,10 +592,11 @@ def train(
             "torch_rng_state": torch.get_rng_state(),
         }
         _atomic_write(ckpt_path, lambda f: torch.save(ckpt, f))
-        # Rendering the PNG costs ~0.2 s: redraw it on the last epoch and at
-        # most every CURVE_INTERVAL_S seconds in between.
+        # Rendering the PNG costs ~0.2 s: draw it on the first epoch of this
+        # call (replacing any stale curve), on the last, and at most every
+        # CURVE_INTERVAL_S seconds in between.
         now = time.perf_counter()
-        draw = epoch + 1 == epochs or now - last_curve >= CURVE_INTERVAL_S
+        draw = epoch == start_epoch or epoch + 1 == epochs or now - last_curve >= CURVE_INTERVAL_S
         _write_outputs(out_dir, history, meta, data.name, curve=draw)
         if draw:
             last_curve = time.perf_counter()
