@@ -1,0 +1,187 @@
+"""The `bnnforge` command line: train, eval, export, build, sim, synth, demo.
+
+Every user error prints one line `bnnforge: error: ...` and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bnnforge.errors import BnnforgeError
+
+
+def _add_model_args(p):
+    p.add_argument("--topology", default="digits_mlp", help="tfc, sfc, lfc, cnv, digits_mlp")
+    p.add_argument("--act", default="unipolar", help="bipolar ({-1,+1}) or unipolar ({0,1})")
+    p.add_argument("--weight-scaling", default="none", help="none or per_channel")
+
+
+def _add_data_args(p):
+    p.add_argument("--dataset", default="digits", help="digits (bundled), mnist, cifar10")
+    p.add_argument("--data-dir", default=None, help="directory of the MNIST IDX files / CIFAR-10 batches")
+
+
+def _model(args):
+    from models.topologies import build_model
+    return build_model(args.topology, args.act, args.weight_scaling)
+
+
+def cmd_train(args):
+    from models.data import load_dataset
+    from models.train import train
+
+    model = _model(args)
+    data = load_dataset(args.dataset, args.data_dir)
+    t0 = time.perf_counter()
+    res = train(model, data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed, resume=args.resume, meta=model.meta(), progress=not args.quiet)
+    print(f"test accuracy {res['test_acc']:.4f} (best {res['best_test_acc']:.4f}) "
+          f"in {time.perf_counter() - t0:.1f} s; checkpoint {Path(args.out) / 'checkpoint.pt'}")
+    return res
+
+
+def _load_trained(args):
+    from models.train import load_checkpoint
+
+    model = _model(args)
+    load_checkpoint(args.checkpoint, model, {"topology": args.topology, "activation": args.act})
+    model.eval()
+    return model
+
+
+def cmd_eval(args):
+    from models.data import load_dataset
+    from models.train import evaluate
+
+    model = _load_trained(args)
+    data = load_dataset(args.dataset, args.data_dir)
+    loss, acc = evaluate(model, data.test)
+    print(f"{args.checkpoint}: test loss {loss:.4f}, accuracy {acc:.4f} on {len(data.test.y)} images")
+
+
+def cmd_export(args):
+    import numpy as np
+    import torch
+    from models.export import check_export, export_qonnx
+    from models.topologies import randomize_batchnorm
+
+    if args.checkpoint:
+        model = _load_trained(args)
+    else:
+        model = _model(args)
+        randomize_batchnorm(model, torch.Generator().manual_seed(args.seed))
+    model.eval()
+    path = export_qonnx(model, args.out, (1,) + tuple(model.spec.input_shape))
+    print(f"exported {path}")
+    if args.check:
+        x = np.random.default_rng(args.seed).random((args.check,) + tuple(model.spec.input_shape), dtype=np.float32)
+        r = check_export(model, path, x)
+        print(f"check: max abs diff torch vs qonnx = {r['max_abs_diff']:.3g} over {r['inputs']} inputs, "
+              f"argmax agreement {r['argmax_agreement']:.4f}")
+        if r["max_abs_diff"] > 1e-6:
+            raise BnnforgeError(f"{path}: exported graph differs from torch by {r['max_abs_diff']:.3g} (> 1e-6)")
+
+
+def cmd_build(args):
+    from finn_flows.builder import build
+    from finn_flows.config import load_config
+
+    overrides = dict(model=args.model, output_dir=args.out, folding_config_file=args.folding, name=args.name)
+    if args.steps:
+        overrides["steps"] = args.steps.split(",")
+    cfg = load_config(args.config, **overrides)
+    summary = build(cfg, progress=not args.quiet)
+    est = Path(cfg.output_dir) / "report" / "estimates.md"
+    if est.exists():
+        print(est.read_text())
+    print(f"build finished in {summary['build_seconds']:.2f} s: {cfg.output_dir}")
+
+
+def cmd_synth(args):
+    from hw.synth import synthesize
+
+    rtl = Path(args.build) / "rtl"
+    manifest_path = rtl / "manifest.json"
+    if not manifest_path.is_file():
+        raise BnnforgeError(f"{manifest_path}: not found (run `bnnforge build` with the codegen step first)")
+    manifest = json.loads(manifest_path.read_text())
+    res = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
+    print((rtl / "synth.md").read_text() if (rtl / "synth.md").exists() else res)
+
+
+def cmd_demo(args):
+    from bnnforge.pipeline import run_demo
+
+    report_dir = run_demo(out=Path(args.out), epochs=args.epochs, quiet=args.quiet, synth=not args.no_synth)
+    print(report_dir)
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="bnnforge", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("train", help="train a BNN")
+    _add_model_args(p); _add_data_args(p)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--out", default="runs/train")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint")
+    _add_model_args(p); _add_data_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("export", help="export to QONNX (random init when no checkpoint)")
+    _add_model_args(p)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--out", default="runs/model.onnx")
+    p.add_argument("--check", type=int, default=0, metavar="N",
+                   help="execute the export with qonnx on N random inputs and compare with torch")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("build", help="QONNX -> hardware layers -> Verilog (+ rtlsim)")
+    p.add_argument("--config", default=None, help="build configuration (YAML/JSON)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--out", default=None, help="output (build) directory")
+    p.add_argument("--folding", default=None, help="FINN-style folding JSON")
+    p.add_argument("--name", default=None, help="top-level module name prefix")
+    p.add_argument("--steps", default=None, help="comma-separated step names")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_build)
+
+    p = sub.add_parser("synth", help="Yosys synth_xilinx estimate of a build's RTL")
+    p.add_argument("build", help="build directory")
+    p.set_defaults(fn=cmd_synth)
+
+    p = sub.add_parser("demo", help="the main job: train, export, build, simulate, synthesize, report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--no-synth", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except BnnforgeError as e:
+        print(f"bnnforge: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

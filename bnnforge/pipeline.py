@@ -1,0 +1,167 @@
+"""The main job, end to end on the bundled 8x8 digits: train the digits MLP with {0,1}
+activations, export to QONNX, build, simulate the RTL on the whole test split,
+synthesize with Yosys, and write a report directory.
+
+Three levels must agree: torch (argmax), golden (integers), RTL (bit-exact with golden).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bnnforge.errors import BnnforgeError
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_FOLDING = REPO / "configs" / "folding" / "digits_mlp.json"
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"[demo] {msg}", flush=True)
+
+
+def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = True,
+             topology: str = "digits_mlp", act: str = "unipolar") -> Path:
+    import onnx
+    import torch
+
+    from finn_flows.builder import build
+    from finn_flows.config import load_config
+    from models.data import load_digits
+    from models.export import check_export, export_qonnx
+    from models.topologies import build_model
+    from models.train import train
+    from sim.golden import execute, quantize_inputs
+    from sim.network import run_network
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    report: dict = {"topology": topology, "activation": act}
+
+    # 1. train
+    data = load_digits()
+    model = build_model(topology, act)
+    _say(f"training {topology} ({act} activations) on {len(data.train.y)} digits, {epochs} epochs", quiet)
+    t0 = time.perf_counter()
+    tr = train(model, data, out / "train", epochs=epochs, batch_size=64, lr=0.01, seed=0,
+               meta=model.meta(), progress=not quiet)
+    report["train_seconds"] = round(time.perf_counter() - t0, 2)
+    model.eval()
+
+    # 2. export + check
+    onnx_path = export_qonnx(model, out / "model.onnx", (1,) + tuple(model.spec.input_shape))
+    chk = check_export(model, onnx_path, data.test.x[:32])
+    report["export_max_abs_diff"] = chk["max_abs_diff"]
+    _say(f"exported {onnx_path}; torch vs qonnx max abs diff {chk['max_abs_diff']:.3g}", quiet)
+
+    # 3. build (QONNX -> Verilog)
+    cfg = load_config(None, model=str(onnx_path), output_dir=str(out / "build"), name=topology,
+                      folding_config_file=str(DEMO_FOLDING),
+                      steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
+    summary = build(cfg, progress=not quiet)
+    report["build_seconds"] = summary["build_seconds"]
+    _say(f"built RTL in {summary['build_seconds']:.2f} s: {out / 'build' / 'rtl'}", quiet)
+    hw_model = onnx.load(str(out / "build" / "final_model.onnx"))
+    streamlined = onnx.load(str(out / "build" / "intermediate_models" / "01_streamline.onnx"))
+
+    # 4. three levels on the whole test split
+    x, y = data.test.x, data.test.y
+    with torch.no_grad():
+        torch_pred = model(torch.from_numpy(x)).argmax(1).numpy()
+    q = quantize_inputs(streamlined, x)
+    golden_pred = execute(hw_model, q)
+    _say(f"simulating the RTL on {len(y)} test images (Verilator)", quiet)
+    sim = run_network(out / "build" / "rtl", q, golden_pred)
+    rtl_pred = np.array(sim["labels_rtl"])
+    report.update({
+        "test_images": int(len(y)),
+        "accuracy_torch": float(np.mean(torch_pred == y)),
+        "accuracy_golden": float(np.mean(golden_pred == y)),
+        "accuracy_rtl": float(np.mean(rtl_pred == y)),
+        "golden_vs_torch_agreement": float(np.mean(golden_pred == torch_pred)),
+        "rtl_mismatches": int(sim["rtl_mismatches"]),
+        "cycles_per_frame_measured": sim["cycles_per_frame_measured"],
+        "cycles_per_frame_ideal": sim["cycles_per_frame_ideal"],
+        "latency_cycles_first_frame": sim["latency_cycles_first_frame"],
+        "rtlsim_seconds": sim["sim_wall_seconds"],
+        "rtlsim_cycles_per_second": round(sim["sim_cycles_per_second"]),
+    })
+    est = json.loads((out / "build" / "report" / "estimates.json").read_text())
+    report["fclk_mhz"] = est["fclk_mhz"]
+    report["fps_at_fclk"] = est["fclk_mhz"] * 1e6 / sim["cycles_per_frame_measured"]
+
+    # 5. synthesis estimate
+    report["luts"] = None
+    if synth:
+        from hw.synth import synthesize
+
+        rtl = out / "build" / "rtl"
+        manifest = json.loads((rtl / "manifest.json").read_text())
+        _say("synthesizing with Yosys (synth_xilinx, xc7)", quiet)
+        res = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
+        totals = res.totals if hasattr(res, "totals") else res["totals"]
+        report.update({"luts": totals.get("lut"), "ffs": totals.get("ff"),
+                       "bram18": totals.get("bram18"), "dsp": totals.get("dsp"),
+                       "synth_seconds": round(getattr(res, "elapsed_s", 0.0), 1)})
+    report["total_seconds"] = round(time.perf_counter() - t_start, 1)
+
+    # 6. report
+    rdir = out / "report"
+    rdir.mkdir(exist_ok=True)
+    (rdir / "report.json").write_text(json.dumps(report, indent=2))
+    if (out / "train" / "curve.png").exists():
+        shutil.copyfile(out / "train" / "curve.png", rdir / "training_curve.png")
+    _plot_layers(est, rdir / "layer_cycles.png")
+    (rdir / "report.md").write_text(_markdown(report, est))
+    if not quiet:
+        print(_summary(report))
+    if report["rtl_mismatches"] or report["golden_vs_torch_agreement"] != 1.0:
+        raise BnnforgeError(f"{rdir / 'report.json'}: the three levels disagree (see report)")
+    return rdir
+
+
+def _plot_layers(est: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [l["name"] for l in est["layers"]]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].bar(names, [l["cycles"] for l in est["layers"]], color="tab:blue")
+    ax[0].set_title("cycles per frame (ideal)")
+    ax[1].bar(names, [l["est_luts"] for l in est["layers"]], color="tab:orange")
+    ax[1].set_title("estimated LUTs")
+    for a in ax:
+        a.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _summary(r: dict) -> str:
+    luts = f"{r['luts']:,}" if r.get("luts") is not None else "n/a"
+    return "\n".join([
+        f"accuracy on {r['test_images']} test digits: torch {r['accuracy_torch']:.4f}, "
+        f"golden {r['accuracy_golden']:.4f}, RTL {r['accuracy_rtl']:.4f} "
+        f"(golden = torch on {r['golden_vs_torch_agreement']:.2%}, RTL mismatches {r['rtl_mismatches']})",
+        f"cycles/frame: measured {r['cycles_per_frame_measured']:.1f}, ideal {r['cycles_per_frame_ideal']} "
+        f"-> {r['fps_at_fclk']:,.0f} frames/s at {r['fclk_mhz']:.0f} MHz",
+        f"LUTs (Yosys synth_xilinx): {luts}; build {r['build_seconds']:.2f} s; total {r['total_seconds']:.0f} s",
+    ])
+
+
+def _markdown(r: dict, est: dict) -> str:
+    from finn_flows.steps.estimates import format_table
+
+    return "\n".join([
+        f"# bnnforge report: {r['topology']} ({r['activation']} activations)", "",
+        "## Summary", "", "```", _summary(r), "```", "",
+        "## Layers", "", format_table(est), "",
+        "![cycles and LUTs per layer](layer_cycles.png)", "",
+        "## Training", "", "![training curve](training_curve.png)", "",
+        "Machine-readable figures: `report.json`.", ""])

@@ -1,0 +1,11 @@
+"""step_codegen: Verilog top level, library modules and memory images into <build>/rtl."""
+from pathlib import Path
+
+import onnx
+
+from hw.codegen import generate
+
+
+def step_codegen(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
+    generate(model, Path(cfg.build_dir) / "rtl", name=cfg.name, fifo_depth=cfg.fifo_depth)
+    return model

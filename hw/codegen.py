@@ -1,0 +1,272 @@
+"""Verilog code generation: hardware-layer ONNX -> a readable top level, the library
+modules it uses, and $readmemh memory images.
+
+Nothing from the ONNX file reaches an identifier or a file name: instances and
+files are named from layer indices, the top from a sanitized user-given name, and
+ONNX node names appear only in comments after sanitizing.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from bnnforge.errors import BnnforgeError
+from finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
+from hw.memfiles import threshold_words, weight_words, write_memh
+
+RTL_DIR = Path(__file__).resolve().parent / "rtl"
+LIBRARY = ["popcount.v", "adder_tree.v", "mvtu.v", "stream_fifo.v", "stream_dwc.v", "label_select.v"]
+
+VERILOG_KEYWORDS = set("""
+always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign default
+defparam design disable edge else end endcase endconfig endfunction endgenerate endmodule endprimitive
+endspecify endtable endtask event for force forever fork function generate genvar highz0 highz1 if
+ifnone incdir include initial inout input instance integer join large liblist library localparam
+macromodule medium module nand negedge nmos nor noshowcancelled not notif0 notif1 or output parameter
+pmos posedge primitive pull0 pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real
+realtime reg release repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small
+specify specparam strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0 tri1
+triand trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xnor xor
+logic bit byte int shortint longint struct union enum typedef class interface program package
+""".split())
+
+
+def sanitize_identifier(name: str, fallback: str = "bnn") -> str:
+    """A safe Verilog-2005 identifier: [A-Za-z_][A-Za-z0-9_]*, no keyword, <= 48 chars."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", str(name).encode("ascii", "replace").decode())
+    s = re.sub(r"_+", "_", s).strip("_")[:48]
+    if not s:
+        s = fallback
+    if not (s[0].isalpha() or s[0] == "_"):
+        s = f"n_{s}"
+    if s.lower() in VERILOG_KEYWORDS:
+        s = f"{s}_m"
+    return s
+
+
+def comment_safe(text: str) -> str:
+    """Text that cannot end a comment or a line early: printable ASCII only."""
+    s = str(text).encode("ascii", "replace").decode()
+    return re.sub(r"[^ -~]|\*/|/\*", "?", s)[:80]
+
+
+def _layers(model: onnx.ModelProto):
+    out = []
+    for node in model.graph.node:
+        if node.op_type not in ("MVTU", "LabelSelect"):
+            raise BnnforgeError(f"node {comment_safe(node.name)!r}: op {node.op_type} has no Verilog module")
+        out.append((node, get_attrs(node)))
+    if not out or out[0][0].op_type != "MVTU":
+        raise BnnforgeError("hardware graph must start with an MVTU layer")
+    return out
+
+
+def _check_mvtu(node, a, w, t):
+    name = comment_safe(node.name)
+    mw, mh, pe, simd = a["MW"], a["MH"], a["PE"], a["SIMD"]
+    if mh % pe or mw % simd:
+        raise BnnforgeError(f"node {name!r}: folding PE={pe}, SIMD={simd} does not divide MH={mh}, MW={mw}")
+    if w.shape != (mh, mw) or not np.all((w == 0) | (w == 1)):
+        raise BnnforgeError(f"node {name!r}: weights must be a {mh}x{mw} array of bits")
+    if attr_str(a["mode"]) not in MODES:
+        raise BnnforgeError(f"node {name!r}: unknown mode {attr_str(a['mode'])!r}")
+    if t is not None:
+        lo, hi = -(1 << (a["acc_bits"] - 1)), (1 << (a["acc_bits"] - 1)) - 1
+        bad = np.nonzero((t < lo) | (t > hi))[0]
+        if len(bad):
+            raise BnnforgeError(
+                f"node {name!r}: threshold {int(t[bad[0]])} of output {int(bad[0])} overflows the "
+                f"{a['acc_bits']}-bit accumulator range [{lo}, {hi}]")
+
+
+def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fifo_depth: int = 2) -> dict:
+    """Write `<top>.v`, the library modules and memory images into out_dir.
+
+    Returns the manifest (also written as manifest.json): top name, file list,
+    stream widths and per-layer parameters.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top = sanitize_identifier(name) + "_top"
+    layers = _layers(model)
+    insts, params = [], []
+    for idx, (node, a) in enumerate(layers):
+        if node.op_type != "MVTU":
+            continue
+        w = initializer(model, node.input[1]).astype(np.int64)
+        t = initializer(model, node.input[2]).astype(np.int64) if len(node.input) > 2 else None
+        _check_mvtu(node, a, w, t)
+        i = len(params)
+        wfile, tfile = f"layer{i}_weights.mem", f"layer{i}_thresholds.mem"
+        write_memh(out_dir / wfile, weight_words(w, a["PE"], a["SIMD"]), a["PE"] * a["SIMD"])
+        thr_out = attr_str(a["out_mode"]) == "threshold"
+        if thr_out:
+            write_memh(out_dir / tfile, threshold_words(t, a["PE"], a["acc_bits"]), a["PE"] * a["acc_bits"])
+        ib = a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1
+        params.append(dict(
+            index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
+            MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
+            ACC_BITS=a["acc_bits"], OUT_MODE=0 if thr_out else 1,
+            WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "",
+            in_width=a["SIMD"] * ib, out_width=a["PE"] * (1 if thr_out else a["acc_bits"])))
+    label = layers[-1][0].op_type == "LabelSelect"
+    verilog = _top_verilog(top, params, label, fifo_depth)
+    (out_dir / f"{top}.v").write_text(verilog)
+    for f in LIBRARY:
+        shutil.copyfile(RTL_DIR / f, out_dir / f)
+    files = LIBRARY + [f"{top}.v"]
+    (out_dir / "filelist.f").write_text("\n".join(files) + "\n")
+    last = params[-1]
+    manifest = {
+        "top": top, "files": files, "layers": params, "label_select": label,
+        "in_width": _bytes(params[0]["in_width"]) * 8, "in_bits": params[0]["in_width"],
+        "in_beats_per_frame": params[0]["MW"] // params[0]["SIMD"],
+        "in_element_bits": params[0]["INPUT_BITS"],
+        "out_width": 8 * _bytes(_clog2(last["MH"])) if label else _bytes(last["out_width"]) * 8,
+        "out_beats_per_frame": 1 if label else last["MH"] // last["PE"],
+        "num_outputs": last["MH"], "acc_bits": last["ACC_BITS"],
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _bytes(bits: int) -> int:
+    return max(1, (bits + 7) // 8)
+
+
+def _clog2(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _top_verilog(top: str, p: list[dict], label: bool, fifo_depth: int) -> str:
+    in_w = _bytes(p[0]["in_width"]) * 8
+    last = p[-1]
+    idx_bits = _clog2(last["MH"])
+    out_w = 8 * _bytes(idx_bits) if label else _bytes(last["out_width"]) * 8
+    L = []
+    L.append(f"// {top}: streaming BNN accelerator generated by bnnforge. Do not edit.")
+    L.append("// Layers (matrix-vector-threshold units):")
+    for q in p:
+        L.append(f"//   layer{q['index']}: {q['MW']}x{q['MH']}, SIMD {q['SIMD']}, PE {q['PE']}, "
+                 f"mode {q['MODE']}, {q['MH'] // q['PE'] * (q['MW'] // q['SIMD'])} cycles/frame (from {q['source']})")
+    L.append("// Input: one frame = %d beats of %d elements, element 0 in the lowest bits." %
+             (p[0]["MW"] // p[0]["SIMD"], p[0]["SIMD"]))
+    L.append("// Output: " + ("one beat per frame holding the predicted label, TLAST=1." if label else
+                              "the last layer's accumulators, TLAST on the last beat of a frame."))
+    L.append("`timescale 1ns / 1ps")
+    L.append("")
+    L.append(f"module {top} (")
+    L.append("    input  wire                ap_clk,")
+    L.append("    input  wire                ap_rst_n,")
+    L.append("    // AXI-Stream widths are whole bytes; bits above the frame data and TLAST are ignored.")
+    L.append("    /* verilator lint_off UNUSEDSIGNAL */")
+    L.append(f"    input  wire [{in_w - 1}:0]       s_axis_tdata,")
+    L.append("    input  wire                s_axis_tlast,")
+    L.append("    /* verilator lint_on UNUSEDSIGNAL */")
+    L.append("    input  wire                s_axis_tvalid,")
+    L.append("    output wire                s_axis_tready,")
+    L.append(f"    output wire [{out_w - 1}:0]       m_axis_tdata,")
+    L.append("    output wire                m_axis_tlast,")
+    L.append("    output wire                m_axis_tvalid,")
+    L.append("    input  wire                m_axis_tready")
+    L.append(");")
+    L.append("")
+    for q in p:
+        i = q["index"]
+        L.append(f"    wire [{q['in_width'] - 1}:0] l{i}_in_data;")
+        L.append(f"    wire l{i}_in_valid, l{i}_in_ready;")
+        L.append(f"    wire [{q['out_width'] - 1}:0] l{i}_out_data;")
+        L.append(f"    wire l{i}_out_valid, l{i}_out_ready;")
+    L.append("")
+    L.append(f"    assign l0_in_data  = s_axis_tdata[{p[0]['in_width'] - 1}:0];")
+    L.append("    assign l0_in_valid = s_axis_tvalid;")
+    L.append("    assign s_axis_tready = l0_in_ready;")
+    L.append("")
+    for q in p:
+        i = q["index"]
+        L.append(f"    // layer{i} (from ONNX node {q['source']})")
+        L.append("    mvtu #(")
+        keys = ["MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED", "ACC_BITS", "OUT_MODE"]
+        for k in keys:
+            L.append(f"        .{k}({q[k]}),")
+        L.append(f"        .WEIGHT_FILE(\"{q['WEIGHT_FILE']}\"),")
+        L.append(f"        .THRESH_FILE(\"{q['THRESH_FILE']}\")")
+        L.append(f"    ) layer{i} (")
+        L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
+        L.append(f"        .in_data(l{i}_in_data), .in_valid(l{i}_in_valid), .in_ready(l{i}_in_ready),")
+        L.append(f"        .out_data(l{i}_out_data), .out_valid(l{i}_out_valid), .out_ready(l{i}_out_ready)")
+        L.append("    );")
+        L.append("")
+        if i + 1 < len(p):
+            n = p[i + 1]
+            L += _link(i, q["out_width"], n["in_width"], fifo_depth)
+    if label:
+        i = last["index"]
+        L.append("    wire [%d:0] label_data;" % (idx_bits - 1))
+        L.append("    label_select #(")
+        L.append(f"        .PE({last['PE']}), .NF({last['MH'] // last['PE']}), "
+                 f".ACC_BITS({last['ACC_BITS']}), .INDEX_BITS({idx_bits})")
+        L.append("    ) label (")
+        L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
+        L.append(f"        .in_data(l{i}_out_data), .in_valid(l{i}_out_valid), .in_ready(l{i}_out_ready),")
+        L.append("        .out_data(label_data), .out_valid(m_axis_tvalid), .out_ready(m_axis_tready)")
+        L.append("    );")
+        pad = out_w - idx_bits
+        L.append(f"    assign m_axis_tdata = {{{pad}'d0, label_data}};" if pad else
+                 "    assign m_axis_tdata = label_data;")
+        L.append("    assign m_axis_tlast = 1'b1;  // one beat per frame")
+    else:
+        i = last["index"]
+        nf = last["MH"] // last["PE"]
+        pad = out_w - last["out_width"]
+        L.append(f"    assign m_axis_tdata = {{{pad}'d0, l{i}_out_data}};" if pad else
+                 f"    assign m_axis_tdata = l{i}_out_data;")
+        L.append(f"    assign m_axis_tvalid = l{i}_out_valid;")
+        L.append(f"    assign l{i}_out_ready = m_axis_tready;")
+        if nf == 1:
+            L.append("    assign m_axis_tlast = 1'b1;")
+        else:
+            cb = _clog2(nf)
+            L.append("    // TLAST on the last beat of each frame: a PYNQ DMA needs it to finish.")
+            L.append(f"    reg [{cb - 1}:0] out_beat;")
+            L.append("    always @(posedge ap_clk) begin")
+            L.append("        if (!ap_rst_n) out_beat <= 0;")
+            L.append(f"        else if (m_axis_tvalid && m_axis_tready) out_beat <= m_axis_tlast ? {cb}'d0 : out_beat + {cb}'d1;")
+            L.append("    end")
+            L.append(f"    assign m_axis_tlast = (out_beat == {cb}'d{nf - 1});")
+    L.append("")
+    L.append("endmodule")
+    return "\n".join(L) + "\n"
+
+
+def _link(i: int, w_out: int, w_in: int, depth: int) -> list[str]:
+    """Producer layer i -> FIFO -> (width converter) -> consumer layer i+1."""
+    j = i + 1
+    L = []
+    src = f"l{i}_out"
+    if depth > 0:
+        L.append(f"    wire [{w_out - 1}:0] f{i}_data;")
+        L.append(f"    wire f{i}_valid, f{i}_ready;")
+        L.append(f"    stream_fifo #(.WIDTH({w_out}), .DEPTH({depth})) fifo{i} (")
+        L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
+        L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
+        L.append(f"        .out_data(f{i}_data), .out_valid(f{i}_valid), .out_ready(f{i}_ready)")
+        L.append("    );")
+        src = f"f{i}"
+    if w_out != w_in:
+        L.append(f"    stream_dwc #(.IN_WIDTH({w_out}), .OUT_WIDTH({w_in})) dwc{i} (")
+        L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
+        L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
+        L.append(f"        .out_data(l{j}_in_data), .out_valid(l{j}_in_valid), .out_ready(l{j}_in_ready)")
+        L.append("    );")
+    else:
+        L.append(f"    assign l{j}_in_data = {src}_data;")
+        L.append(f"    assign l{j}_in_valid = {src}_valid;")
+        L.append(f"    assign {src}_ready = l{j}_in_ready;")
+    L.append("")
+    return L
