@@ -104,10 +104,8 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
         manifest = json.loads((rtl / "manifest.json").read_text())
         _say("synthesizing with Yosys (synth_xilinx, xc7)", quiet)
         res = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
-        totals = res.totals if hasattr(res, "totals") else res["totals"]
-        report.update({"luts": totals.get("lut"), "ffs": totals.get("ff"),
-                       "bram18": totals.get("bram18"), "dsp": totals.get("dsp"),
-                       "synth_seconds": round(getattr(res, "elapsed_s", 0.0), 1)})
+        report.update({"luts": res.total.lut_total, "ffs": res.total.ff, "bram18": res.total.bram18,
+                       "dsp": res.total.dsp, "synth_seconds": round(res.elapsed_s, 1)})
     report["total_seconds"] = round(time.perf_counter() - t_start, 1)
 
     # 6. report
