@@ -1,0 +1,318 @@
+// Matrix-vector-threshold unit: one folded fully-connected BNN layer.
+//
+// Computes acc[o] = sum_i W[o,i] * x[i] (W in {-1,+1}) for MH outputs over an
+// MW-element input, PE outputs and SIMD inputs at a time, and emits either
+// (acc >= T) bits or the raw accumulators. See docs/hw_interfaces.md for the
+// encodings, the stream bit order and the memory image layout.
+//
+// Schedule: the NF*SF (neuron fold, synapse fold) steps of a frame are issued
+// one per clock in the order nf-major, sf-minor. During the nf == 0 pass the
+// input beats are consumed from in_data and written to an SF-deep buffer; the
+// passes nf > 0 replay that buffer, so each input beat is taken exactly once.
+// The nf == 0 pass of the next frame starts right after the last step of the
+// previous frame, which gives exactly NF*SF cycles per frame in steady state.
+//
+// Pipeline (all stages share one stall enable, en):
+//   issue : counters sf/nf, weight address; input handshake when nf == 0
+//   S1    : registered weight-memory read, registered input (or buffer) word
+//   S2    : per-PE chunk sum (XNOR/AND popcount or add/sub tree) registered,
+//           registered threshold-memory read for the same nf
+//   out   : accumulate, and on the last sf compare/emit into the output register
+// The output register is the only place that can hold a result the consumer
+// has not taken, so stalling everything while it is full loses nothing.
+// out_valid rises two clock edges after the edge that accepted the last step
+// of a fold (three-cycle latency counting the issuing cycle).
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module mvtu #(
+    parameter MW = 8,
+    parameter MH = 4,
+    parameter PE = 2,
+    parameter SIMD = 4,
+    parameter MODE = 0,          // 0 XNOR, 1 AND, 2 ADDSUB
+    parameter INPUT_BITS = 1,    // 1 in modes 0/1, integer width in mode 2
+    parameter INPUT_SIGNED = 0,  // mode 2 only
+    parameter ACC_BITS = 8,
+    parameter OUT_MODE = 0,      // 0 threshold (1 bit/output), 1 raw accumulator
+    parameter WEIGHT_FILE = "weights.mem",
+    parameter THRESH_FILE = "thresholds.mem"
+) (
+    input  wire                                       clk,
+    input  wire                                       rst_n,
+
+    input  wire [SIMD*INPUT_BITS-1:0]                 in_data,
+    input  wire                                       in_valid,
+    output wire                                       in_ready,
+
+    output wire [PE*(OUT_MODE ? ACC_BITS : 1)-1:0]    out_data,
+    output wire                                       out_valid,
+    input  wire                                       out_ready
+);
+
+localparam IB = INPUT_BITS;
+localparam OB = OUT_MODE ? ACC_BITS : 1;
+localparam SF = MW / SIMD;
+localparam NF = MH / PE;
+localparam LOG_S = $clog2(SIMD);
+// A chunk is bounded by SIMD*2^IB in magnitude in every mode; two spare bits
+// cover the sign and the 2*popcount form of modes 0/1.
+localparam CW = IB + 2 + LOG_S;
+// Accumulate at least as wide as a chunk, so that a configuration whose
+// ACC_BITS is exactly the layer range (e.g. SF == 1) still adds exactly.
+localparam AW = (ACC_BITS > CW) ? ACC_BITS : CW;
+localparam SFW = (SF > 1) ? $clog2(SF) : 1;
+localparam NFW = (NF > 1) ? $clog2(NF) : 1;
+localparam WAW = (NF*SF > 1) ? $clog2(NF*SF) : 1;
+
+// Elaboration-time parameter checks: an unknown module name is the clearest
+// error Verilog-2005 can produce.
+generate
+    if (MW % SIMD != 0) begin : g_err_mw
+        mvtu_error_MW_not_divisible_by_SIMD u_err();
+    end
+    if (MH % PE != 0) begin : g_err_mh
+        mvtu_error_MH_not_divisible_by_PE u_err();
+    end
+    if (MODE < 0 || MODE > 2) begin : g_err_mode
+        mvtu_error_MODE_must_be_0_1_or_2 u_err();
+    end
+    if (MODE != 2 && INPUT_BITS != 1) begin : g_err_ib
+        mvtu_error_INPUT_BITS_must_be_1_in_MODE_0_and_1 u_err();
+    end
+    if (OUT_MODE != 0 && OUT_MODE != 1) begin : g_err_om
+        mvtu_error_OUT_MODE_must_be_0_or_1 u_err();
+    end
+    if (ACC_BITS < 2) begin : g_err_acc
+        mvtu_error_ACC_BITS_must_be_at_least_2 u_err();
+    end
+endgenerate
+
+// 32-bit constants, sliced where compared, keep the lint width checks quiet
+localparam [31:0] SF_LAST = SF - 1;
+localparam [31:0] NF_LAST = NF - 1;
+localparam [31:0] SIMD_32 = SIMD;
+
+reg out_valid_reg;
+reg [PE*OB-1:0] out_data_reg;
+
+// Global stall: only the output register can be blocked.
+wire en = !out_valid_reg || out_ready;
+
+// ---------------------------------------------------------------- issue
+reg [SFW-1:0] sf;
+reg [NFW-1:0] nf;
+reg [WAW-1:0] waddr;    // nf*SF + sf, kept as a counter to avoid a multiplier
+
+wire nf_first = (nf == {NFW{1'b0}});
+wire sf_last = (sf == SF_LAST[SFW-1:0]);
+wire nf_last = (nf == NF_LAST[NFW-1:0]);
+wire issue = en && (!nf_first || in_valid);
+
+assign in_ready = en && nf_first;
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        sf <= {SFW{1'b0}};
+        nf <= {NFW{1'b0}};
+        waddr <= {WAW{1'b0}};
+    end else if (issue) begin
+        if (sf_last) begin
+            sf <= {SFW{1'b0}};
+            if (nf_last) begin
+                nf <= {NFW{1'b0}};
+                waddr <= {WAW{1'b0}};
+            end else begin
+                nf <= nf + 1'b1;
+                waddr <= waddr + 1'b1;
+            end
+        end else begin
+            sf <= sf + 1'b1;
+            waddr <= waddr + 1'b1;
+        end
+    end
+end
+
+// ---------------------------------------------------------------- S1
+reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
+initial $readmemh(WEIGHT_FILE, wmem);
+
+reg v1, first1, last1;
+reg [NFW-1:0] nf1;
+reg [PE*SIMD-1:0] w1;
+reg [SIMD*IB-1:0] in1;
+wire [SIMD*IB-1:0] act1;
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        v1 <= 1'b0;
+    end else if (en) begin
+        v1 <= issue;
+    end
+end
+
+always @(posedge clk) begin
+    if (en) begin
+        w1 <= wmem[waddr];
+        in1 <= in_data;
+        first1 <= (sf == {SFW{1'b0}});
+        last1 <= sf_last;
+        nf1 <= nf;
+    end
+end
+
+generate
+    if (NF > 1) begin : g_ibuf
+        // Input reuse buffer: written on the nf == 0 pass, replayed after.
+        // Read and write addresses coincide only on that first pass, where
+        // the registered read value is not used, so no bypass is needed.
+        reg [SIMD*IB-1:0] ibuf [0:SF-1];
+        reg [SIMD*IB-1:0] buf1;
+        reg sel_in1;
+        always @(posedge clk) begin
+            if (issue && nf_first) begin
+                ibuf[sf] <= in_data;
+            end
+            if (en) begin
+                buf1 <= ibuf[sf];
+                sel_in1 <= nf_first;
+            end
+        end
+        assign act1 = sel_in1 ? in1 : buf1;
+    end else begin : g_nobuf
+        assign act1 = in1;
+    end
+endgenerate
+
+// ---------------------------------------------------------------- S2
+wire [PE*CW-1:0] chunk1;
+
+genvar p, j;
+generate
+    if (MODE == 2) begin : g_addsub
+        localparam TW = IB + 1 + LOG_S;
+        for (p = 0; p < PE; p = p + 1) begin : g_pe
+            wire [SIMD*(IB+1)-1:0] ops;
+            wire [TW-1:0] tsum;
+            for (j = 0; j < SIMD; j = j + 1) begin : g_op
+                wire [IB-1:0] x = act1[j*IB +: IB];
+                // one extra bit so that -x is representable for every x
+                wire [IB:0] e = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x};
+                assign ops[j*(IB+1) +: IB+1] = w1[p*SIMD + j] ? e : -e;
+            end
+            adder_tree #(
+                .N(SIMD),
+                .IN_W(IB+1),
+                .SIGNED(1)
+            ) u_tree (
+                .in_data(ops),
+                .out_data(tsum)
+            );
+            assign chunk1[p*CW +: CW] = {tsum[TW-1], tsum};
+        end
+    end else begin : g_binary
+        localparam PW = LOG_S + 1;
+        if (MODE == 1) begin : g_pca
+            // popcount(a) does not depend on the weights: one per chunk,
+            // shared by all PEs.
+            wire [PW-1:0] pc_a;
+            popcount #(.N(SIMD)) u_pca (.in_data(act1), .out_data(pc_a));
+        end
+        for (p = 0; p < PE; p = p + 1) begin : g_pe
+            wire [SIMD-1:0] w = w1[p*SIMD +: SIMD];
+            wire [SIMD-1:0] m = (MODE == 1) ? (act1 & w) : ~(act1 ^ w);
+            wire [PW-1:0] pc;
+            popcount #(.N(SIMD)) u_pc (.in_data(m), .out_data(pc));
+            if (MODE == 1) begin : g_and
+                assign chunk1[p*CW +: CW] = {1'b0, pc, 1'b0} - {2'b00, g_pca.pc_a};
+            end else begin : g_xnor
+                assign chunk1[p*CW +: CW] = {1'b0, pc, 1'b0} - SIMD_32[CW-1:0];
+            end
+        end
+    end
+endgenerate
+
+reg v2, first2, last2;
+reg [PE*CW-1:0] chunk2;
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        v2 <= 1'b0;
+    end else if (en) begin
+        v2 <= v1;
+    end
+end
+
+always @(posedge clk) begin
+    if (en) begin
+        chunk2 <= chunk1;
+        first2 <= first1;
+        last2 <= last1;
+    end
+end
+
+// ---------------------------------------------------------------- out
+wire [PE*OB-1:0] res2;
+
+generate
+    for (p = 0; p < PE; p = p + 1) begin : g_acc
+        wire [CW-1:0] c = chunk2[p*CW +: CW];
+        wire [AW-1:0] c_ext = {{(AW-CW+1){c[CW-1]}}, c[CW-2:0]};
+        reg [AW-1:0] acc;
+        wire [AW-1:0] acc_nx = (first2 ? {AW{1'b0}} : acc) + c_ext;
+        always @(posedge clk) begin
+            if (en && v2) begin
+                acc <= acc_nx;
+            end
+        end
+        if (OUT_MODE == 0) begin : g_thr
+            wire [ACC_BITS-1:0] t = g_tmem.thr2[p*ACC_BITS +: ACC_BITS];
+            wire [AW-1:0] t_ext = {{(AW-ACC_BITS+1){t[ACC_BITS-1]}}, t[ACC_BITS-2:0]};
+            assign res2[p] = ($signed(acc_nx) >= $signed(t_ext));
+        end else begin : g_raw
+            // acc_nx fits ACC_BITS by the contract; wider bits exist only
+            // when a single chunk needs more room than the layer total.
+            assign res2[p*OB +: OB] = acc_nx[ACC_BITS-1:0];
+            if (AW > ACC_BITS) begin : g_unused
+                wire unused_hi = &{1'b0, acc_nx[AW-1:ACC_BITS]};
+            end
+        end
+    end
+endgenerate
+
+generate
+    if (OUT_MODE == 0) begin : g_tmem
+        reg [PE*ACC_BITS-1:0] tmem [0:NF-1];
+        reg [PE*ACC_BITS-1:0] thr2;
+        initial $readmemh(THRESH_FILE, tmem);
+        always @(posedge clk) begin
+            if (en) begin
+                thr2 <= tmem[nf1];
+            end
+        end
+    end else begin : g_notmem
+        wire [NFW-1:0] unused_nf1 = nf1;
+    end
+endgenerate
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        out_valid_reg <= 1'b0;
+    end else if (en) begin
+        out_valid_reg <= v2 && last2;
+    end
+end
+
+always @(posedge clk) begin
+    if (en && v2 && last2) begin
+        out_data_reg <= res2;
+    end
+end
+
+assign out_data = out_data_reg;
+assign out_valid = out_valid_reg;
+
+endmodule
+
+`resetall

@@ -1,0 +1,67 @@
+"""Writers for the ``$readmemh`` images defined in docs/hw_interfaces.md.
+
+Kept free of anything but numpy so that the code generator, the golden model
+and the testbenches all produce byte-identical files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def write_memh(path: str | Path, words: Iterable[int], width: int) -> Path:
+    """One hex word per line, MSB digit first, width rounded up to whole digits."""
+    digits = max(1, (width + 3) // 4)
+    mask = (1 << width) - 1
+    lines = []
+    for w in words:
+        w = int(w)
+        if w < 0 or w > mask:
+            raise ValueError(f"word {w:#x} does not fit in {width} bits")
+        lines.append(f"{w:0{digits}x}")
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pack_fields(values: Sequence[int], field_bits: int) -> int:
+    """Pack values (two's complement allowed) LSB-first into one integer."""
+    mask = (1 << field_bits) - 1
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (i * field_bits)
+    return word
+
+
+def unpack_fields(word: int, n: int, field_bits: int, signed: bool = False) -> list[int]:
+    mask = (1 << field_bits) - 1
+    out = []
+    for i in range(n):
+        v = (int(word) >> (i * field_bits)) & mask
+        if signed and v >> (field_bits - 1):
+            v -= 1 << field_bits
+        out.append(v)
+    return out
+
+
+def weight_words(W: np.ndarray, pe: int, simd: int) -> list[int]:
+    """Weight image: W is (MH, MW) of {0,1} (1 = +1); address nf*SF + sf,
+    bit p*SIMD + j = W[nf*PE + p, sf*SIMD + j]."""
+    W = np.asarray(W)
+    mh, mw = W.shape
+    nf_, sf_ = mh // pe, mw // simd
+    words = []
+    for nf in range(nf_):
+        for sf in range(sf_):
+            bits = W[nf * pe:(nf + 1) * pe, sf * simd:(sf + 1) * simd].reshape(-1)
+            words.append(pack_fields([int(b) for b in bits], 1))
+    return words
+
+
+def threshold_words(T: np.ndarray, pe: int, acc_bits: int) -> list[int]:
+    """Threshold image: depth NF, field p = T[nf*PE + p], two's complement."""
+    T = np.asarray(T).reshape(-1)
+    return [pack_fields(T[nf * pe:(nf + 1) * pe], acc_bits) for nf in range(len(T) // pe)]

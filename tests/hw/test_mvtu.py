@@ -1,0 +1,123 @@
+"""mvtu against the numpy reference, over many parameter sets.
+
+Each parameter set is one Verilator build; its cocotb tests (random
+gaps/backpressure scenarios chained without reset, and the cycles-per-frame
+measurement) run back to back in one simulation.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from sim.memfiles import threshold_words, weight_words, write_memh
+from sim.reference import acc_bits_for, frames_to_beats, mvtu_acc, mvtu_outputs
+from sim.runner import rtl_sources, run_test
+
+pytestmark = pytest.mark.rtl
+
+SOURCES = rtl_sources("mvtu", "popcount", "adder_tree")
+MVTU_LATENCY = 3  # documented in hw/rtl/mvtu.v
+
+# (MW, MH, PE, SIMD, MODE, INPUT_BITS, INPUT_SIGNED, OUT_MODE, acc slack bits)
+CONFIGS = [
+    (16, 8, 2, 4, 0, 1, 0, 0, 0),     # XNOR threshold, both folds > 1
+    (12, 6, 3, 4, 0, 1, 0, 1, 2),     # XNOR raw accumulator, non-power-of-2 PE
+    (8, 4, 1, 1, 0, 1, 0, 0, 0),      # PE=1, SIMD=1 corner
+    (32, 4, 4, 32, 0, 1, 0, 0, 0),    # PE=MH and SIMD=MW: one step per frame
+    (20, 6, 2, 5, 1, 1, 0, 0, 0),     # AND threshold, odd SIMD
+    (16, 10, 10, 2, 1, 1, 0, 1, 0),   # AND raw, PE=MH
+    (6, 4, 2, 3, 2, 4, 1, 1, 0),      # ADDSUB signed int4, raw
+    (12, 8, 4, 4, 2, 8, 0, 0, 0),     # ADDSUB unsigned int8 threshold
+    (9, 3, 1, 9, 2, 3, 1, 0, 1),      # ADDSUB signed int3, SIMD=MW, PE=1
+    (4, 2, 1, 4, 0, 1, 0, 1, 0),      # ACC_BITS exactly the range, SF=1
+    (64, 16, 4, 16, 0, 1, 0, 0, 0),   # larger layer
+    (10, 3, 3, 1, 2, 2, 0, 1, 0),     # ADDSUB unsigned 2-bit, SIMD=1, PE=MH
+]
+
+
+def _id(c):
+    mw, mh, pe, simd, mode, ib, sg, om, _ = c
+    return f"MW{mw}_MH{mh}_PE{pe}_S{simd}_m{mode}_ib{ib}{'s' if sg else 'u'}_om{om}"
+
+
+def _inputs(rng, frames, mw, mode, ib, signed):
+    if mode in (0, 1):
+        return rng.integers(0, 2, size=(frames, mw))
+    if signed:
+        lo, hi = -(1 << (ib - 1)), (1 << (ib - 1)) - 1
+    else:
+        lo, hi = 0, (1 << ib) - 1
+    x = rng.integers(lo, hi + 1, size=(frames, mw))
+    # make sure the extreme codes (e.g. -2^(IB-1), whose negation needs a bit more) occur
+    x[0, :] = lo
+    x[1, :] = hi
+    return x
+
+
+def _thresholds(rng, acc, acc_bits):
+    """Mostly thresholds drawn from real accumulator values (exercises equality),
+    plus the range ends that the compiler uses for always-on/always-off."""
+    mh = acc.shape[1]
+    T = acc[rng.integers(0, acc.shape[0], size=mh), np.arange(mh)] + rng.integers(-1, 2, size=mh)
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    T[0] = lo
+    if mh > 1:
+        T[-1] = hi
+    if mh > 2:
+        T[1] = acc[:, 1].max()  # exactly the max: on only for the maximal frames
+    return np.clip(T, lo, hi)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])
+def test_mvtu(cfg, tmp_path):
+    mw, mh, pe, simd, mode, ib, signed, out_mode, slack = cfg
+    rng = np.random.default_rng(zlib.crc32(_id(cfg).encode()))
+    acc_bits = acc_bits_for(mw, mode, ib, bool(signed)) + slack
+    nf, sf = mh // pe, mw // simd
+    W = rng.integers(0, 2, size=(mh, mw))
+    ob = acc_bits if out_mode else 1
+
+    # the thresholds are fixed per simulation (read at time 0), so draw them
+    # from a pool of all the frames used below
+    steps = nf * sf
+    n_frames = [max(4, 600 // steps), max(3, 120 // steps), max(3, 150 // steps), max(4, 200 // steps)]
+    xs = [_inputs(rng, n, mw, mode, ib, bool(signed)) for n in n_frames]
+    accs = [mvtu_acc(W, x, mode) for x in xs]
+    assert max(np.abs(a).max() for a in accs) < (1 << (acc_bits - 1))
+    T = _thresholds(rng, np.concatenate(accs), acc_bits)
+
+    write_memh(tmp_path / "weights.mem", weight_words(W, pe, simd), pe * simd)
+    write_memh(tmp_path / "thresholds.mem", threshold_words(T, pe, acc_bits), pe * acc_bits)
+
+    def scenario(name, x, acc, p_gap, p_stall, seed):
+        y = mvtu_outputs(acc, out_mode, T)
+        return {
+            "name": name,
+            "in_beats": frames_to_beats(x, simd, ib),
+            "expected": frames_to_beats(y, pe, ob),
+            "p_gap": p_gap,
+            "p_stall": p_stall,
+            "seed": seed,
+        }
+
+    case = {
+        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": MVTU_LATENCY,
+        "scenarios": [
+            scenario("random", xs[0], accs[0], 0.3, 0.3, 1),
+            scenario("heavy_backpressure", xs[1], accs[1], 0.0, 0.85, 2),
+            scenario("sparse_input", xs[2], accs[2], 0.8, 0.1, 3),
+        ],
+        "throughput": scenario("throughput", xs[3], accs[3], 0.0, 0.0, 4),
+    }
+    (tmp_path / "case.json").write_text(json.dumps(case))
+
+    params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, INPUT_BITS=ib,
+                  INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=out_mode,
+                  WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
+    res = run_test(SOURCES, "mvtu", "sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
+                   extra_env={"TB_CASE": str(tmp_path / "case.json")})
+    assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}
