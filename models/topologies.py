@@ -130,15 +130,33 @@ def build_model(topology: str, act: str, weight_scaling: str = "none") -> Binary
 
 
 @torch.no_grad()
-def randomize_batchnorm(model: nn.Module, generator: torch.Generator | None = None) -> None:
+def randomize_batchnorm(model: "BinaryNet", generator: torch.Generator | None = None,
+                        calibration: torch.Tensor | None = None) -> None:
     """Random BatchNorm statistics and affine parameters (negative gammas included),
-    so that export and compiler checks see every sign case, not only the identity."""
+    so that export and compiler checks see every sign case, not only the identity.
+
+    Statistics are first measured on `calibration` inputs (random images by default)
+    and then perturbed: drawn from nothing, they would put most channels far from
+    their threshold and collapse the network onto one label.
+    """
+    bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    if calibration is None:
+        calibration = torch.rand((64,) + tuple(model.spec.input_shape), generator=generator)
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration pass
+    was_training = model.training
+    model.train()
+    model(calibration)
+    model.train(was_training)
+    for bn in bns:
+        n = bn.num_features
+        std = bn.running_var.sqrt()
+        bn.running_mean.add_(torch.randn(n, generator=generator) * 0.5 * std)
+        bn.running_var.mul_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+        bn.weight.copy_(torch.randn(n, generator=generator))
+        bn.bias.copy_(torch.randn(n, generator=generator) * 0.5)
+        bn.momentum = 0.1
     for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=generator) * 3.0)
-            m.running_var.copy_(torch.rand(n, generator=generator) * 20.0 + 0.5)
-            m.weight.copy_(torch.randn(n, generator=generator))
-            m.bias.copy_(torch.randn(n, generator=generator) * 0.5)
         if isinstance(m, ChannelThreshold) and m.threshold.requires_grad:
-            m.threshold.copy_(torch.randn(m.threshold.shape, generator=generator) * 0.5)
+            m.threshold.copy_(torch.randn(m.threshold.shape, generator=generator) * 0.3)
