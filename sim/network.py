@@ -36,7 +36,7 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
                 p_gap: float = 0.0, p_stall: float = 0.0, seed: int = 0) -> dict:
     """Simulate the generated design in rtl_dir (Verilator + cocotb) on q_inputs and
     compare every output beat with the golden model's. Returns figures and mismatches."""
-    from sim.runner import run_test
+    from sim.runner import build, run_test
 
     rtl_dir = Path(rtl_dir).resolve()
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
@@ -53,8 +53,12 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
     case_file.write_text(json.dumps(case))
     if result_file.exists():
         result_file.unlink()
+    sources = [rtl_dir / f for f in manifest["files"]]
     t0 = time.perf_counter()
-    run_test([rtl_dir / f for f in manifest["files"]], manifest["top"], "sim.tb.tb_network",
+    build(sources, manifest["top"])
+    build_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_test(sources, manifest["top"], "sim.tb.tb_network",
              workdir=rtl_dir, extra_env={"TB_CASE": str(case_file), "TB_RESULT": str(result_file)})
     wall = time.perf_counter() - t0
     res = json.loads(result_file.read_text())
@@ -78,6 +82,7 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
         "latency_cycles_first_frame": frame_end[0] if frame_end else None,
         "cycles_per_frame_measured": steady,
         "cycles_per_frame_ideal": ideal,
+        "sim_build_seconds": round(build_wall, 3),
         "sim_wall_seconds": round(wall, 3),
         "sim_frames_per_second": frames / wall,
         "sim_cycles_per_second": res["cycles"] / wall,

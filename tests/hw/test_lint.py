@@ -1,0 +1,56 @@
+"""Every hw/rtl module is clean under `verilator --lint-only -Wall`, for
+several parameter sets; illegal parameters fail elaboration with a clear name."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.runner import LintError, lint, rtl_sources
+
+pytestmark = pytest.mark.rtl
+
+MVTU_SRC = ("mvtu", "popcount", "adder_tree")
+
+LINT_SETS = [
+    ("adder_tree", ("adder_tree",), {"N": 1, "IN_W": 3, "SIGNED": 1}),
+    ("adder_tree", ("adder_tree",), {"N": 7, "IN_W": 5, "SIGNED": 1}),
+    ("adder_tree", ("adder_tree",), {"N": 16, "IN_W": 4, "SIGNED": 0}),
+    ("popcount", ("popcount", "adder_tree"), {"N": 1}),
+    ("popcount", ("popcount", "adder_tree"), {"N": 37}),
+    ("mvtu", MVTU_SRC, {}),
+    ("mvtu", MVTU_SRC, {"MW": 1, "MH": 1, "PE": 1, "SIMD": 1, "ACC_BITS": 2}),
+    ("mvtu", MVTU_SRC, {"MW": 64, "MH": 64, "PE": 64, "SIMD": 64, "MODE": 1, "ACC_BITS": 8, "OUT_MODE": 1}),
+    ("mvtu", MVTU_SRC, {"MW": 784, "MH": 64, "PE": 16, "SIMD": 49, "MODE": 2, "INPUT_BITS": 8,
+                        "INPUT_SIGNED": 0, "ACC_BITS": 20}),
+    ("mvtu", MVTU_SRC, {"MW": 12, "MH": 6, "PE": 3, "SIMD": 4, "MODE": 2, "INPUT_BITS": 4,
+                        "INPUT_SIGNED": 1, "ACC_BITS": 7, "OUT_MODE": 1}),
+    ("mvtu", MVTU_SRC, {"MW": 4, "MH": 2, "PE": 1, "SIMD": 4, "ACC_BITS": 4, "OUT_MODE": 1}),
+    ("stream_fifo", ("stream_fifo",), {"WIDTH": 1, "DEPTH": 1}),
+    ("stream_fifo", ("stream_fifo",), {"WIDTH": 64, "DEPTH": 7}),
+    ("stream_dwc", ("stream_dwc",), {"IN_WIDTH": 16, "OUT_WIDTH": 6}),
+    ("stream_dwc", ("stream_dwc",), {"IN_WIDTH": 1, "OUT_WIDTH": 64}),
+    ("stream_dwc", ("stream_dwc",), {"IN_WIDTH": 8, "OUT_WIDTH": 8}),
+    ("label_select", ("label_select",), {"PE": 1, "NF": 1, "ACC_BITS": 2, "INDEX_BITS": 1}),
+    ("label_select", ("label_select",), {"PE": 16, "NF": 1, "ACC_BITS": 8, "INDEX_BITS": 4}),
+    ("label_select", ("label_select",), {"PE": 5, "NF": 20, "ACC_BITS": 16, "INDEX_BITS": 8}),
+]
+
+
+@pytest.mark.parametrize("top,srcs,params", LINT_SETS,
+                         ids=[f"{t}-{'-'.join(f'{k}{v}' for k, v in p.items()) or 'default'}"
+                              for t, _, p in LINT_SETS])
+def test_lint_clean(top, srcs, params):
+    assert lint(rtl_sources(*srcs), top, params) == []
+
+
+@pytest.mark.parametrize("top,srcs,params,needle", [
+    ("mvtu", MVTU_SRC, {"MW": 6, "SIMD": 4}, "mvtu_error_MW_not_divisible_by_SIMD"),
+    ("mvtu", MVTU_SRC, {"MH": 6, "PE": 4}, "mvtu_error_MH_not_divisible_by_PE"),
+    ("mvtu", MVTU_SRC, {"MODE": 0, "INPUT_BITS": 4}, "mvtu_error_INPUT_BITS_must_be_1_in_MODE_0_and_1"),
+    ("label_select", ("label_select",), {"PE": 4, "NF": 5, "INDEX_BITS": 4},
+     "label_select_error_INDEX_BITS_too_small_for_NF_times_PE"),
+])
+def test_illegal_parameters_fail_elaboration(top, srcs, params, needle):
+    with pytest.raises(LintError) as ei:
+        lint(rtl_sources(*srcs), top, params)
+    assert needle in str(ei.value)
