@@ -204,7 +204,9 @@ def _top_verilog(top: str, p: list[dict], label: bool, fifo_depth: int) -> str:
         L.append("")
         if i + 1 < len(p):
             n = p[i + 1]
-            L += _link(i, q["out_width"], n["in_width"], fifo_depth)
+            # a whole consumer input frame (+2 for pipeline slack), at least fifo_depth
+            depth = max(fifo_depth, n["MW"] // n["SIMD"] + 2)
+            L += _link(i, q["out_width"], n["in_width"], depth)
     if label:
         i = last["index"]
         L.append("    wire [%d:0] label_data;" % (idx_bits - 1))
@@ -245,28 +247,27 @@ def _top_verilog(top: str, p: list[dict], label: bool, fifo_depth: int) -> str:
 
 
 def _link(i: int, w_out: int, w_in: int, depth: int) -> list[str]:
-    """Producer layer i -> FIFO -> (width converter) -> consumer layer i+1."""
+    """Producer layer i -> (width converter) -> FIFO -> consumer layer i+1.
+
+    The FIFO sits at the consumer's width and holds `depth` consumer beats; the
+    caller sizes it to a whole input frame of the consumer, so the producer can
+    run a frame ahead while the consumer replays its input buffer (nf > 0)."""
     j = i + 1
     L = []
     src = f"l{i}_out"
-    if depth > 0:
-        L.append(f"    wire [{w_out - 1}:0] f{i}_data;")
-        L.append(f"    wire f{i}_valid, f{i}_ready;")
-        L.append(f"    stream_fifo #(.WIDTH({w_out}), .DEPTH({depth})) fifo{i} (")
-        L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
-        L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
-        L.append(f"        .out_data(f{i}_data), .out_valid(f{i}_valid), .out_ready(f{i}_ready)")
-        L.append("    );")
-        src = f"f{i}"
     if w_out != w_in:
+        L.append(f"    wire [{w_in - 1}:0] c{i}_data;")
+        L.append(f"    wire c{i}_valid, c{i}_ready;")
         L.append(f"    stream_dwc #(.IN_WIDTH({w_out}), .OUT_WIDTH({w_in})) dwc{i} (")
         L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
         L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
-        L.append(f"        .out_data(l{j}_in_data), .out_valid(l{j}_in_valid), .out_ready(l{j}_in_ready)")
+        L.append(f"        .out_data(c{i}_data), .out_valid(c{i}_valid), .out_ready(c{i}_ready)")
         L.append("    );")
-    else:
-        L.append(f"    assign l{j}_in_data = {src}_data;")
-        L.append(f"    assign l{j}_in_valid = {src}_valid;")
-        L.append(f"    assign {src}_ready = l{j}_in_ready;")
+        src = f"c{i}"
+    L.append(f"    stream_fifo #(.WIDTH({w_in}), .DEPTH({depth})) fifo{i} (")
+    L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
+    L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
+    L.append(f"        .out_data(l{j}_in_data), .out_valid(l{j}_in_valid), .out_ready(l{j}_in_ready)")
+    L.append("    );")
     L.append("")
     return L
