@@ -34,15 +34,16 @@ META = {"topology": "tiny-mlp", "activation": "sign"}
 class TinyNet(nn.Module):
     """Flatten -> Linear -> ReLU -> Linear with BNN-style latent weight clipping."""
 
-    def __init__(self, in_features=16, hidden=16, classes=3, seed=0):
+    def __init__(self, in_features=16, hidden=16, classes=3, seed=0, dropout=0.0):
         super().__init__()
         torch.manual_seed(seed)
         self.fc1 = nn.Linear(in_features, hidden)
+        self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, classes)
         self.clip_calls = 0
 
     def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+        return self.fc2(self.drop(torch.relu(self.fc1(x.flatten(1)))))
 
     def clip_latent_weights(self):
         self.clip_calls += 1
@@ -221,11 +222,11 @@ class Crash(Exception):
 def test_resume_continues_and_matches_uninterrupted_run(tmp_path, capsys):
     data = blobs()
     steps = math.ceil(96 / 32)
-    straight = TinyNet(seed=3)
+    straight = TinyNet(seed=3, dropout=0.3)
     r_straight = run(straight, data, tmp_path / "straight", epochs=4)
 
     # crash in the middle of epoch 3 of a 4-epoch run
-    crashing = TinyNet(seed=3)
+    crashing = TinyNet(seed=3, dropout=0.3)
 
     def crash_in_epoch_3(model):
         if model.clip_calls == 2 * steps + 1:
@@ -237,7 +238,7 @@ def test_resume_continues_and_matches_uninterrupted_run(tmp_path, capsys):
     assert torch.load(tmp_path / "split" / CHECKPOINT_FILE, weights_only=True)["epoch"] == 2
     capsys.readouterr()
 
-    resumed = TinyNet(seed=99)  # different init: everything must come from the checkpoint
+    resumed = TinyNet(seed=99, dropout=0.3)  # different init: everything must come from the checkpoint
     r_resumed = run(resumed, data, tmp_path / "split", epochs=4, resume=True)
     printed = capsys.readouterr().out
     assert "epoch 3/4" in printed and "epoch 4/4" in printed and "epoch 2/4" not in printed
@@ -248,7 +249,7 @@ def test_resume_continues_and_matches_uninterrupted_run(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "split" / METRICS_CSV)))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
 
-    # same schedule, same data order, same optimizer state: bit-identical result
+    # same schedule, data order, optimizer state and dropout RNG: bit-identical result
     assert states_equal(straight, resumed)
     for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
         assert r_resumed[key] == r_straight[key]
