@@ -171,7 +171,17 @@ def build_parser():
     return ap
 
 
+def _quiet_third_party_warnings():
+    """Brevitas warns about an optional CUDA kernel and its own fx deprecation on
+    every import; neither concerns a user of this tool."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+    warnings.filterwarnings("ignore", message=".*brevitas.fx is deprecated.*")
+
+
 def main(argv=None):
+    _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
