@@ -503,11 +503,14 @@ def train(
 
     x_train, y_train = _as_tensors(data.train, device)
     x_test, y_test = _as_tensors(data.test, device)
-    n = len(y_train)
+    # A trailing batch of one sample breaks BatchNorm in training mode: skip
+    # that one (randomly chosen, the order is shuffled) sample per epoch.
+    n = len(y_train) - 1 if len(y_train) % batch_size == 1 and len(y_train) > 1 else len(y_train)
     steps = math.ceil(n / batch_size)
     clip = getattr(model, "clip_latent_weights", None)
     clip = clip if callable(clip) else None
-    show_bar = bool(progress) and sys.stderr.isatty()
+    isatty = getattr(sys.stderr, "isatty", None)
+    show_bar = bool(progress) and callable(isatty) and bool(isatty())
     if show_bar:
         from tqdm import tqdm
 
@@ -517,7 +520,7 @@ def train(
         epoch_lr = lr_at(epoch, epochs, float(lr), schedule, step_size, gamma)
         for group in optimizer.param_groups:
             group["lr"] = epoch_lr
-        perm = _epoch_permutation(n, int(seed), epoch, device)
+        perm = _epoch_permutation(len(y_train), int(seed), epoch, device)[:n]
         model.train()
         sum_loss = torch.zeros((), dtype=torch.float64, device=device)
         sum_extra = torch.zeros((), dtype=torch.float64, device=device)
@@ -558,7 +561,7 @@ def train(
             sum_loss += ce.detach().double() * len(idx)
             correct += (logits.detach().argmax(dim=1) == yb).sum()
             if bar is not None and (b % 10 == 0 or b == steps - 1):
-                bar.set_postfix(loss=f"{float(ce):.4f}")
+                bar.set_postfix(loss=f"{ce.item():.4f}")
         if bar is not None:
             bar.close()
         test_loss, test_acc = _evaluate_tensors(model, x_test, y_test, int(eval_batch_size))

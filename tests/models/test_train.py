@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -476,3 +477,28 @@ def test_real_mnist_t10k_training(tmp_path):
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
     result = train(model, data, tmp_path, epochs=2, lr=3e-3, meta={"topology": "mlp"}, progress=False)
     assert result["test_acc"] > 0.88
+
+
+def test_progress_bar_on_a_tty_and_silent_otherwise(tmp_path, capsys, monkeypatch):
+    run(TinyNet(), blobs(), tmp_path / "quiet", progress=True)  # captured stderr is no TTY
+    assert "batch" not in capsys.readouterr().err
+    monkeypatch.setattr(type(sys.stderr), "isatty", lambda self: True, raising=False)
+    run(TinyNet(), blobs(), tmp_path / "bar", progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "batch" in err
+    run(TinyNet(), blobs(), tmp_path / "off", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_trailing_single_sample_batch_is_skipped_for_batchnorm(tmp_path):
+    class BNNet(TinyNet):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(16)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.bn(self.fc1(x.flatten(1)))))
+
+    model = BNNet()
+    result = run(model, blobs(n_train=65), tmp_path, batch_size=32)  # 65 = 2 * 32 + 1
+    assert model.clip_calls == 2 * 2 and result["epoch"] == 2
