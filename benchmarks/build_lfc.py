@@ -1,0 +1,59 @@
+"""QONNX-to-Verilog build time and peak memory for LFC at the BNN-PYNQ folding, and
+RTL simulation speed (frames/s, cycles/s) of the generated design.
+
+    .venv/bin/python benchmarks/build_lfc.py [--frames 100] [--no-sim]
+"""
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--no-sim", action="store_true")
+    a = ap.parse_args()
+    from finn_flows.builder import build
+    from finn_flows.config import load_config
+    from models.export import export_qonnx
+    from models.topologies import build_model, randomize_batchnorm
+
+    tmp = Path(tempfile.mkdtemp(prefix="bnnforge-bench-"))
+    m = build_model("lfc", "bipolar")
+    randomize_batchnorm(m, torch.Generator().manual_seed(0))
+    m.eval()
+    export_qonnx(m, tmp / "lfc.onnx", (1, 1, 28, 28))
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cfg = load_config(None, model=str(tmp / "lfc.onnx"), output_dir=str(tmp / "build"), name="lfc",
+                      folding_config_file=str(REPO / "configs/folding/lfc_bnn_pynq.json"),
+                      steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
+    t0 = time.perf_counter()
+    build(cfg, progress=False)
+    bt = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"LFC QONNX -> Verilog build: {bt:.2f} s; peak RSS of the process {rss1 / 1024:.0f} MiB "
+          f"(before the build {rss0 / 1024:.0f} MiB)")
+    if a.no_sim:
+        return
+    from sim.golden import execute
+    from sim.network import run_network
+
+    hw = onnx.load(str(tmp / "build" / "final_model.onnx"))
+    q = np.random.default_rng(0).integers(0, 2, size=(a.frames, 784))
+    res = run_network(tmp / "build" / "rtl", q, execute(hw, q))
+    print(f"RTL simulation (Verilator + cocotb): build {res['sim_build_seconds']:.1f} s, "
+          f"{res['frames']} frames in {res['sim_wall_seconds']:.1f} s = {res['sim_frames_per_second']:.1f} frames/s, "
+          f"{res['sim_cycles_per_second']:,.0f} cycles/s; mismatches {res['rtl_mismatches']}; "
+          f"cycles/frame {res['cycles_per_frame_measured']:.1f} (ideal {res['cycles_per_frame_ideal']})")
+
+
+if __name__ == "__main__":
+    main()
