@@ -12,7 +12,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR = REPO_ROOT / "hw" / "rtl"
-BUILD_ROOT = REPO_ROOT / "build" / "sim_cache"
+# BNNFORGE_SIM_CACHE moves the build cache (e.g. to time a cold run without
+# disturbing builds that other processes are using).
+BUILD_ROOT = Path(os.environ.get("BNNFORGE_SIM_CACHE", REPO_ROOT / "build" / "sim_cache"))
 
 
 def verilator_root() -> Path:
