@@ -415,7 +415,11 @@ def synthesize(sources: list[Path], top: str, *, workdir: Path,
 
     dflags = "".join(f" -D{k}" + ("" if v is None else f"={v}")
                      for k, v in (defines or {}).items())
-    lines = [f"read_verilog{dflags} " + " ".join(_quote(r) for r in rel)]
+    # -defer: elaborate modules only as the hierarchy instantiates them, so a library
+    # module's default parameters (e.g. a default $readmemh file name) never matter.
+    # chparam needs elaborated modules, hence no -defer when the top is overridden.
+    defer = "" if parameters else " -defer"
+    lines = [f"read_verilog{defer}{dflags} " + " ".join(_quote(r) for r in rel)]
     for k, v in parameters.items():
         lines.append(f"chparam -set {k} {_param_value(v)} {top}")
     lines.append(f"synth_xilinx -family {family} -noiopad -top {top}"
