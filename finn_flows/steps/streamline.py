@@ -217,22 +217,21 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
         w = layer.weights.astype(np.int8)
         mm_attrs = dict(input_kind=kind, input_bits=bits, input_signed=int(signed), source_node=layer.matmul.name)
         acc = f"layer{i}_acc"
+        out = acc
         if layer.act is not None:
             t, flip = _thresholds(layer, d_max, model)
             w[flip] *= -1
-            nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
-                                          name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
+            inits.append(numpy_helper.from_array(t, f"layer{i}_thresholds"))
+        else:
+            _check_argmax_preserving(layer, d_max, model)
+        nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
+                                      name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
+        if layer.act is not None:
             out = f"layer{i}_out"
             nodes.append(helper.make_node("Threshold", [acc, f"layer{i}_thresholds"], [out],
                                           name=f"Threshold_{i}", domain=DOMAIN, output_kind=layer.act_kind,
                                           acc_min=-d_max, acc_max=d_max))
-            inits.append(numpy_helper.from_array(t, f"layer{i}_thresholds"))
             kind, bits, signed = layer.act_kind, 1, layer.act_kind == "bipolar"
-        else:
-            _check_argmax_preserving(layer, d_max, model)
-            out = acc
-            nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
-                                          name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
         inits.append(numpy_helper.from_array(w, f"layer{i}_weights"))
         x_name = out
     n_out = layers[-1].weights.shape[0]
