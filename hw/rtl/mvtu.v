@@ -253,6 +253,29 @@ always @(posedge clk) begin
 end
 
 // ---------------------------------------------------------------- out
+// Thresholds of the current fold, registered alongside the chunk sums. Declared
+// at module level (not referenced inside g_tmem) because Yosys does not resolve
+// hierarchical names into a generate block that is declared later in the file.
+wire [PE*ACC_BITS-1:0] thr2;
+
+generate
+    if (OUT_MODE == 0) begin : g_tmem
+        reg [PE*ACC_BITS-1:0] tmem [0:NF-1];
+        reg [PE*ACC_BITS-1:0] thr2_reg;
+        initial $readmemh(THRESH_FILE, tmem);
+        always @(posedge clk) begin
+            if (en) begin
+                thr2_reg <= tmem[nf1];
+            end
+        end
+        assign thr2 = thr2_reg;
+    end else begin : g_notmem
+        wire [NFW-1:0] unused_nf1 = nf1;
+        assign thr2 = {PE*ACC_BITS{1'b0}};
+        wire unused_thr2 = &{1'b0, thr2};
+    end
+endgenerate
+
 wire [PE*OB-1:0] res2;
 
 generate
@@ -267,7 +290,7 @@ generate
             end
         end
         if (OUT_MODE == 0) begin : g_thr
-            wire [ACC_BITS-1:0] t = g_tmem.thr2[p*ACC_BITS +: ACC_BITS];
+            wire [ACC_BITS-1:0] t = thr2[p*ACC_BITS +: ACC_BITS];
             wire [AW-1:0] t_ext = {{(AW-ACC_BITS+1){t[ACC_BITS-1]}}, t[ACC_BITS-2:0]};
             assign res2[p] = ($signed(acc_nx) >= $signed(t_ext));
         end else begin : g_raw
@@ -281,20 +304,6 @@ generate
     end
 endgenerate
 
-generate
-    if (OUT_MODE == 0) begin : g_tmem
-        reg [PE*ACC_BITS-1:0] tmem [0:NF-1];
-        reg [PE*ACC_BITS-1:0] thr2;
-        initial $readmemh(THRESH_FILE, tmem);
-        always @(posedge clk) begin
-            if (en) begin
-                thr2 <= tmem[nf1];
-            end
-        end
-    end else begin : g_notmem
-        wire [NFW-1:0] unused_nf1 = nf1;
-    end
-endgenerate
 
 always @(posedge clk) begin
     if (!rst_n) begin
