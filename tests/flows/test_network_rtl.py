@@ -15,10 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 FOLD = REPO / "configs" / "folding"
 
 
-def _check(tmp_path, model, folding, n=200, p=0.0, expect_cycles=None, name="net"):
+def _check(tmp_path, model, folding, n=200, p=0.0, expect_cycles=None, name="net", x=None):
     streamlined, hw, bdir = export_and_build(model, tmp_path, steps=HW_STEPS + ["codegen"],
                                              folding_config_file=str(folding), name=name)
-    x = np.random.default_rng(7).random((n,) + model.spec.input_shape, dtype=np.float32)
+    if x is None:
+        x = np.random.default_rng(7).random((n,) + model.spec.input_shape, dtype=np.float32)
+    n = len(x)
     q = quantize_inputs(streamlined, x)
     golden = execute(hw, q)
     assert np.array_equal(golden, torch_outputs(model, x).argmax(1))
@@ -61,7 +63,53 @@ def test_lfc_bnn_pynq_folding_512_cycles(tmp_path, act):
 @pytest.mark.slow
 @pytest.mark.parametrize("act", ["unipolar", "bipolar"])
 def test_sfc_rtl_bit_exact(tmp_path, act):
-    folding = tmp_path / "sfc.json"
-    folding.write_text(json.dumps({"MVTU_0": {"PE": 16, "SIMD": 49}, "MVTU_1": {"PE": 16, "SIMD": 16},
-                                   "MVTU_2": {"PE": 16, "SIMD": 16}, "MVTU_3": {"PE": 10, "SIMD": 16}}))
-    _check(tmp_path, random_model("sfc", act, seed=25), folding, expect_cycles=256)
+    _check(tmp_path, random_model("sfc", act, seed=25), _sfc_folding(tmp_path), expect_cycles=256)
+
+
+MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
+FC_FOLDINGS = {"tfc": ("tfc_finn_examples.json", 64), "sfc": (None, 256), "lfc": ("lfc_bnn_pynq.json", 512)}
+
+
+def _trained(tmp_path, topology, act, epochs):
+    if not MNIST.is_dir():
+        pytest.skip(f"real MNIST not found at {MNIST}")
+    from models.data import load_mnist
+    from models.topologies import build_model
+    from models.train import train
+
+    data = load_mnist(MNIST)
+    model = build_model(topology, act)
+    res = train(model, data, tmp_path / "train", epochs=epochs, batch_size=128, lr=0.005, seed=0,
+                meta=model.meta(), progress=False, num_threads=1)
+    return model.eval(), data, res
+
+
+def _sfc_folding(tmp_path):
+    f = tmp_path / "sfc.json"
+    f.write_text(json.dumps({"MVTU_0": {"PE": 16, "SIMD": 49}, "MVTU_1": {"PE": 16, "SIMD": 16},
+                             "MVTU_2": {"PE": 16, "SIMD": 16}, "MVTU_3": {"PE": 10, "SIMD": 16}}))
+    return f
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("topology,act", [
+    ("tfc", "unipolar"),
+    ("tfc", "bipolar"),
+    pytest.param("sfc", "unipolar", marks=pytest.mark.slow),
+    pytest.param("sfc", "bipolar", marks=pytest.mark.slow),
+    pytest.param("lfc", "unipolar", marks=pytest.mark.slow),
+    pytest.param("lfc", "bipolar", marks=pytest.mark.slow),
+])
+def test_trained_on_real_mnist_rtl_bit_exact(tmp_path, topology, act):
+    """Trained on the real MNIST digits (8,000), then 200 real test digits through
+    torch, golden and RTL: argmax equal, RTL bit-exact, accuracy recorded."""
+    model, data, res = _trained(tmp_path, topology, act, epochs=2)
+    assert res["test_acc"] >= 0.80, res
+    name, cycles = FC_FOLDINGS[topology]
+    folding = FOLD / name if name else _sfc_folding(tmp_path)
+    (tmp_path / "hw").mkdir()
+    out = _check(tmp_path / "hw", model, folding, expect_cycles=cycles, x=data.test.x[:200])
+    rtl_acc = float(np.mean(np.array(out["labels_rtl"]) == data.test.y[:200]))
+    print(f"{topology}/{act}: torch test acc (2,000 imgs) {res['test_acc']:.4f}, RTL acc on 200 {rtl_acc:.4f}, "
+          f"cycles/frame {out['cycles_per_frame_measured']:.1f}")
+    assert rtl_acc >= 0.75
