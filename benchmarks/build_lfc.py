@@ -1,7 +1,8 @@
-"""QONNX-to-Verilog build time and peak memory for LFC at the BNN-PYNQ folding, and
-RTL simulation speed (frames/s, cycles/s) of the generated design.
+"""QONNX-to-Verilog build time and peak memory for LFC at the BNN-PYNQ folding,
+RTL simulation speed (frames/s, cycles/s) of the generated design, and (--synth)
+the Yosys LUT/BRAM count beside BNN-PYNQ's Vivado figures (28,360 LUT, 110 BRAM36).
 
-    .venv/bin/python benchmarks/build_lfc.py [--frames 100] [--no-sim]
+    .venv/bin/python benchmarks/build_lfc.py [--frames 100] [--no-sim] [--synth] [--flatten]
 """
 import argparse
 import resource
@@ -20,6 +21,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--synth", action="store_true", help="also run Yosys synth_xilinx (minutes)")
+    ap.add_argument("--flatten", action="store_true", help="flatten before synthesis (as Vivado does)")
     a = ap.parse_args()
     from finn_flows.builder import build
     from finn_flows.config import load_config
@@ -41,6 +44,16 @@ def main():
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"LFC QONNX -> Verilog build: {bt:.2f} s; peak RSS of the process {rss1 / 1024:.0f} MiB "
           f"(before the build {rss0 / 1024:.0f} MiB)")
+    if a.synth:
+        import json
+        from hw.synth import synthesize
+
+        rtl = tmp / "build" / "rtl"
+        manifest = json.loads((rtl / "manifest.json").read_text())
+        r = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl, flatten=a.flatten)
+        print(f"Yosys synth_xilinx ({'flattened' if a.flatten else 'hierarchical'}, {r.elapsed_s:.0f} s): "
+              f"{r.total.lut_total:,} LUT = {r.total.lut_total / 28360:.2f}x BNN-PYNQ's 28,360 (Vivado); "
+              f"{r.total.bram18} BRAM18 = {r.total.bram18 / 2:.0f} BRAM36 vs 110; {r.total.ff:,} FF; {r.total.dsp} DSP")
     if a.no_sim:
         return
     from sim.golden import execute
