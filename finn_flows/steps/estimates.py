@@ -1,10 +1,12 @@
 """step_estimates: cycles, throughput, memory and resources per layer (JSON + table).
 
-Resource model (xc7, first order, calibrated on Yosys synth_xilinx of our RTL):
-XNOR/AND lanes and the popcount tree cost about 1 LUT per synapse lane; each PE's
-accumulator and threshold compare cost about 2 LUT per accumulator bit; weight
-memory goes to BRAM18 (18 Kbit, 36 bits wide at depth 512) when a PE's slice is
-large, LUTRAM (64 bits per LUT) when small.
+Resource model (xc7, first order), fitted to Yosys synth_xilinx of our RTL for LFC
+at the BNN-PYNQ folding (hierarchical synthesis, 2026-11): a synapse lane (XNOR/AND,
+its share of the popcount tree and of the pipeline registers) costs about 2.6 LUT;
+each PE's accumulator and threshold compare about 2 LUT per accumulator bit. Weight
+memory goes to BRAM18 (36 bits wide at depth 512, 18 at 1024) when it is deep and
+large, which matched Yosys' BRAM count exactly; otherwise it becomes LUT ROM,
+costed at one LUT per 32 bits.
 """
 from __future__ import annotations
 
@@ -31,11 +33,11 @@ def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:
         if depth >= 128 and wbits >= 16384:
             bram18 = math.ceil(width / 36) * math.ceil(depth / 512) if depth <= 512 \
                 else math.ceil(width / 18) * math.ceil(depth / 1024)
-            lutram = 0
+            rom_luts = 0
         else:
-            bram18, lutram = 0, math.ceil(wbits / 64)
+            bram18, rom_luts = 0, math.ceil(wbits / 32)
         t_out = attr_str(a["out_mode"]) == "threshold"
-        luts = int(lanes * 1.1 + pe * acc * (3 if t_out else 2) + lutram + 40)
+        luts = int(lanes * 2.6 + pe * acc * 2 + rom_luts + 40)
         layers.append({
             "name": node.name, "MW": mw, "MH": mh, "PE": pe, "SIMD": simd, "mode": attr_str(a["mode"]),
             "acc_bits": acc, "cycles": sf * nf, "weight_bits": wbits,
