@@ -113,3 +113,17 @@ def test_trained_on_real_mnist_rtl_bit_exact(tmp_path, topology, act):
     print(f"{topology}/{act}: torch test acc (2,000 imgs) {res['test_acc']:.4f}, RTL acc on 200 {rtl_acc:.4f}, "
           f"cycles/frame {out['cycles_per_frame_measured']:.1f}")
     assert rtl_acc >= 0.75
+
+
+@pytest.mark.rtl
+def test_build_with_rtlsim_step_writes_report(tmp_path):
+    """The rtlsim build step: images from an .npy quantized by the model's own input
+    quantizer, simulated and compared; figures land in report/rtlsim.json."""
+    m = random_model("digits_mlp", "unipolar", seed=31)
+    images = np.random.default_rng(1).random((30, 1, 8, 8), dtype=np.float32)
+    np.save(tmp_path / "images.npy", images)
+    _, _, bdir = export_and_build(m, tmp_path, steps=HW_STEPS + ["codegen", "rtlsim"],
+                                  folding_config_file=str(FOLD / "digits_mlp.json"),
+                                  rtlsim_inputs=str(tmp_path / "images.npy"), rtlsim_count=30)
+    rep = json.loads((bdir / "report" / "rtlsim.json").read_text())
+    assert rep["frames"] == 30 and rep["rtl_mismatches"] == 0 and rep["tlast_correct"]
