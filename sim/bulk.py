@@ -1,0 +1,233 @@
+"""Fast bulk RTL simulation of a generated network: a static C++ harness
+(sim/harness/bulk_main.cpp) compiled by Verilator against the generated top, no
+per-cycle Python.
+
+`run_network_bulk` takes the same inputs and returns the same figures as
+`sim.network.run_network` (the cocotb path). The harness mirrors the cocotb
+testbench cycle for cycle and draws its input gaps and output stalls from the
+same pseudo-random stream (Python's `random.Random(seed)`), so for the same seed
+both paths see the same stimulus: same output beats, same output cycles.
+
+Builds are cached under ``build/bulk_cache/<top>_<hash>`` (or
+``$BNNFORGE_BULK_CACHE``), keyed by the Verilog sources, the harness, Verilator
+and the flags; memory images are read at run time by ``$readmemh`` and are not
+part of the key. A file lock lets parallel pytest workers share one build.
+
+Mid-stream reset (``reset_at_cycle``): at that cycle (counted like
+``cycles_total``, from the first cycle after the initial reset) ``ap_rst_n`` is
+held low for ``RESET_CYCLES`` clock edges with the input idle and the output not
+ready; then the stream resumes at the start of the first frame none of whose
+input beats had been accepted before the reset (``restart_frame``). Frames
+before it whose input had started are abandoned. The comparison then means: the
+output beats seen before the reset must equal the same number of leading golden
+beats (frames completed before the reset are exact; a frame cut by the reset may
+be partial), and after the reset the design must produce exactly the golden
+beats of frames ``restart_frame .. N-1``, in order, with TLAST counted afresh.
+``outputs`` holds every beat (before + after); the extra ``reset`` entry of the
+result gives ``cycle``, ``restart_frame``, ``beats_before_reset``,
+``frames_abandoned``.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sim.network import expected_beats, frame_beats
+from sim.verilator_env import REPO_ROOT, setup_env, verilator_bin
+
+HARNESS = Path(__file__).resolve().parent / "harness" / "bulk_main.cpp"
+BULK_ROOT = Path(os.environ.get("BNNFORGE_BULK_CACHE", REPO_ROOT / "build" / "bulk_cache"))
+RESET_CYCLES = 4
+
+# Same lint/X settings as the cocotb builds (sim/runner.py), so both paths simulate
+# the same model; the C++ is optimised for run time, not compile time.
+_VERILATE_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "unique", "--x-initial", "unique")
+# CFG_CXXFLAGS_PCH_I: the wheel's verilated.mk leaves it empty (see sim/runner.py).
+_MAKE_VARS = ("OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2", "CFG_CXXFLAGS_PCH_I=-include")
+
+__all__ = ["run_network_bulk", "build_bulk", "BulkSimError"]
+
+
+class BulkSimError(RuntimeError):
+    """The bulk harness could not be built, or the simulation did not finish."""
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _key(sources: list[Path], top: str) -> str:
+    h = hashlib.sha256()
+    h.update(str(verilator_bin()).encode())
+    h.update((verilator_bin().parent.parent / "include" / "verilated.cpp").read_bytes())
+    for s in sources:
+        h.update(s.name.encode())
+        h.update(s.read_bytes())
+    h.update(top.encode())
+    h.update(HARNESS.read_bytes())
+    h.update(json.dumps([list(_VERILATE_ARGS), list(_MAKE_VARS)]).encode())
+    return h.hexdigest()[:16]
+
+
+def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Path:
+    """Compile (or reuse) the bulk harness for the design in rtl_dir; returns the binary."""
+    rtl_dir = Path(rtl_dir).resolve()
+    manifest = json.loads((rtl_dir / "manifest.json").read_text())
+    top = manifest["top"]
+    sources = [rtl_dir / f for f in manifest["files"]]
+    root = Path(build_root) if build_root is not None else BULK_ROOT
+    key = _key(sources, top)
+    bdir = root / f"{top}_{key}"
+    exe = bdir / "bulk_sim"
+    with _locked(root / f"{top}_{key}.lock"):
+        if (bdir / ".built").exists() and exe.exists():
+            return exe
+        bdir.mkdir(parents=True, exist_ok=True)
+        env = setup_env(dict(os.environ))
+        cmd = [str(verilator_bin()), "--cc", "--exe", "--build", "-j", "2", "--prefix", "Vtop",
+               "--top-module", top, "--Mdir", str(bdir), "-o", "bulk_sim",
+               *_VERILATE_ARGS, "-MAKEFLAGS", " ".join(_MAKE_VARS),
+               *[str(s) for s in sources], str(HARNESS)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        (bdir / "build.log").write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
+        if proc.returncode != 0 or not exe.exists():
+            raise BulkSimError(f"bulk harness build for {top} failed (rc {proc.returncode}):\n"
+                               f"{(proc.stdout + proc.stderr)[-4000:]}")
+        (bdir / ".built").write_text("ok\n")
+    return exe
+
+
+def _max_cycles(manifest: dict, ideal: int, frames: int, n_beats: int, p_gap: float, p_stall: float) -> int:
+    """Generous cycle budget: the slowest of compute, gapped input and stalled output,
+    three times over, plus the fill latency."""
+    slow_in = manifest["in_beats_per_frame"] / max(1e-3, 1.0 - p_gap)
+    slow_out = manifest["out_beats_per_frame"] / max(1e-3, 1.0 - p_stall)
+    per_frame = max(ideal, slow_in, slow_out)
+    return 2000 + int(3 * per_frame * frames) + 10 * n_beats
+
+
+def _parse_output(path: Path) -> tuple[dict, list[tuple[int, int, int]], dict | None]:
+    status, reset, beats = None, None, []
+    with open(path) as fh:
+        for line in fh:
+            if line.startswith("#"):
+                f = line[1:].split()
+                if f[0] == "status":
+                    status = {"status": f[1], **{f[k]: int(f[k + 1]) for k in range(2, len(f) - 1, 2)}}
+                elif f[0] == "reset":
+                    reset = {f[k]: int(f[k + 1]) for k in range(0, len(f) - 1, 2)}
+                continue
+            c, l, d = line.split()
+            beats.append((int(c), int(l), int(d, 16)))
+    if status is None:
+        raise BulkSimError(f"bulk harness output {path} has no status line (crashed?)")
+    return status, beats, reset
+
+
+def run_network_bulk(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarray, *,
+                     p_gap: float = 0.0, p_stall: float = 0.0, seed: int = 0,
+                     reset_at_cycle: int | None = None) -> dict:
+    """Simulate the generated design in rtl_dir with the compiled bulk harness on
+    q_inputs and compare every output beat with the golden model's. Same result
+    keys as sim.network.run_network (plus ``reset`` when reset_at_cycle is given)."""
+    rtl_dir = Path(rtl_dir).resolve()
+    manifest = json.loads((rtl_dir / "manifest.json").read_text())
+    first = manifest["layers"][0]
+    beats = frame_beats(q_inputs, first["SIMD"], manifest["in_element_bits"])
+    expected = expected_beats(golden_out, manifest)
+    ideal = max((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"])
+    frames = len(q_inputs)
+    in_bpf, out_bpf = manifest["in_beats_per_frame"], manifest["out_beats_per_frame"]
+    if seed < 0:
+        raise ValueError("seed must be >= 0")
+    if reset_at_cycle is not None and reset_at_cycle < 0:
+        raise ValueError("reset_at_cycle must be >= 0")
+
+    t0 = time.perf_counter()
+    exe = build_bulk(rtl_dir)
+    build_wall = time.perf_counter() - t0
+
+    work = rtl_dir / "rtlsim"
+    work.mkdir(exist_ok=True)
+    tag = f"bulk_{os.getpid()}"
+    in_file, out_file = work / f"{tag}_in.hex", work / f"{tag}_out.txt"
+    in_file.write_text("".join(f"{b:x}\n" for b in beats))
+    if out_file.exists():
+        out_file.unlink()
+    max_cycles = _max_cycles(manifest, ideal, frames, len(beats), p_gap, p_stall)
+    cmd = [str(exe), str(in_file), str(out_file), str(in_bpf), str(out_bpf), str(len(expected)),
+           repr(float(p_gap)), repr(float(p_stall)), str(int(seed)), str(max_cycles),
+           str(-1 if reset_at_cycle is None else int(reset_at_cycle)), str(RESET_CYCLES)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=rtl_dir, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 3) or not out_file.exists():
+        raise BulkSimError(f"bulk simulation of {manifest['top']} failed (rc {proc.returncode}):\n"
+                           f"{(proc.stdout + proc.stderr)[-4000:]}")
+    status, out, reset = _parse_output(out_file)
+    in_file.unlink()
+    out_file.unlink()
+    if status["status"] != "ok":
+        raise BulkSimError(f"bulk simulation of {manifest['top']} timed out after {status['cycles']} cycles: "
+                           f"{status['beats_in']}/{len(beats)} beats in, {status['beats_out']} out "
+                           f"(expected {len(expected)})")
+
+    got = [d for _, _, d in out]
+    lasts = [l for _, l, _ in out]
+    cycles_out = [c for c, _, _ in out]
+    reset_info = None
+    if reset is not None:
+        n_before = reset["out_before"]
+        restart_frame = reset["restart_beat"] // in_bpf
+        expected = expected[:n_before] + expected[restart_frame * out_bpf:]
+        tlast_ok = all(l == int((k + 1) % out_bpf == 0) for k, l in enumerate(lasts[:n_before])) and \
+            all(l == int((k + 1) % out_bpf == 0) for k, l in enumerate(lasts[n_before:]))
+        # steady state from the frames after the reset only
+        frame_end = [c for c, l in zip(cycles_out[n_before:], lasts[n_before:]) if l]
+        frame_end_all = [c for c, l in zip(cycles_out, lasts) if l]
+        reset_info = {"cycle": reset["cycle"], "restart_frame": restart_frame, "beats_before_reset": n_before,
+                      "frames_abandoned": restart_frame - sum(lasts[:n_before])}
+    else:
+        tlast_ok = all(l == int((k + 1) % out_bpf == 0) for k, l in enumerate(lasts))
+        frame_end = frame_end_all = [c for c, l in zip(cycles_out, lasts) if l]
+    mismatches = [k for k, (g, e) in enumerate(zip(got, expected)) if g != e]
+    half = len(frame_end) // 2
+    steady = (frame_end[-1] - frame_end[half]) / (len(frame_end) - 1 - half) \
+        if len(frame_end) - 1 - half > 0 else float("nan")
+    res = {
+        "frames": frames,
+        "output_beats": len(got),
+        "rtl_mismatches": len(mismatches) + status["extra"] + (0 if len(got) == len(expected) else 1),
+        "first_mismatches": mismatches[:10],
+        "tlast_correct": tlast_ok,
+        "extra_beats": status["extra"],
+        "cycles_total": status["cycles"],
+        "latency_cycles_first_frame": frame_end_all[0] if frame_end_all else None,
+        "cycles_per_frame_measured": steady,
+        "cycles_per_frame_ideal": ideal,
+        "sim_build_seconds": round(build_wall, 3),
+        "sim_wall_seconds": round(wall, 3),
+        "sim_frames_per_second": frames / wall if wall > 0 else math.inf,
+        "sim_cycles_per_second": status["cycles"] / wall if wall > 0 else math.inf,
+        "outputs": got,
+        "labels_rtl": got if manifest["label_select"] else None,
+    }
+    if reset_info is not None:
+        res["reset"] = reset_info
+    return res
