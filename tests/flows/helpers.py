@@ -14,6 +14,7 @@ HW_STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimate
 
 
 def random_model(topology, act, seed=0, weight_scaling="none"):
+    torch.manual_seed(seed)  # weight init uses the global generator: tests must not depend on order
     m = build_model(topology, act, weight_scaling)
     randomize_batchnorm(m, torch.Generator().manual_seed(seed))
     return m.eval()

@@ -11,6 +11,7 @@ from models.topologies import build_model, randomize_batchnorm
 
 
 def _random_model(topology, act, seed, weight_scaling="none"):
+    torch.manual_seed(seed)
     m = build_model(topology, act, weight_scaling)
     randomize_batchnorm(m, torch.Generator().manual_seed(seed))
     return m.eval()
