@@ -75,9 +75,9 @@ class _Affine(nn.Module):
 class BinaryNet(nn.Module):
     """Sequential BNN with latent-weight clipping for training."""
 
-    def __init__(self, name: str, act: str, weight_scaling: str = "none"):
+    def __init__(self, name: str, act: str, weight_scaling: str = "none", spec: TopologySpec | None = None):
         super().__init__()
-        if name not in TOPOLOGIES:
+        if spec is None and name not in TOPOLOGIES:
             raise BnnforgeError(f"unknown topology {name!r}; choices: {', '.join(sorted(TOPOLOGIES))}")
         if act not in ACTIVATIONS:
             raise BnnforgeError(f"unknown activation {act!r}; choices: {', '.join(ACTIVATIONS)}")
@@ -85,7 +85,7 @@ class BinaryNet(nn.Module):
             raise BnnforgeError(
                 f"unknown weight scaling {weight_scaling!r}; choices: {', '.join(WEIGHT_SCALINGS)}")
         self.topology, self.act, self.weight_scaling = name, act, weight_scaling
-        spec = self.spec = TOPOLOGIES[name]
+        spec = self.spec = TOPOLOGIES[name] if spec is None else spec
         wq = WEIGHT_SCALINGS[weight_scaling]
         layers = [_input_quantizer(spec, act)]
         c, h, w = spec.input_shape
@@ -127,6 +127,17 @@ class BinaryNet(nn.Module):
 
 def build_model(topology: str, act: str, weight_scaling: str = "none") -> BinaryNet:
     return BinaryNet(topology, act, weight_scaling)
+
+
+def build_custom_fc(input_shape, hidden, num_classes: int, act: str, weight_scaling: str = "none",
+                    input_quant: str = "binary") -> BinaryNet:
+    """A fully-connected BinaryNet of arbitrary widths (same construction as the named
+    topologies; used by the differential fuzzer)."""
+    if input_quant not in ("binary", "uint4", "int8"):
+        raise BnnforgeError(f"unknown input quantization {input_quant!r}; choices: binary, uint4, int8")
+    spec = TopologySpec("fc", tuple(input_shape), tuple(hidden), input_quant=input_quant,
+                        num_classes=int(num_classes), description="custom fully-connected")
+    return BinaryNet("custom_fc", act, weight_scaling, spec=spec)
 
 
 @torch.no_grad()

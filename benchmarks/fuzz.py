@@ -1,0 +1,87 @@
+"""Differential fuzzing of the whole flow on random small fully-connected BNNs.
+
+    python benchmarks/fuzz.py --count 300 --seed 0 --no-rtl --out runs/fuzz
+    python benchmarks/fuzz.py --count 50 --seed 1000 --rtl --out runs/fuzz
+
+Case i uses seed S+i (sim/fuzz.py: random_case). Without RTL a case takes ~0.1-0.5 s
+(export + build + golden vs torch on 64 images). With RTL the Verilator build of
+the case's design dominates: ~7-15 s per case on 2 cores with the compiled bulk
+harness (sim/bulk.py, 64 frames), about the same with the cocotb fallback (at most
+16 frames and RTL_CYCLE_BUDGET ideal cycles per case, so a case's simulation stays
+under ~5 s). --max-seconds stops early (after the running case) to bound a run.
+Reproducers of failing cases land in OUT/reproducers/.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def main(argv=None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from tqdm import tqdm
+
+    from sim.fuzz import random_case, run_case
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rtl", dest="rtl", action="store_true", default=True)
+    ap.add_argument("--no-rtl", dest="rtl", action="store_false")
+    ap.add_argument("--out", default="runs/fuzz")
+    ap.add_argument("--max-seconds", type=float, default=None, help="stop after this much wall time")
+    args = ap.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    repro = out / "reproducers"
+    kinds = collections.Counter()
+    failures, times, ties, frames = [], [], 0, 0
+    t_start = time.perf_counter()
+    bar = tqdm(range(args.count), desc="fuzz" + (" (rtl)" if args.rtl else ""), unit="case")
+    with open(out / "results.jsonl", "a") as log:
+        for i in bar:
+            case = random_case(args.seed + i)
+            with tempfile.TemporaryDirectory(prefix="fuzz-") as work:
+                r = run_case(case, work, rtl=args.rtl, reproducer_dir=repro)
+            times.append(r["seconds"])
+            ties += r.get("ties", 0)
+            frames += r.get("rtl_frames", 0)
+            r["summary"] = case.summary()
+            log.write(json.dumps({k: v for k, v in r.items() if k != "traceback"}) + "\n")
+            log.flush()
+            if not r["ok"]:
+                kinds[r["kind"]] += 1
+                failures.append(r)
+                tqdm.write(f"MISMATCH {r['kind']} {case.summary()}\n  {r['reason']}\n  -> {r['reproducer']}")
+            bar.set_postfix(fail=len(failures))
+            if args.max_seconds and time.perf_counter() - t_start > args.max_seconds:
+                tqdm.write(f"stopping: --max-seconds {args.max_seconds} reached")
+                break
+    wall = time.perf_counter() - t_start
+    n = len(times)
+    print(f"cases tried: {n} (seeds {args.seed}..{args.seed + n - 1}, rtl={'on' if args.rtl else 'off'})")
+    print(f"mismatches: {len(failures)}" + (f" by kind: {dict(kinds)}" if kinds else ""))
+    print(f"integer argmax ties (torch picked another tied index, not failures): {ties}")
+    if args.rtl:
+        print(f"RTL frames simulated: {frames}")
+    if n:
+        print(f"time: {wall:.1f} s total, {wall / n:.2f} s/case mean, {max(times):.2f} s max")
+    for r in failures:
+        print(f"reproducer: {r['reproducer']}  ({r['kind']}: {r['reason'][:160]})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
