@@ -35,7 +35,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,6 +86,43 @@ def _key(sources: list[Path], top: str) -> str:
     h.update(json.dumps([list(_VERILATE_ARGS), list(_MAKE_VARS)]).encode())
     return h.hexdigest()[:16]
 
+_RUNTIME_OBJS = ("verilated", "verilated_threads")
+
+
+def _runtime_cache(root: Path) -> Path:
+    h = hashlib.sha256()
+    h.update(str(verilator_bin()).encode())
+    h.update((verilator_bin().parent.parent / "include" / "verilated.cpp").read_bytes())
+    h.update(json.dumps([list(_VERILATE_ARGS), list(_MAKE_VARS)]).encode())
+    return root / f"_runtime_{h.hexdigest()[:12]}"
+
+
+def _restore_runtime(cache: Path, bdir: Path) -> None:
+    """Copy verilated*.o (design-independent) into a fresh build dir, newer than Vtop.mk."""
+    if not all((cache / f"{n}.o").exists() for n in _RUNTIME_OBJS):
+        return
+    for n in _RUNTIME_OBJS:
+        for ext in (".o", ".d"):
+            src = cache / f"{n}{ext}"
+            if src.exists():
+                shutil.copy2(src, bdir / src.name)
+                os.utime(bdir / src.name)
+
+
+def _save_runtime(cache: Path, bdir: Path) -> None:
+    if cache.exists() or not all((bdir / f"{n}.o").exists() for n in _RUNTIME_OBJS):
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".runtime"))
+    for n in _RUNTIME_OBJS:
+        for ext in (".o", ".d"):
+            if (bdir / f"{n}{ext}").exists():
+                shutil.copy2(bdir / f"{n}{ext}", tmp / f"{n}{ext}")
+    try:
+        os.rename(tmp, cache)  # atomic publish; a concurrent saver's copy is as good
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
 
 def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Path:
     """Compile (or reuse) the bulk harness for the design in rtl_dir; returns the binary."""
@@ -100,15 +139,25 @@ def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Pat
             return exe
         bdir.mkdir(parents=True, exist_ok=True)
         env = setup_env(dict(os.environ))
-        cmd = [str(verilator_bin()), "--cc", "--exe", "--build", "-j", "2", "--prefix", "Vtop",
-               "--top-module", top, "--Mdir", str(bdir), "-o", "bulk_sim",
-               *_VERILATE_ARGS, "-MAKEFLAGS", " ".join(_MAKE_VARS),
-               *[str(s) for s in sources], str(HARNESS)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        (bdir / "build.log").write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
-        if proc.returncode != 0 or not exe.exists():
-            raise BulkSimError(f"bulk harness build for {top} failed (rc {proc.returncode}):\n"
-                               f"{(proc.stdout + proc.stderr)[-4000:]}")
+        # verilator --cc --exe, then the make that --build would run, with the
+        # design-independent runtime objects restored from / saved to a shared cache
+        verilate = [str(verilator_bin()), "--cc", "--exe", "--prefix", "Vtop",
+                    "--top-module", top, "--Mdir", str(bdir), "-o", "bulk_sim",
+                    *_VERILATE_ARGS, *[str(s) for s in sources], str(HARNESS)]
+        make = ["make", "-C", str(bdir), "-f", "Vtop.mk", "-j", "2", *_MAKE_VARS]
+        log = []
+        for step, cmd in (("verilate", verilate), ("restore", None), ("make", make), ("save", None)):
+            if cmd is None:
+                (_restore_runtime if step == "restore" else _save_runtime)(_runtime_cache(root), bdir)
+                continue
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            log.append(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
+            (bdir / "build.log").write_text("\n".join(log))
+            if proc.returncode != 0:
+                raise BulkSimError(f"bulk harness build for {top} failed at {step} (rc {proc.returncode}):\n"
+                                   f"{(proc.stdout + proc.stderr)[-4000:]}")
+        if not exe.exists():
+            raise BulkSimError(f"bulk harness build for {top} made no {exe}")
         (bdir / ".built").write_text("ok\n")
     return exe
 
@@ -131,7 +180,7 @@ def _parse_output(path: Path) -> tuple[dict, list[tuple[int, int, int]], dict | 
                 if f[0] == "status":
                     status = {"status": f[1], **{f[k]: int(f[k + 1]) for k in range(2, len(f) - 1, 2)}}
                 elif f[0] == "reset":
-                    reset = {f[k]: int(f[k + 1]) for k in range(0, len(f) - 1, 2)}
+                    reset = {f[k]: int(f[k + 1]) for k in range(1, len(f) - 1, 2)}
                 continue
             c, l, d = line.split()
             beats.append((int(c), int(l), int(d, 16)))
