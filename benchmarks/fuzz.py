@@ -3,10 +3,11 @@
     python benchmarks/fuzz.py --count 300 --seed 0 --no-rtl --out runs/fuzz
     python benchmarks/fuzz.py --count 50 --seed 1000 --rtl --out runs/fuzz
 
-Case i uses seed S+i (sim/fuzz.py: random_case). Without RTL a case takes ~0.1-0.5 s
-(export + build + golden vs torch on 64 images). With RTL the Verilator build of
-the case's design dominates: ~7-15 s per case on 2 cores with the compiled bulk
-harness (sim/bulk.py, 64 frames), about the same with the cocotb fallback (at most
+Case i uses seed S+i (sim/fuzz.py: random_case). Without RTL a case takes ~0.1-1 s
+(export + build + golden vs torch on 64 images; 400 cases measured in 374 s). With RTL the Verilator build of
+the case's design dominates: measured 8.9 s/case mean, 35 s max (117 cases, 2 shared
+cores) with the compiled bulk harness (sim/bulk.py, 64 frames); 300 RTL cases ~45 min.
+The cocotb fallback costs about the same per case (at most
 16 frames and RTL_CYCLE_BUDGET ideal cycles per case, so a case's simulation stays
 under ~5 s). --max-seconds stops early (after the running case) to bound a run.
 Reproducers of failing cases land in OUT/reproducers/.
