@@ -21,10 +21,10 @@ from pathlib import Path
 RUNTIME = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
 
 
-def restore(cache: Path, bdir: Path) -> None:
-    if not all((cache / f"{n}.o").exists() for n in RUNTIME):
+def restore(cache: Path, bdir: Path, names=RUNTIME) -> None:
+    if not all((cache / f"{n}.o").exists() for n in names):
         return
-    for n in RUNTIME:
+    for n in names:
         for ext in (".o", ".d"):
             src = cache / f"{n}{ext}"
             if src.exists():
@@ -33,14 +33,14 @@ def restore(cache: Path, bdir: Path) -> None:
                 os.utime(bdir / src.name)
 
 
-def save(cache: Path, bdir: Path) -> None:
-    if all((cache / f"{n}.o").exists() for n in RUNTIME):
+def save(cache: Path, bdir: Path, names=RUNTIME) -> None:
+    if all((cache / f"{n}.o").exists() for n in names):
         return
-    if not all((bdir / f"{n}.o").exists() for n in RUNTIME):
+    if not all((bdir / f"{n}.o").exists() for n in names):
         return
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".objcache"))
-    for n in RUNTIME:
+    for n in names:
         for ext in (".o", ".d"):
             src = bdir / f"{n}{ext}"
             if src.exists():

@@ -29,21 +29,20 @@ result gives ``cycle``, ``restart_frame``, ``beats_before_reset``,
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from sim.network import expected_beats, frame_beats
+from sim import _objcache
+from sim.network import (count_mismatches, expected_beats, frame_beats, steady_cycles_per_frame,
+                         tlast_pattern_ok)
+from sim.runner import file_lock
 from sim.verilator_env import REPO_ROOT, setup_env, verilator_bin
 
 HARNESS = Path(__file__).resolve().parent / "harness" / "bulk_main.cpp"
@@ -61,17 +60,6 @@ __all__ = ["run_network_bulk", "build_bulk", "BulkSimError"]
 
 class BulkSimError(RuntimeError):
     """The bulk harness could not be built, or the simulation did not finish."""
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _key(sources: list[Path], top: str) -> str:
@@ -98,30 +86,11 @@ def _runtime_cache(root: Path) -> Path:
 
 
 def _restore_runtime(cache: Path, bdir: Path) -> None:
-    """Copy verilated*.o (design-independent) into a fresh build dir, newer than Vtop.mk."""
-    if not all((cache / f"{n}.o").exists() for n in _RUNTIME_OBJS):
-        return
-    for n in _RUNTIME_OBJS:
-        for ext in (".o", ".d"):
-            src = cache / f"{n}{ext}"
-            if src.exists():
-                shutil.copy2(src, bdir / src.name)
-                os.utime(bdir / src.name)
+    _objcache.restore(cache, bdir, _RUNTIME_OBJS)
 
 
 def _save_runtime(cache: Path, bdir: Path) -> None:
-    if cache.exists() or not all((bdir / f"{n}.o").exists() for n in _RUNTIME_OBJS):
-        return
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".runtime"))
-    for n in _RUNTIME_OBJS:
-        for ext in (".o", ".d"):
-            if (bdir / f"{n}{ext}").exists():
-                shutil.copy2(bdir / f"{n}{ext}", tmp / f"{n}{ext}")
-    try:
-        os.rename(tmp, cache)  # atomic publish; a concurrent saver's copy is as good
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _objcache.save(cache, bdir, _RUNTIME_OBJS)
 
 
 def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Path:
@@ -134,7 +103,7 @@ def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Pat
     key = _key(sources, top)
     bdir = root / f"{top}_{key}"
     exe = bdir / "bulk_sim"
-    with _locked(root / f"{top}_{key}.lock"):
+    with file_lock(root / f"{top}_{key}.lock"):
         if (bdir / ".built").exists() and exe.exists():
             return exe
         bdir.mkdir(parents=True, exist_ok=True)
@@ -245,30 +214,26 @@ def run_network_bulk(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.n
         n_before = reset["out_before"]
         restart_frame = reset["restart_beat"] // in_bpf
         expected = expected[:n_before] + expected[restart_frame * out_bpf:]
-        tlast_ok = all(l == int((k + 1) % out_bpf == 0) for k, l in enumerate(lasts[:n_before])) and \
-            all(l == int((k + 1) % out_bpf == 0) for k, l in enumerate(lasts[n_before:]))
+        tlast_ok = tlast_pattern_ok(lasts[:n_before], out_bpf) and tlast_pattern_ok(lasts[n_before:], out_bpf)
         # steady state from the frames after the reset only
         frame_end = [c for c, l in zip(cycles_out[n_before:], lasts[n_before:]) if l]
         frame_end_all = [c for c, l in zip(cycles_out, lasts) if l]
         reset_info = {"cycle": reset["cycle"], "restart_frame": restart_frame, "beats_before_reset": n_before,
                       "frames_abandoned": restart_frame - sum(lasts[:n_before])}
     else:
-        tlast_ok = all(l == int((k + 1) % out_bpf == 0) for k, l in enumerate(lasts))
+        tlast_ok = tlast_pattern_ok(lasts, out_bpf)
         frame_end = frame_end_all = [c for c, l in zip(cycles_out, lasts) if l]
-    mismatches = [k for k, (g, e) in enumerate(zip(got, expected)) if g != e]
-    half = len(frame_end) // 2
-    steady = (frame_end[-1] - frame_end[half]) / (len(frame_end) - 1 - half) \
-        if len(frame_end) - 1 - half > 0 else float("nan")
+    n_bad, first_bad = count_mismatches(got, expected, status["extra"])
     res = {
         "frames": frames,
         "output_beats": len(got),
-        "rtl_mismatches": len(mismatches) + status["extra"] + (0 if len(got) == len(expected) else 1),
-        "first_mismatches": mismatches[:10],
+        "rtl_mismatches": n_bad,
+        "first_mismatches": first_bad,
         "tlast_correct": tlast_ok,
         "extra_beats": status["extra"],
         "cycles_total": status["cycles"],
         "latency_cycles_first_frame": frame_end_all[0] if frame_end_all else None,
-        "cycles_per_frame_measured": steady,
+        "cycles_per_frame_measured": steady_cycles_per_frame(frame_end),
         "cycles_per_frame_ideal": ideal,
         "sim_build_seconds": round(build_wall, 3),
         "sim_wall_seconds": round(wall, 3),

@@ -32,6 +32,24 @@ def expected_beats(golden_out: np.ndarray, manifest: dict) -> list[int]:
     return beats
 
 
+def tlast_pattern_ok(lasts: list[int], out_beats_per_frame: int) -> bool:
+    """TLAST exactly on the last beat of every frame."""
+    return all(l == int((k + 1) % out_beats_per_frame == 0) for k, l in enumerate(lasts))
+
+
+def steady_cycles_per_frame(frame_end_cycles: list[int]) -> float:
+    """Mean distance between frame ends over the second half of the run (steady state)."""
+    half = len(frame_end_cycles) // 2
+    n = len(frame_end_cycles) - 1 - half
+    return (frame_end_cycles[-1] - frame_end_cycles[half]) / n if n > 0 else float("nan")
+
+
+def count_mismatches(got: list[int], expected: list[int], extra_beats: int) -> tuple[int, list[int]]:
+    """Differing beats + extra beats + 1 if the beat counts differ; and the first differing indices."""
+    diff = [k for k, (g, e) in enumerate(zip(got, expected)) if g != e]
+    return len(diff) + extra_beats + (0 if len(got) == len(expected) else 1), diff[:10]
+
+
 def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarray, *,
                 p_gap: float = 0.0, p_stall: float = 0.0, seed: int = 0) -> dict:
     """Simulate the generated design in rtl_dir (Verilator + cocotb) on q_inputs and
@@ -63,24 +81,19 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
     wall = time.perf_counter() - t0
     res = json.loads(result_file.read_text())
     got = [int(v) for v in res["out"]]
-    mismatches = [k for k, (g, e) in enumerate(zip(got, expected)) if g != e]
-    per_frame_out = manifest["out_beats_per_frame"]
-    tlast_ok = all(l == int((k + 1) % per_frame_out == 0) for k, l in enumerate(res["tlast"]))
+    n_bad, first_bad = count_mismatches(got, expected, res["extra_beats"])
     frame_end = [c for c, l in zip(res["out_cycles"], res["tlast"]) if l]
-    half = len(frame_end) // 2
-    steady = (frame_end[-1] - frame_end[half]) / (len(frame_end) - 1 - half) \
-        if len(frame_end) - 1 - half > 0 else float("nan")
     frames = len(q_inputs)
     return {
         "frames": frames,
         "output_beats": len(got),
-        "rtl_mismatches": len(mismatches) + res["extra_beats"] + (0 if len(got) == len(expected) else 1),
-        "first_mismatches": mismatches[:10],
-        "tlast_correct": tlast_ok,
+        "rtl_mismatches": n_bad,
+        "first_mismatches": first_bad,
+        "tlast_correct": tlast_pattern_ok(res["tlast"], manifest["out_beats_per_frame"]),
         "extra_beats": res["extra_beats"],
         "cycles_total": res["cycles"],
         "latency_cycles_first_frame": frame_end[0] if frame_end else None,
-        "cycles_per_frame_measured": steady,
+        "cycles_per_frame_measured": steady_cycles_per_frame(frame_end),
         "cycles_per_frame_ideal": ideal,
         "sim_build_seconds": round(build_wall, 3),
         "sim_wall_seconds": round(wall, 3),

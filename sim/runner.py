@@ -136,7 +136,8 @@ def _build_key(sources: Sequence[Path], toplevel: str, parameters: Mapping[str, 
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
+def file_lock(path: Path):
+    """Exclusive lock on a file, so parallel pytest workers share one build."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -159,7 +160,7 @@ def build(sources: Iterable[str | Path], toplevel: str,
     key = _build_key(sources, toplevel, parameters, args)
     bdir = root / f"{toplevel}_{key}"
     stamp = bdir / ".built"
-    with _locked(root / f"{toplevel}_{key}.lock"):
+    with file_lock(root / f"{toplevel}_{key}.lock"):
         if stamp.exists():
             return bdir
         runner = _make_runner(root, args)
