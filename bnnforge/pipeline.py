@@ -48,8 +48,8 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
     model = build_model(topology, act)
     _say(f"training {topology} ({act} activations) on {len(data.train.y)} digits, {epochs} epochs", quiet)
     t0 = time.perf_counter()
-    tr = train(model, data, out / "train", epochs=epochs, batch_size=64, lr=0.01, seed=0,
-               meta=model.meta(), progress=not quiet)
+    train(model, data, out / "train", epochs=epochs, batch_size=64, lr=0.01, seed=0,
+          meta=model.meta(), progress=not quiet)
     report["train_seconds"] = round(time.perf_counter() - t0, 2)
     model.eval()
 

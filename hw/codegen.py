@@ -94,7 +94,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
     out_dir.mkdir(parents=True, exist_ok=True)
     top = sanitize_identifier(name) + "_top"
     layers = _layers(model)
-    insts, params = [], []
+    params = []
     for idx, (node, a) in enumerate(layers):
         if node.op_type != "MVTU":
             continue

@@ -50,7 +50,6 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
     ([N] labels with LabelSelect, else [N, MH] accumulators), or every tensor.
     """
     env = {model.graph.input[0].name: np.asarray(x, dtype=np.int64)}
-    kinds = {model.graph.input[0].name: (get_meta(model, "input") or {}).get("kind", "int")}
     for node in model.graph.node:
         if node.domain != DOMAIN:
             raise BnnforgeError(f"node {node.name!r}: op {node.op_type} is not a bnnforge hardware/streamlined op")

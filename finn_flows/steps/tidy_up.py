@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from bnnforge.errors import BnnforgeError
 from ..hwgraph import set_initializer
