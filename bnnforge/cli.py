@@ -31,8 +31,9 @@ def _model(args):
 
 def cmd_train(args):
     from models.data import load_dataset
-    from models.train import train
+    from models.train import seed_everything, train
 
+    seed_everything(args.seed)  # the weight init is part of the run
     model = _model(args)
     data = load_dataset(args.dataset, args.data_dir)
     t0 = time.perf_counter()

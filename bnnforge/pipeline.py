@@ -34,7 +34,7 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
     from models.data import load_digits
     from models.export import check_export, export_qonnx
     from models.topologies import build_model
-    from models.train import train
+    from models.train import seed_everything, train
     from sim.golden import execute, quantize_inputs
     from sim.network import run_network
 
@@ -45,6 +45,7 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
 
     # 1. train
     data = load_digits()
+    seed_everything(0)  # weight init too, not only the training run: the demo is reproducible
     model = build_model(topology, act)
     _say(f"training {topology} ({act} activations) on {len(data.train.y)} digits, {epochs} epochs", quiet)
     t0 = time.perf_counter()
