@@ -43,13 +43,54 @@ def _decode_input(x: np.ndarray, kind: str) -> np.ndarray:
     return x
 
 
+def im2col_nhwc(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
+    """x [N, H, W, C] -> [N, OH, OW, K*K*C], window elements in (ky, kx, c) order,
+    zero padding (the pad element is the value 0, i.e. bit 0 on the wire)."""
+    if pad:
+        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    n, h, w, c = x.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))  # [N, H-k+1, W-k+1, C, k, k]
+    win = win[:, ::stride, ::stride][:, :oh, :ow]
+    return np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n, oh, ow, k * k * c)
+
+
+def maxpool_nhwc(x: np.ndarray, p: int) -> np.ndarray:
+    """Non-overlapping p x p max pool of x [N, H, W, C] (H, W multiples of p)."""
+    n, h, w, c = x.shape
+    return x.reshape(n, h // p, p, w // p, p, c).max(axis=(2, 4))
+
+
+def _rows(x: np.ndarray, n: int, mw: int) -> tuple[np.ndarray, tuple]:
+    """Any [N, ..., MW]-sized tensor as [N * pixels, MW] rows, and the [N, ...] shape to restore."""
+    if x.size % (n * mw):
+        raise BnnforgeError(f"tensor of shape {x.shape} does not split into vectors of {mw} elements")
+    lead = x.reshape(n, -1, mw).shape[:2]
+    return x.reshape(-1, mw), lead
+
+
+def _spatial(x: np.ndarray, n: int, dim: int, c: int) -> np.ndarray:
+    if x.size != n * dim * dim * c:
+        raise BnnforgeError(f"tensor of shape {x.shape} is not a {dim}x{dim}x{c} feature map per input")
+    return x.reshape(n, dim, dim, c)
+
+
+def _unflatten(y: np.ndarray, lead: tuple) -> np.ndarray:
+    """[N*P, M] -> [N, M] when P == 1 (fully connected), else [N, P, M]."""
+    n, p = lead
+    return y.reshape(n, -1) if p == 1 else y.reshape(n, p, -1)
+
+
 def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
-    """Run a streamlined or hardware graph on integer inputs x [N, MW0].
+    """Run a streamlined or hardware graph on integer inputs x [N, ...] (flat [N, MW0]
+    or channels-last [N, H, W, C]; flat inputs are reshaped as each node needs).
 
     Binary tensors travel as {0,1} bits (bipolar: 1 = +1). Returns the graph output
     ([N] labels with LabelSelect, else [N, MH] accumulators), or every tensor.
     """
-    env = {model.graph.input[0].name: np.asarray(x, dtype=np.int64)}
+    x = np.asarray(x, dtype=np.int64)
+    n = x.shape[0]
+    env = {model.graph.input[0].name: x}
     for node in model.graph.node:
         if node.domain != DOMAIN:
             raise BnnforgeError(f"node {node.name!r}: op {node.op_type} is not a bnnforge hardware/streamlined op")
@@ -58,20 +99,28 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
         if node.op_type == "BinaryMatMul":
             w = initializer(model, node.input[1]).astype(np.int64)
             kind = attr_str(a["input_kind"])
-            env[node.output[0]] = binary_dot(_decode_input(xin, kind), w, kind)
+            rows, lead = _rows(xin, n, w.shape[1])
+            env[node.output[0]] = _unflatten(binary_dot(_decode_input(rows, kind), w, kind), lead)
         elif node.op_type == "Threshold":
             t = initializer(model, node.input[1]).astype(np.int64)
-            env[node.output[0]] = (xin >= t[None, :]).astype(np.int64)
+            env[node.output[0]] = (xin >= t).astype(np.int64)
         elif node.op_type == "MVTU":
             wbits = initializer(model, node.input[1]).astype(np.int64)
             kind = attr_str(a["input_kind"])
-            acc = binary_dot(_decode_input(xin, kind), 2 * wbits - 1, kind)
+            rows, lead = _rows(xin, n, a["MW"])
+            acc = binary_dot(_decode_input(rows, kind), 2 * wbits - 1, kind)
             if attr_str(a["out_mode"]) == "threshold":
                 t = initializer(model, node.input[2]).astype(np.int64)
                 acc = (acc >= t[None, :]).astype(np.int64)
-            env[node.output[0]] = acc
+            env[node.output[0]] = _unflatten(acc, lead)
+        elif node.op_type in ("Im2Col", "SlidingWindow"):
+            xs = _spatial(xin, n, a["ifm_dim"], a["channels"])
+            env[node.output[0]] = im2col_nhwc(xs, a["kernel"], a["stride"], a["pad"])
+        elif node.op_type in ("MaxPoolNHWC", "StreamingMaxPool"):
+            xs = _spatial(xin, n, a["ifm_dim"], a["channels"])
+            env[node.output[0]] = maxpool_nhwc(xs, a["kernel"])  # on bits: OR, for both 1-bit kinds
         elif node.op_type == "LabelSelect":
-            env[node.output[0]] = np.argmax(xin, axis=1).astype(np.int64)  # first max wins
+            env[node.output[0]] = np.argmax(xin.reshape(n, -1), axis=1).astype(np.int64)  # first max wins
         else:
             raise BnnforgeError(f"node {node.name!r}: unknown op {node.op_type}")
     out = env[model.graph.output[0].name]
@@ -96,6 +145,8 @@ def quantize_inputs(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     rows = []
     for i in range(len(images)):
         y = execute_onnx(prefix, {iname: images[i:i + 1]})[oname]
+        if spec.get("nchw"):
+            y = y.transpose(0, 2, 3, 1)  # the hardware streams channels-last
         rows.append(np.rint(y.reshape(1, -1) / spec["scale"]).astype(np.int64))
     q = np.concatenate(rows)
     if spec["kind"] in ("bipolar", "unipolar"):

@@ -11,6 +11,14 @@ non-decreasing gives `d >= T`; non-increasing (a negative scale) flips the weigh
 (d -> -d) and gives `-d >= T`; constant patterns put T at the range ends. So BatchNorm,
 scales, biases and the activation's tie rule are absorbed exactly, with no algebra that
 could round differently from the graph.
+
+Convolutions are lowered to the same matrix form: an Im2Col node (channels-last
+sliding window, (ky, kx, c) element order) feeds a BinaryMatMul whose rows are the
+filters in that order, so every tensor of the streamlined graph is NHWC (or flat),
+which is the order the hardware streams. MaxPool after a 1-bit activation becomes
+MaxPoolNHWC (an OR of bits for both 1-bit kinds). A fully-connected layer after a
+spatial tensor gets its weight columns permuted from ONNX's (c, y, x) flatten order
+to the stream's (y, x, c). Anything else is refused with the node's name.
 """
 from __future__ import annotations
 
@@ -19,10 +27,11 @@ import onnx
 from onnx import helper, numpy_helper, TensorProto
 
 from bnnforge.errors import BnnforgeError
-from ..hwgraph import DOMAIN, get_attrs, initializer, input_range, make_model, set_meta
+from ..hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
 SHAPE_ONLY = ("Flatten", "Reshape")
+SPATIAL_OPS = ("Conv", "MaxPool")
 
 
 def step_streamline(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
@@ -34,11 +43,13 @@ def step_streamline(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
 # parsing the tidy graph into layers
 
 class _Layer:
-    def __init__(self, matmul, weights):
+    def __init__(self, matmul, weights, conv=None):
         self.matmul = matmul
-        self.weights = weights        # [MH, MW] in {-1,+1}
+        self.weights = weights        # [MH, MW] in {-1,+1}; conv: MW in (ky, kx, c) order
+        self.conv = conv              # None (fully connected) or dict(ifm_dim, channels, kernel, stride, pad, ofm_dim)
         self.ops = []                 # elementwise nodes after the MatMul
         self.act = None               # the 1-bit activation quantizer (None: last layer)
+        self.pool = None              # dict(ifm_dim, channels, kernel) of a MaxPool after the activation
 
 
 def _consumers(model):
@@ -75,6 +86,73 @@ def _scalar_scale(scale, node):
     return float(s[0])
 
 
+def _shapes(model):
+    out = {}
+    for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        dims = v.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            out[v.name] = tuple(d.dim_value for d in dims)
+    return out
+
+
+def _conv_params(node, model, chw, kind):
+    """Check a Conv node against what the sliding-window hardware does; return its geometry."""
+    a = get_attrs(node)
+    name = node.name
+    if chw is None:
+        raise BnnforgeError(f"node {name!r} (Conv): input is not a known NCHW feature map")
+    c, h, w = chw
+    if h != w:
+        raise BnnforgeError(f"node {name!r} (Conv): feature map {h}x{w} is not square; only square maps are supported")
+    if attr_str(a.get("auto_pad", b"NOTSET")) not in ("NOTSET", ""):
+        raise BnnforgeError(f"node {name!r} (Conv): auto_pad is not supported; export with explicit pads")
+    ks = list(a.get("kernel_shape", []))
+    if len(ks) != 2 or ks[0] != ks[1]:
+        raise BnnforgeError(f"node {name!r} (Conv): kernel {ks} is not square 2-D; only KxK kernels are supported")
+    strides = list(a.get("strides", [1, 1]))
+    if len(set(strides)) != 1:
+        raise BnnforgeError(f"node {name!r} (Conv): strides {strides} differ per axis; only equal strides are supported")
+    dil = list(a.get("dilations", [1, 1]))
+    if any(d != 1 for d in dil):
+        raise BnnforgeError(f"node {name!r} (Conv): dilations {dil} are not supported (only 1)")
+    if a.get("group", 1) != 1:
+        raise BnnforgeError(f"node {name!r} (Conv): group={a.get('group')} is not supported by the "
+                            "convolution lowering (only group=1)")
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if len(set(pads)) != 1:
+        raise BnnforgeError(f"node {name!r} (Conv): asymmetric pads {pads}; only the same padding on every side is supported")
+    k, s, pad = ks[0], strides[0], pads[0]
+    if pad and kind == "bipolar":
+        raise BnnforgeError(
+            f"node {name!r} (Conv): zero padding on bipolar {{-1,+1}} activations computes with the value 0, "
+            "which a 1-bit bipolar stream cannot represent; train with padding=0 or with {0,1} (unipolar) "
+            "activations, where the pad value 0 is exact")
+    if k > h + 2 * pad:
+        raise BnnforgeError(f"node {name!r} (Conv): kernel {k} is larger than the padded map {h + 2 * pad}")
+    if len(node.input) > 2:
+        raise BnnforgeError(f"node {name!r} (Conv): a bias input is not supported (use BatchNorm after the conv)")
+    return dict(ifm_dim=h, channels=c, kernel=k, stride=s, pad=pad, ofm_dim=(h + 2 * pad - k) // s + 1)
+
+
+def _pool_params(node, chw):
+    a = get_attrs(node)
+    name = node.name
+    if chw is None:
+        raise BnnforgeError(f"node {name!r} (MaxPool): input is not a known NCHW feature map")
+    c, h, w = chw
+    ks = list(a.get("kernel_shape", []))
+    strides = list(a.get("strides", ks))
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if len(ks) != 2 or ks[0] != ks[1] or strides != ks:
+        raise BnnforgeError(f"node {name!r} (MaxPool): kernel {ks} with strides {strides}; only square "
+                            "non-overlapping pools (stride = kernel) are supported")
+    if any(pads) or a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise BnnforgeError(f"node {name!r} (MaxPool): pads/ceil_mode/dilations are not supported")
+    if h != w or h % ks[0]:
+        raise BnnforgeError(f"node {name!r} (MaxPool): a {ks[0]}x{ks[0]} pool does not tile the {h}x{w} feature map")
+    return dict(ifm_dim=h, channels=c, kernel=ks[0])
+
+
 def _parse_chain(model):
     g = model.graph
     consumers = _consumers(model)
@@ -102,6 +180,11 @@ def _parse_chain(model):
     # 2. layers
     layers, cur_scale = [], in_spec["scale"]
     layer = None
+    shapes = _shapes(model)
+    chw = shapes.get(tensor)
+    chw = tuple(chw[1:]) if chw is not None and len(chw) == 4 else None
+    cur_kind = kind
+    spatial_in = chw               # NCHW shape of the tensor feeding the next FC layer (None: flat)
     while tensor not in outputs:
         nxt = consumers.get(tensor, [])
         if len(nxt) != 1:
@@ -109,16 +192,49 @@ def _parse_chain(model):
         node = nxt[0]
         op = node.op_type
         if op in SHAPE_ONLY and layer is None:
-            pass  # flattening the input of a fully-connected layer changes no value
+            chw = None  # flattening the input of a fully-connected layer changes no value
         elif op == "MatMul":
             if node.input[1] not in consts:
                 raise BnnforgeError(f"node {node.name!r} (MatMul): weights are not a constant")
             w = consts[node.input[1]]
             if not np.all(np.abs(w) == 1):
                 raise BnnforgeError(f"node {node.name!r} (MatMul): weights are not in {{-1,+1}} after tidy-up")
-            layer = _Layer(node, w.T.astype(np.int8))
+            w = w.T.astype(np.int8)
+            if spatial_in is not None and spatial_in[1] * spatial_in[2] > 1:
+                c, h, ww = spatial_in
+                if w.shape[1] != c * h * ww:
+                    raise BnnforgeError(f"node {node.name!r} (MatMul): {w.shape[1]} inputs do not match the "
+                                        f"flattened {c}x{h}x{ww} feature map")
+                # ONNX flattens NCHW as (c, y, x); the stream carries (y, x, c)
+                w = w.reshape(-1, c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+            layer = _Layer(node, w)
             layer.in_scale = cur_scale
+            layer.in_kind = cur_kind
             layers.append(layer)
+            spatial_in = chw = None
+        elif op == "Conv" and layer is None:
+            if node.input[1] not in consts:
+                raise BnnforgeError(f"node {node.name!r} (Conv): weights are not a constant")
+            w = consts[node.input[1]]
+            if not np.all(np.abs(w) == 1):
+                raise BnnforgeError(f"node {node.name!r} (Conv): weights are not in {{-1,+1}} after tidy-up")
+            conv = _conv_params(node, model, chw, cur_kind)
+            if w.shape[1] != conv["channels"]:
+                raise BnnforgeError(f"node {node.name!r} (Conv): weights for {w.shape[1]} input channels, "
+                                    f"input has {conv['channels']}")
+            # filter rows in the sliding window's (ky, kx, c) order
+            wm = w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1).astype(np.int8)
+            layer = _Layer(node, wm, conv=conv)
+            layer.in_scale = cur_scale
+            layer.in_kind = cur_kind
+            layers.append(layer)
+            chw = (w.shape[0], conv["ofm_dim"], conv["ofm_dim"])
+        elif op == "MaxPool" and layer is None and layers and layers[-1].conv is not None \
+                and layers[-1].pool is None:
+            pool = _pool_params(node, chw)
+            layers[-1].pool = pool
+            d = chw[1] // pool["kernel"]
+            chw = spatial_in = (chw[0], d, d)
         elif op in ELEMENTWISE and layer is not None:
             for i in node.input[1:]:
                 if i not in consts:
@@ -133,10 +249,20 @@ def _parse_chain(model):
             layer.act = node
             layer.act_kind = k
             cur_scale = _scalar_scale(s, node)
+            cur_kind = k
+            if layer.conv is not None:
+                spatial_in = chw
             layer = None
         else:
-            hint = " (convolutions and pooling are not in the fully-connected flow)" \
-                if op in ("Conv", "MaxPool", "Im2Col") else ""
+            if op == "MaxPool" and layer is not None:
+                hint = (" (a pool before the activation compares accumulators; move MaxPool after the "
+                        "activation quantizer, where it is an exact OR of bits)")
+            elif op == "MaxPool":
+                hint = " (only one MaxPool directly after a convolution's activation is supported)"
+            elif op == "Conv":
+                hint = " (a convolution must follow an activation quantizer)"
+            else:
+                hint = ""
             raise BnnforgeError(f"node {node.name!r}: unsupported op {op} here{hint}")
         tensor = node.output[0]
     if not layers:
@@ -144,6 +270,11 @@ def _parse_chain(model):
     if layers[-1].act is not None:
         raise BnnforgeError(
             f"node {layers[-1].act.name!r}: the last layer ends in an activation; expected raw logits")
+    if layers[-1].conv is not None:
+        raise BnnforgeError(f"node {layers[-1].matmul.name!r}: the last layer is a convolution; "
+                            "expected a fully-connected classifier")
+    shape = shapes.get(g.input[0].name)
+    in_spec["nchw"] = list(shape[1:]) if shape is not None and len(shape) == 4 else None
     return layers, host, in_spec, tensor
 
 
@@ -151,8 +282,11 @@ def _parse_chain(model):
 # evaluating the float ops on every candidate accumulator value
 
 def _apply_ops(x, ops, model):
+    """x: [n, C] (fully connected) or [n, C, 1, 1] (conv: constants broadcast as NCHW)."""
     for node in ops:
         c = [np.asarray(initializer(model, i), dtype=np.float64) for i in node.input[1:]]
+        if node.op_type == "BatchNormalization" and x.ndim == 4:
+            c = [v.reshape(-1, 1, 1) for v in c]
         if node.op_type == "Mul":
             x = x * c[0]
         elif node.op_type == "Div":
@@ -184,10 +318,13 @@ def _thresholds(layer, d_max, model):
     """Integer thresholds and row flips of one layer, exactly as the graph computes."""
     mh = layer.weights.shape[0]
     d = np.arange(-d_max, d_max + 1, dtype=np.float64)[:, None]
-    y = _apply_ops(d * layer.in_scale * np.ones((1, mh)), layer.ops, model)
-    if y.shape != (len(d), mh):
+    x = d * layer.in_scale * np.ones((1, mh))
+    if layer.conv is not None:
+        x = x[:, :, None, None]
+    y = _apply_ops(x, layer.ops, model)
+    if y.shape != x.shape:
         raise BnnforgeError(f"node {layer.matmul.name!r}: ops after it change the output shape to {y.shape}")
-    on = _quantize(y, layer.act, model)  # [2D+1, MH] booleans
+    on = _quantize(y, layer.act, model).reshape(len(d), mh)  # [2D+1, MH] booleans
     up = np.all(on[1:] >= on[:-1], axis=0)
     down = np.all(on[1:] <= on[:-1], axis=0)
     bad = np.where(~(up | down))[0]
@@ -207,15 +344,26 @@ def _thresholds(layer, d_max, model):
 def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
     nodes, inits = [], []
     kind, bits, signed = in_spec["kind"], in_spec["bits"], in_spec["signed"]
-    mw0 = layers[0].weights.shape[1]
     x_name = "global_in"
-    inputs = [helper.make_tensor_value_info(x_name, TensorProto.INT32, [1, mw0])]
+    if in_spec.get("nchw"):
+        c, h, w_ = in_spec["nchw"]
+        in_shape = [1, h, w_, c]  # the stream is channels-last
+    else:
+        in_shape = [1, layers[0].weights.shape[1]]
+    inputs = [helper.make_tensor_value_info(x_name, TensorProto.INT32, in_shape)]
     for i, layer in enumerate(layers):
         mh, mw = layer.weights.shape
         lo, hi = input_range(kind, bits, signed)
         d_max = mw * max(abs(lo), abs(hi))
         w = layer.weights.astype(np.int8)
         mm_attrs = dict(input_kind=kind, input_bits=bits, input_signed=int(signed), source_node=layer.matmul.name)
+        if layer.conv is not None:
+            cv = layer.conv
+            nodes.append(helper.make_node(
+                "Im2Col", [x_name], [f"layer{i}_windows"], name=f"Im2Col_{i}", domain=DOMAIN,
+                ifm_dim=cv["ifm_dim"], channels=cv["channels"], kernel=cv["kernel"], stride=cv["stride"],
+                pad=cv["pad"], ofm_dim=cv["ofm_dim"], source_node=layer.matmul.name))
+            x_name = f"layer{i}_windows"
         acc = f"layer{i}_acc"
         out = acc
         if layer.act is not None:
@@ -232,6 +380,12 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
                                           name=f"Threshold_{i}", domain=DOMAIN, output_kind=layer.act_kind,
                                           acc_min=-d_max, acc_max=d_max))
             kind, bits, signed = layer.act_kind, 1, layer.act_kind == "bipolar"
+            if layer.pool is not None:
+                pl = layer.pool
+                nodes.append(helper.make_node(
+                    "MaxPoolNHWC", [out], [f"layer{i}_pooled"], name=f"MaxPoolNHWC_{i}", domain=DOMAIN,
+                    ifm_dim=pl["ifm_dim"], channels=pl["channels"], kernel=pl["kernel"], element_bits=1))
+                out = f"layer{i}_pooled"
         inits.append(numpy_helper.from_array(w, f"layer{i}_weights"))
         x_name = out
     n_out = layers[-1].weights.shape[0]
@@ -243,7 +397,7 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
         nodes[-1].output[0] = "global_out"
         outputs = [helper.make_tensor_value_info("global_out", TensorProto.INT32, [1, n_out])]
     new = make_model(nodes, inputs, outputs, inits, name="streamlined")
-    set_meta(new, "input", {k: in_spec[k] for k in ("kind", "bits", "signed", "scale")})
+    set_meta(new, "input", {k: in_spec.get(k) for k in ("kind", "bits", "signed", "scale", "nchw")})
     set_meta(new, "host_prefix", _host_prefix_model(model, host_prefix, in_spec))
     return new
 
