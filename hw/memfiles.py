@@ -65,3 +65,24 @@ def threshold_words(T: np.ndarray, pe: int, acc_bits: int) -> list[int]:
     """Threshold image: depth NF, field p = T[nf*PE + p], two's complement."""
     T = np.asarray(T).reshape(-1)
     return [pack_fields(T[nf * pe:(nf + 1) * pe], acc_bits) for nf in range(len(T) // pe)]
+
+
+def multithreshold_words(T: np.ndarray, pe: int, acc_bits: int) -> list[int]:
+    """Multi-threshold image (mvtu OUT_MODE 2): T is (MH, NT) with NT = 2^k - 1
+    thresholds per output, non-decreasing along each row. Depth NF, width
+    PE*NT*ACC_BITS; field p*NT + t (bits [(p*NT + t)*ACC_BITS +: ACC_BITS]) =
+    T[nf*PE + p, t], two's complement."""
+    T = np.asarray(T, dtype=np.int64)
+    if T.ndim != 2:
+        raise ValueError(f"multi-thresholds must be (MH, NT), got shape {T.shape}")
+    mh, nt = T.shape
+    if nt < 1 or (nt + 1) & nt:
+        raise ValueError(f"{nt} thresholds per output: expected 2^k - 1")
+    if mh % pe:
+        raise ValueError(f"MH={mh} not divisible by PE={pe}")
+    if np.any(np.diff(T, axis=1) < 0):
+        raise ValueError("multi-thresholds must be non-decreasing along each output row")
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    if T.min() < lo or T.max() > hi:
+        raise ValueError(f"a threshold does not fit {acc_bits} signed bits")
+    return [pack_fields(T[nf * pe:(nf + 1) * pe].reshape(-1), acc_bits) for nf in range(mh // pe)]

@@ -2,8 +2,10 @@
 //
 // Computes acc[o] = sum_i W[o,i] * x[i] (W in {-1,+1}) for MH outputs over an
 // MW-element input, PE outputs and SIMD inputs at a time, and emits either
-// (acc >= T) bits or the raw accumulators. See docs/hw_interfaces.md for the
-// encodings, the stream bit order and the memory image layout.
+// (acc >= T) bits, the raw accumulators, or (OUT_MODE 2) an OUT_BITS-wide
+// multi-threshold count per output (k-bit activations for the next layer).
+// See docs/hw_interfaces.md for the encodings, the stream bit order and the
+// memory image layout.
 //
 // Schedule: the NF*SF (neuron fold, synapse fold) steps of a frame are issued
 // one per clock in the order nf-major, sf-minor. During the nf == 0 pass the
@@ -35,7 +37,9 @@ module mvtu #(
     parameter INPUT_BITS = 1,    // 1 in modes 0/1, integer width in mode 2
     parameter INPUT_SIGNED = 0,  // mode 2 only
     parameter ACC_BITS = 8,
-    parameter OUT_MODE = 0,      // 0 threshold (1 bit/output), 1 raw accumulator
+    parameter OUT_MODE = 0,      // 0 threshold (1 bit/output), 1 raw accumulator,
+                                 // 2 multi-threshold (OUT_BITS bits/output)
+    parameter OUT_BITS = 1,      // OUT_MODE 2 only: k, with 2^k-1 thresholds/output
     parameter WEIGHT_FILE = "weights.mem",
     parameter THRESH_FILE = "thresholds.mem"
 ) (
@@ -46,13 +50,18 @@ module mvtu #(
     input  wire                                       in_valid,
     output wire                                       in_ready,
 
-    output wire [PE*(OUT_MODE ? ACC_BITS : 1)-1:0]    out_data,
+    output wire [PE*((OUT_MODE == 1) ? ACC_BITS :
+                     (OUT_MODE == 2) ? OUT_BITS : 1)-1:0] out_data,
     output wire                                       out_valid,
     input  wire                                       out_ready
 );
 
 localparam IB = INPUT_BITS;
-localparam OB = OUT_MODE ? ACC_BITS : 1;
+localparam OB = (OUT_MODE == 1) ? ACC_BITS : (OUT_MODE == 2) ? OUT_BITS : 1;
+// Thresholds per output: one for OUT_MODE 0, 2^k-1 for the k-bit
+// multi-threshold (FINN MultiThreshold) output. Each costs one AW-bit
+// comparator per PE, so k <= 4 (15 comparators) is the intended range.
+localparam NT = (OUT_MODE == 2) ? (1 << OUT_BITS) - 1 : 1;
 localparam SF = MW / SIMD;
 localparam NF = MH / PE;
 localparam LOG_S = $clog2(SIMD);
@@ -81,8 +90,11 @@ generate
     if (MODE != 2 && INPUT_BITS != 1) begin : g_err_ib
         mvtu_error_INPUT_BITS_must_be_1_in_MODE_0_and_1 u_err();
     end
-    if (OUT_MODE != 0 && OUT_MODE != 1) begin : g_err_om
-        mvtu_error_OUT_MODE_must_be_0_or_1 u_err();
+    if (OUT_MODE < 0 || OUT_MODE > 2) begin : g_err_om
+        mvtu_error_OUT_MODE_must_be_0_1_or_2 u_err();
+    end
+    if (OUT_MODE == 2 && (OUT_BITS < 1 || OUT_BITS > 8)) begin : g_err_ob
+        mvtu_error_OUT_BITS_must_be_1_to_8_in_OUT_MODE_2 u_err();
     end
     if (ACC_BITS < 2) begin : g_err_acc
         mvtu_error_ACC_BITS_must_be_at_least_2 u_err();
@@ -188,7 +200,7 @@ endgenerate
 // ---------------------------------------------------------------- S2
 wire [PE*CW-1:0] chunk1;
 
-genvar p, j;
+genvar p, j, q;
 generate
     if (MODE == 2) begin : g_addsub
         localparam TW = IB + 1 + LOG_S;
@@ -256,12 +268,13 @@ end
 // Thresholds of the current fold, registered alongside the chunk sums. Declared
 // at module level (not referenced inside g_tmem) because Yosys does not resolve
 // hierarchical names into a generate block that is declared later in the file.
-wire [PE*ACC_BITS-1:0] thr2;
+// Word layout: field p*NT + t (ACC_BITS each) = threshold t of PE p.
+wire [PE*NT*ACC_BITS-1:0] thr2;
 
 generate
-    if (OUT_MODE == 0) begin : g_tmem
-        reg [PE*ACC_BITS-1:0] tmem [0:NF-1];
-        reg [PE*ACC_BITS-1:0] thr2_reg;
+    if (OUT_MODE != 1) begin : g_tmem
+        reg [PE*NT*ACC_BITS-1:0] tmem [0:NF-1];
+        reg [PE*NT*ACC_BITS-1:0] thr2_reg;
         initial $readmemh(THRESH_FILE, tmem);
         always @(posedge clk) begin
             if (en) begin
@@ -271,7 +284,7 @@ generate
         assign thr2 = thr2_reg;
     end else begin : g_notmem
         wire [NFW-1:0] unused_nf1 = nf1;
-        assign thr2 = {PE*ACC_BITS{1'b0}};
+        assign thr2 = {PE*NT*ACC_BITS{1'b0}};
         wire unused_thr2 = &{1'b0, thr2};
     end
 endgenerate
@@ -293,6 +306,26 @@ generate
             wire [ACC_BITS-1:0] t = thr2[p*ACC_BITS +: ACC_BITS];
             wire [AW-1:0] t_ext = {{(AW-ACC_BITS+1){t[ACC_BITS-1]}}, t[ACC_BITS-2:0]};
             assign res2[p] = ($signed(acc_nx) >= $signed(t_ext));
+        end else if (OUT_MODE == 2) begin : g_mt
+            // y = number of thresholds met. Counting the compare bits (rather
+            // than priority-encoding a thermometer code) is exact even when
+            // the thresholds are not sorted, so the hardware has no
+            // precondition to violate; the contract still asks for sorted
+            // thresholds to match FINN's MultiThreshold.
+            localparam CNT_W = $clog2(NT) + 1;
+            wire [NT-1:0] ge;
+            wire [CNT_W-1:0] cnt;
+            for (q = 0; q < NT; q = q + 1) begin : g_cmp
+                wire [ACC_BITS-1:0] tv = thr2[(p*NT + q)*ACC_BITS +: ACC_BITS];
+                wire [AW-1:0] tv_ext = {{(AW-ACC_BITS+1){tv[ACC_BITS-1]}}, tv[ACC_BITS-2:0]};
+                assign ge[q] = ($signed(acc_nx) >= $signed(tv_ext));
+            end
+            popcount #(.N(NT)) u_cnt (.in_data(ge), .out_data(cnt));
+            // at most NT = 2^OUT_BITS - 1, so the count fits OUT_BITS bits
+            assign res2[p*OB +: OB] = cnt[OB-1:0];
+            if (CNT_W > OB) begin : g_unused
+                wire unused_cnt = &{1'b0, cnt[CNT_W-1:OB]};
+            end
         end else begin : g_raw
             // acc_nx fits ACC_BITS by the contract; wider bits exist only
             // when a single chunk needs more room than the layer total.

@@ -121,3 +121,83 @@ def test_mvtu(cfg, tmp_path):
     res = run_test(SOURCES, "mvtu", "sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
                    extra_env={"TB_CASE": str(tmp_path / "case.json")})
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}
+
+
+# ---------------------------------------------------------------- OUT_MODE 2
+# (MW, MH, PE, SIMD, MODE, INPUT_BITS, INPUT_SIGNED, OUT_BITS)
+MT_CONFIGS = [
+    (16, 8, 2, 4, 0, 1, 0, 2),     # XNOR in, 2-bit out
+    (20, 6, 3, 5, 1, 1, 0, 3),     # AND in, 3-bit out, odd SIMD, non-pow2 PE
+    (12, 8, 4, 4, 2, 2, 0, 2),     # 2-bit in / 2-bit out (weight-only binarization)
+    (12, 6, 2, 3, 2, 3, 0, 3),     # 3-bit in / 3-bit out
+    (8, 3, 1, 8, 2, 3, 0, 3),      # SIMD=MW, PE=1
+    (6, 4, 4, 1, 2, 4, 1, 2),      # signed int4 in, SIMD=1, PE=MH
+    (8, 4, 2, 2, 0, 1, 0, 1),      # k=1: one threshold, same as OUT_MODE 0
+]
+
+
+def _mt_id(c):
+    mw, mh, pe, simd, mode, ib, sg, k = c
+    return f"MW{mw}_MH{mh}_PE{pe}_S{simd}_m{mode}_ib{ib}{'s' if sg else 'u'}_k{k}"
+
+
+def _multithresholds(rng, acc, acc_bits, nt):
+    """Per channel: NT sorted thresholds drawn from real accumulator values
+    (equality), with duplicates and the range ends mixed in."""
+    mh = acc.shape[1]
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    T = acc[rng.integers(0, acc.shape[0], size=(mh, nt)), np.arange(mh)[:, None]]
+    T = T + rng.integers(-1, 2, size=(mh, nt))
+    if nt > 1:
+        T[0, 0] = lo                  # lowest level always reached
+        T[-1, -1] = hi                # top level (nearly) never
+        T[mh // 2, 1:] = T[mh // 2, 0]  # all equal: the count jumps 0 -> NT
+    if mh > 2:
+        T[1, :] = acc[:, 1].max()     # on only for the maximal frames
+    return np.sort(np.clip(T, lo, hi), axis=1)
+
+
+@pytest.mark.parametrize("cfg", MT_CONFIGS, ids=[_mt_id(c) for c in MT_CONFIGS])
+def test_mvtu_multithreshold(cfg, tmp_path):
+    from hw.memfiles import multithreshold_words
+    from sim.golden_ext import multithreshold
+
+    mw, mh, pe, simd, mode, ib, signed, k = cfg
+    nt = (1 << k) - 1
+    rng = np.random.default_rng(zlib.crc32(_mt_id(cfg).encode()))
+    acc_bits = acc_bits_for(mw, mode, ib, bool(signed))
+    nf, sf = mh // pe, mw // simd
+    W = rng.integers(0, 2, size=(mh, mw))
+    steps = nf * sf
+    n_frames = [max(4, 600 // steps), max(3, 120 // steps), max(3, 150 // steps), max(4, 200 // steps)]
+    xs = [_inputs(rng, n, mw, mode, ib, bool(signed)) for n in n_frames]
+    accs = [mvtu_acc(W, x, mode) for x in xs]
+    T = _multithresholds(rng, np.concatenate(accs), acc_bits, nt)
+    ys = [multithreshold(a, T) for a in accs]
+    # every output level occurs somewhere (the thresholds come from the data)
+    assert np.concatenate(ys).max() >= min(nt, 2)
+
+    write_memh(tmp_path / "weights.mem", weight_words(W, pe, simd), pe * simd)
+    write_memh(tmp_path / "thresholds.mem", multithreshold_words(T, pe, acc_bits), pe * nt * acc_bits)
+
+    def scenario(name, x, y, p_gap, p_stall, seed):
+        return {"name": name, "in_beats": frames_to_beats(x, simd, ib),
+                "expected": frames_to_beats(y, pe, k),
+                "p_gap": p_gap, "p_stall": p_stall, "seed": seed}
+
+    case = {
+        "PE": pe, "NF": nf, "SF": sf, "OB": k, "latency": MVTU_LATENCY,
+        "scenarios": [
+            scenario("random", xs[0], ys[0], 0.3, 0.3, 1),
+            scenario("heavy_backpressure", xs[1], ys[1], 0.0, 0.85, 2),
+            scenario("sparse_input", xs[2], ys[2], 0.8, 0.1, 3),
+        ],
+        "throughput": scenario("throughput", xs[3], ys[3], 0.0, 0.0, 4),
+    }
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, INPUT_BITS=ib,
+                  INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=2, OUT_BITS=k,
+                  WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
+    res = run_test(SOURCES, "mvtu", "sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
+                   extra_env={"TB_CASE": str(tmp_path / "case.json")})
+    assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}

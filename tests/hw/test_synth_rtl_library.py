@@ -8,27 +8,32 @@ layer away while simulation stayed bit-exact.
 import numpy as np
 import pytest
 
-from hw.memfiles import threshold_words, weight_words, write_memh
+from hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
 from hw.synth import synthesize
 from sim.verilator_env import rtl_sources
 
 SUSPECT = ("implicitly declared", "out of bounds", "Setting all", "is used but has no driver")
 
 
-@pytest.mark.parametrize("mode,out_mode", [(0, 0), (1, 0), (2, 0), (1, 1)])
+@pytest.mark.parametrize("mode,out_mode", [(0, 0), (1, 0), (2, 0), (1, 1), (2, 2)])
 def test_mvtu_synthesizes_without_undeclared_signals(tmp_path, mode, out_mode):
     mw, mh, pe, simd, ib, acc = 16, 8, 4, 8, (4 if mode == 2 else 1), 10
     rng = np.random.default_rng(mode * 2 + out_mode)
     write_memh(tmp_path / "w.mem", weight_words(rng.integers(0, 2, (mh, mw)), pe, simd), pe * simd)
-    write_memh(tmp_path / "t.mem", threshold_words(rng.integers(-8, 8, mh), pe, acc), pe * acc)
+    k = 2  # OUT_BITS in OUT_MODE 2: 3 thresholds per output
+    if out_mode == 2:
+        T = np.sort(rng.integers(-8, 8, (mh, 2 ** k - 1)), axis=1)
+        write_memh(tmp_path / "t.mem", multithreshold_words(T, pe, acc), pe * (2 ** k - 1) * acc)
+    else:
+        write_memh(tmp_path / "t.mem", threshold_words(rng.integers(-8, 8, mh), pe, acc), pe * acc)
     wrapper = tmp_path / "wrap.v"
-    ow = pe * (acc if out_mode else 1)
+    ow = pe * {0: 1, 1: acc, 2: k}[out_mode]
     wrapper.write_text(f"""
 module wrap (input clk, input rst_n, input [{simd * ib - 1}:0] in_data, input in_valid, output in_ready,
              output [{ow - 1}:0] out_data, output out_valid, input out_ready);
   mvtu #(.MW({mw}), .MH({mh}), .PE({pe}), .SIMD({simd}), .MODE({mode}), .INPUT_BITS({ib}),
-         .INPUT_SIGNED(1), .ACC_BITS({acc}), .OUT_MODE({out_mode}),
-         .WEIGHT_FILE("w.mem"), .THRESH_FILE("{'t.mem' if out_mode == 0 else ''}")) u (
+         .INPUT_SIGNED(1), .ACC_BITS({acc}), .OUT_MODE({out_mode}), .OUT_BITS({k}),
+         .WEIGHT_FILE("w.mem"), .THRESH_FILE("{'' if out_mode == 1 else 't.mem'}")) u (
     .clk(clk), .rst_n(rst_n), .in_data(in_data), .in_valid(in_valid), .in_ready(in_ready),
     .out_data(out_data), .out_valid(out_valid), .out_ready(out_ready));
 endmodule
