@@ -94,6 +94,7 @@ def stream_layout(manifest: dict, fclk_mhz: float, input_shape=None) -> dict:
             "field_bits": field_bits, "signed": signed, "beats_per_frame": out_bpf,
             "beat_bytes": dout // 8,
         },
+        "cycles_per_frame_ideal": max((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"]),
         "dma": {"mm2s_tdata_bits": din, "s2mm_tdata_bits": dout, "max_transfer_bytes": (1 << 26) - 1},
     }
 
