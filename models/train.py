@@ -417,6 +417,8 @@ def train(
     weight_decay: float = 0.0,
     eval_batch_size: int = 1024,
     num_threads: int | None = None,
+    extra_loss_ce: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    on_epoch_start: Callable[[torch.nn.Module, int, int], None] | None = None,
 ) -> dict:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` each epoch.
 
@@ -424,7 +426,12 @@ def train(
     training continues from ``out_dir/checkpoint.pt`` at the epoch after the
     stored one (nothing is trained if it already reached ``epochs``).
     ``seed`` seeds torch/numpy/random and fixes the data order of every epoch.
-    ``extra_loss(model)`` (a scalar tensor) is added to the cross-entropy.
+    ``extra_loss(model)`` (a scalar tensor) is added to the cross-entropy;
+    ``extra_loss_ce(model, ce)`` likewise, for regularizers whose weight depends on
+    the batch's cross-entropy ``ce`` (both may be given; their sum is the extra loss).
+    ``on_epoch_start(model, epoch, epochs)`` is called before each epoch (0-based
+    ``epoch``; also for the first epoch of a resumed run), e.g. for temperature
+    schedules, which must then be pure functions of ``epoch``.
     ``schedule``: ``"cosine"`` (default), ``"step"`` (multiply by ``gamma``
     every ``step_size`` epochs, default ``epochs // 3``) or ``"constant"``.
     Returns the last epoch's metrics plus ``best_test_acc``, ``best_epoch``
@@ -521,6 +528,8 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = epoch_lr
         perm = _epoch_permutation(len(y_train), int(seed), epoch, device)[:n]
+        if on_epoch_start is not None:
+            on_epoch_start(model, epoch, epochs)
         model.train()
         sum_loss = torch.zeros((), dtype=torch.float64, device=device)
         sum_extra = torch.zeros((), dtype=torch.float64, device=device)
@@ -538,15 +547,19 @@ def train(
             logits = model(xb)
             ce = F.cross_entropy(logits, yb)
             loss = ce
+            extras = []
             if extra_loss is not None:
-                extra = extra_loss(model)
+                extras.append(("extra_loss", extra_loss(model)))
+            if extra_loss_ce is not None:
+                extras.append(("extra_loss_ce", extra_loss_ce(model, ce)))
+            for what, extra in extras:
                 if not isinstance(extra, torch.Tensor) or extra.numel() != 1:
                     raise BnnforgeError(
-                        f"extra_loss must return a scalar tensor, got {type(extra).__name__}"
+                        f"{what} must return a scalar tensor, got {type(extra).__name__}"
                         + (f" of shape {tuple(extra.shape)}" if isinstance(extra, torch.Tensor) else "")
                     )
                 extra = extra.reshape(())
-                loss = ce + extra
+                loss = loss + extra
                 sum_extra += extra.detach().double() * len(idx)
             if not torch.isfinite(loss):
                 raise BnnforgeError(

@@ -1,0 +1,89 @@
+"""Margin-aware binarized weight networks (Xu et al., ICIG 2017).
+
+Weights only are binarized (deterministic sign, no scale: models.quantizers.
+BinaryWeightNoScale); activations stay multi-bit: an unsigned k-bit quantizer with one
+learned per-tensor scale (KBitActQuant, k = 2 by default), which also acts as the ReLU.
+
+Binary-L2 regularizer (form and lambda not recovered from the paper; our reading):
+    lambda * sum over binary weights of (|w| - 1)^2      (= min((w-1)^2, (w+1)^2))
+pulls the latent weights toward the boundaries {-1, +1}. Default lambda = 1e-4 with the
+sum (not the mean) over all binary-weight layers, last layer included; latent weights are
+clipped to [-1, 1] after every step as everywhere else.
+
+Hardware: {-1,+1} weights times k-bit inputs is add/subtract accumulation; the k-bit
+outputs come from 2^k - 1 thresholds per channel (the exported activation is
+Quant(bit_width=k, signed=0) with one positive scale).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from brevitas.inject.enum import RestrictValueType, ScalingImplType
+from brevitas.nn import QuantIdentity, QuantLinear
+from brevitas.quant.base import UintQuant
+from brevitas.quant.solver import ActQuantSolver
+
+from models.quantizers import BinaryWeightNoScale
+from .common import binary_layers
+
+DEFAULTS = {"act_bits": 2, "act_max_init": 2.0, "l2_lambda": 1e-4}
+
+
+class KBitActQuant(UintQuant, ActQuantSolver):
+    """Unsigned k-bit activations (k = bit_width, default 2): round(x / s) clamped to
+    [0, 2^k - 1], one learned positive per-tensor scale s (init max_val / (2^k - 1))."""
+
+    bit_width = 2
+    scaling_impl_type = ScalingImplType.PARAMETER
+    restrict_scaling_type = RestrictValueType.LOG_FP
+    min_val = 0.0
+    max_val = 2.0
+
+
+class BinaryL2Regularizer:
+    """lambda * sum((|w| - 1)^2) over the latent weights of every binary-weight layer."""
+
+    def __init__(self, l2_lambda: float = 1e-4):
+        self.l2_lambda = float(l2_lambda)
+
+    def penalty(self, model: nn.Module) -> torch.Tensor:
+        terms = [((w.abs() - 1.0) ** 2).sum() for _, w in binary_layers(model)]
+        return torch.stack(terms).sum()
+
+    def __call__(self, model: nn.Module, ce: torch.Tensor | None = None) -> torch.Tensor:
+        return self.l2_lambda * self.penalty(model)
+
+
+@torch.no_grad()
+def margin_stats(model: nn.Module) -> dict:
+    """Mean distance of the latent weights to {-1, +1}, mean(| |w| - 1 |), and the fraction
+    within 0.1 of the boundaries."""
+    ws = torch.cat([w.detach().flatten() for _, w in binary_layers(model)])
+    d = (ws.abs() - 1.0).abs()
+    return {"mean_margin_gap": float(d.mean()), "near_boundary_frac": float((d < 0.1).float().mean()),
+            "count": int(ws.numel())}
+
+
+def plot_weight_histogram(models: dict, path, bins: int = 60) -> None:
+    """Histogram of the latent binary weights of each model in `models` ({label: model})."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5), dpi=90)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for label, model in models.items():
+        ws = torch.cat([w.detach().flatten() for _, w in binary_layers(model)]).numpy()
+        ax.hist(ws, bins=bins, range=(-1.05, 1.05), histtype="step", density=True, label=label)
+    ax.set_xlabel("latent weight")
+    ax.set_ylabel("density")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(str(path), format="png")
+
+
+def hidden_block(in_f: int, out_f: int, act_bits: int = 2, act_max_init: float = 2.0, **_) -> list[nn.Module]:
+    """QuantLinear (sign, no scale) -> BatchNorm -> unsigned k-bit activation."""
+    act_q = KBitActQuant.let(bit_width=int(act_bits), max_val=float(act_max_init))
+    return [QuantLinear(in_f, out_f, bias=False, weight_quant=BinaryWeightNoScale), nn.BatchNorm1d(out_f),
+            QuantIdentity(act_quant=act_q, return_quant_tensor=False)]
