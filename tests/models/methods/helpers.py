@@ -1,0 +1,26 @@
+"""Shared helpers for the method tests."""
+import numpy as np
+import torch
+
+from models.methods import build_method_model
+from models.topologies import randomize_batchnorm
+
+
+@torch.no_grad()
+def random_method_model(name, seed=0, **params):
+    """A method model with random BatchNorm statistics and random per-channel extras
+    (thresholds, scales, shifts), so exports see every sign case, not only identities."""
+    torch.manual_seed(seed)
+    m = build_method_model(name, **params)
+    g = torch.Generator().manual_seed(seed)
+    randomize_batchnorm(m, g)
+    for mod in m.modules():
+        for attr, sd in (("threshold", 0.3), ("shift", 0.3), ("log_scale", 0.5)):
+            p = getattr(mod, attr, None)
+            if isinstance(p, torch.nn.Parameter) and p.requires_grad and p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=g) * sd)
+    return m.eval()
+
+
+def images(n, seed=0, shape=(1, 8, 8)):
+    return np.random.default_rng(seed).random((n,) + tuple(shape), dtype=np.float32)
