@@ -40,7 +40,7 @@ module maxpool_bin #(
 
 localparam W = SIMD * EB;
 localparam SF = C / SIMD;
-localparam OFM_DIM = IFM_DIM / P;
+localparam OFM_DIM = (P > 0) ? IFM_DIM / P : 1;
 localparam BD = OFM_DIM * SF;         // row buffer words
 localparam SFW = (SF > 1) ? $clog2(SF) : 1;
 localparam PW = (P > 1) ? $clog2(P) : 1;

@@ -66,7 +66,7 @@ module sliding_window #(
 localparam W = SIMD * EB;
 localparam SF = C / SIMD;
 localparam PD = IFM_DIM + 2 * PAD;
-localparam OFM_DIM = (PD >= K) ? (PD - K) / S + 1 : 1;
+localparam OFM_DIM = (PD >= K && S > 0) ? (PD - K) / S + 1 : 1;
 localparam NR = 2 * K + S;            // ring rows
 localparam ROWW = IFM_DIM * SF;       // words per image row
 localparam DEPTH = NR * ROWW;

@@ -41,6 +41,17 @@ LINT_SETS = [
     ("label_select", ("label_select",), {"PE": 1, "NF": 1, "ACC_BITS": 2, "INDEX_BITS": 1}),
     ("label_select", ("label_select",), {"PE": 16, "NF": 1, "ACC_BITS": 8, "INDEX_BITS": 4}),
     ("label_select", ("label_select",), {"PE": 5, "NF": 20, "ACC_BITS": 16, "INDEX_BITS": 8}),
+    ("sliding_window", ("sliding_window",), {}),
+    ("sliding_window", ("sliding_window",), {"IFM_DIM": 1, "C": 1, "K": 1, "SIMD": 1}),
+    ("sliding_window", ("sliding_window",), {"IFM_DIM": 32, "C": 3, "K": 3, "SIMD": 3, "EB": 8}),
+    ("sliding_window", ("sliding_window",), {"IFM_DIM": 30, "C": 64, "K": 3, "SIMD": 32}),
+    ("sliding_window", ("sliding_window",), {"IFM_DIM": 7, "C": 8, "K": 5, "S": 2, "PAD": 1, "SIMD": 1}),
+    ("sliding_window", ("sliding_window",), {"IFM_DIM": 4, "C": 2, "K": 1, "PAD": 1, "SIMD": 2}),
+    ("maxpool_bin", ("maxpool_bin",), {}),
+    ("maxpool_bin", ("maxpool_bin",), {"IFM_DIM": 28, "C": 64, "P": 2, "SIMD": 16}),
+    ("maxpool_bin", ("maxpool_bin",), {"IFM_DIM": 6, "C": 3, "P": 3, "SIMD": 1, "EB": 8}),
+    ("maxpool_bin", ("maxpool_bin",), {"IFM_DIM": 3, "C": 2, "P": 1, "SIMD": 2}),
+    ("maxpool_bin", ("maxpool_bin",), {"IFM_DIM": 2, "C": 1, "P": 2, "SIMD": 1}),
 ]
 
 
@@ -59,6 +70,13 @@ def test_lint_clean(top, srcs, params):
     ("mvtu", MVTU_SRC, {"OUT_MODE": 2, "OUT_BITS": 0}, "mvtu_error_OUT_BITS_must_be_1_to_8_in_OUT_MODE_2"),
     ("label_select", ("label_select",), {"PE": 4, "NF": 5, "INDEX_BITS": 4},
      "label_select_error_INDEX_BITS_too_small_for_NF_times_PE"),
+    ("sliding_window", ("sliding_window",), {"C": 6, "SIMD": 4}, "sliding_window_error_C_not_divisible_by_SIMD"),
+    ("sliding_window", ("sliding_window",), {"IFM_DIM": 2, "K": 5, "PAD": 1},
+     "sliding_window_error_K_larger_than_padded_input"),
+    ("sliding_window", ("sliding_window",), {"S": 0},
+     "sliding_window_error_K_S_EB_IFM_DIM_must_be_positive_PAD_nonnegative"),
+    ("maxpool_bin", ("maxpool_bin",), {"IFM_DIM": 5, "P": 2}, "maxpool_bin_error_IFM_DIM_not_divisible_by_P"),
+    ("maxpool_bin", ("maxpool_bin",), {"C": 6, "SIMD": 4}, "maxpool_bin_error_C_not_divisible_by_SIMD"),
 ])
 def test_illegal_parameters_fail_elaboration(top, srcs, params, needle):
     with pytest.raises(LintError) as ei:
