@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 JOBS   ?= 2
+VENV_FLAGS ?=
 
 .PHONY: demo test install clean
 
@@ -14,7 +15,11 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv; \
 	  else echo "error: python3-venv is missing; run: sudo apt-get install python3-venv" >&2; exit 1; fi; }
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	@# a Tcl interpreter for the offline check of the generated Vivado script (tests skip without one)
+	@command -v tclsh >/dev/null || $(PYTHON) -c 'import tkinter; tkinter.Tcl()' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tcl; \
+	  else echo "note: no Tcl (tclsh or Python tkinter); the Vivado-script check will be skipped (sudo apt-get install tcl)" >&2; fi; }
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e ".[all,dev]"
 	rm -f $(VENV)/.installed-*

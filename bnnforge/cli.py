@@ -102,6 +102,9 @@ def cmd_build(args):
 
 
 def cmd_synth(args):
+    if args.vivado:
+        args.run, args.force, args.no_capacity, args.part, args.jobs = True, False, False, None, 4
+        return cmd_vivado(args)
     from hw.synth import synthesize
 
     rtl = Path(args.build) / "rtl"
@@ -111,6 +114,115 @@ def cmd_synth(args):
     manifest = json.loads(manifest_path.read_text())
     res = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
     print((rtl / "synth.md").read_text() if (rtl / "synth.md").exists() else res)
+
+
+def _build_dir(path: str) -> Path:
+    b = Path(path)
+    if not (b / "rtl" / "manifest.json").is_file():
+        raise BnnforgeError(f"{b / 'rtl' / 'manifest.json'}: not found (run `bnnforge build` with the codegen step first)")
+    return b
+
+
+def cmd_vivado(args):
+    """Write the Vivado project (Tcl + sources), check the Tcl offline, check capacity
+    with Yosys, and with --run start Vivado. Checks that can fail come first."""
+    import shutil
+
+    from hw.vivado.project import resolve_board, write_project
+
+    build = _build_dir(args.build)
+    resolve_board(args.board, args.part)
+    if args.run and shutil.which("vivado") is None:
+        raise BnnforgeError("vivado: not found on PATH; source Vivado's settings64.sh (or use docker/finn), "
+                            "or drop --run to only write the project")
+    out = build / "vivado"
+    existed = out.exists()
+    proj = write_project(build, board=args.board, part=args.part, jobs=args.jobs)
+    try:
+        from hw.vivado.tclcheck import check_project, tcl_backend
+
+        if tcl_backend():
+            chk = check_project(proj)
+            print(f"Tcl check ({chk['backend']}, recording stand-in, not Vivado): {chk['calls']} Vivado calls, "
+                  f"all sources present, outputs {', '.join(chk['outputs'])}")
+        if not args.no_capacity:
+            from hw.vivado.capacity import estimate, require_fit
+
+            rep = estimate(proj)
+            print((proj / "capacity.md").read_text())
+            if args.force:
+                print("--force: not refusing on capacity")
+            else:
+                for w in require_fit(rep, proj):
+                    print(w, file=sys.stderr)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    print(f"Vivado project: {proj / 'make_project.tcl'}")
+    if args.run:
+        import subprocess
+
+        (proj / "output").mkdir(exist_ok=True)
+        cmd = ["vivado", "-mode", "batch", "-nojournal", "-log", str(proj / "output" / "vivado.log"),
+               "-source", str(proj / "make_project.tcl")]
+        print("running: " + " ".join(cmd), flush=True)
+        rc = subprocess.run(cmd, cwd=proj).returncode
+        name = json.loads((proj / "project.json").read_text())["top"]
+        if rc != 0 or not (proj / "output" / f"{name}.bit").is_file():
+            raise BnnforgeError(f"{proj / 'output' / 'vivado.log'}: Vivado failed (exit {rc})")
+        print(f"bitstream: {proj / 'output' / (name + '.bit')}")
+
+
+def cmd_deploy(args):
+    from bnnforge.deploy import make_package
+    from hw.vivado.project import resolve_board
+
+    build = _build_dir(args.build)
+    resolve_board(args.board)
+    for opt, f in (("--images", args.images), ("--labels", args.labels)):
+        if f is not None and not Path(f).is_file():
+            raise BnnforgeError(f"{f}: {opt} file not found")
+    if args.labels and not args.images:
+        raise BnnforgeError("--labels: needs --images")
+    info = make_package(build, args.out or build / "deploy", board=args.board, samples=args.samples,
+                        images=args.images, labels=args.labels, verify=not args.no_verify, archive=args.archive)
+    if "sim_check" in info:
+        c = info["sim_check"]
+        print(f"driver on simulated RTL: {c['frames']} inputs, {c['mismatches']} differ from the golden model")
+    if not info["bitfile"]:
+        print("note: no bitfile yet (run `bnnforge vivado BUILD --run` where Vivado is installed, then deploy again)")
+    print(info["path"] + ("\n" + info["archive"] if "archive" in info else ""))
+
+
+def cmd_finn(args):
+    from finn_flows.config import load_folding
+    from finn_flows.finn_interop import compare_cycles, finn_available, prepare, run_finn
+
+    build = Path(args.build)
+    summary = build / "build_summary.json"
+    model = Path(args.model) if args.model else None
+    if model is None or not model.is_file():
+        raise BnnforgeError(f"{args.model}: --model (the exported QONNX file) not found")
+    if not args.folding:
+        raise BnnforgeError("--folding: a folding JSON is required (the one given to `bnnforge build`)")
+    folding = load_folding(Path(args.folding))
+    ok, why = finn_available()
+    if args.run and not ok:
+        raise BnnforgeError(f"FINN is not importable ({why}); use docker/finn (see docker/README.md) "
+                            f"or drop --run to only write the FINN inputs")
+    est = build / "report" / "estimates.json"
+    fclk = json.loads(est.read_text())["fclk_mhz"] if est.is_file() else 100.0
+    import shutil
+    prep = prepare(model, folding, build / "finn", fclk_mhz=fclk, board=args.board,
+                   hw=bool(args.hw and shutil.which("vivado")), folding_source=args.folding)
+    print(f"FINN inputs in {build / 'finn'}: model_finn.onnx ({prep['relus_inserted']} Relu inserted before "
+          f"unsigned Quant), folding_finn.json, dataflow_build_config.json")
+    if args.run:
+        run_finn(prep)
+        if est.is_file() and summary.is_file():
+            for r in compare_cycles(prep["config"]["output_dir"], json.loads(est.read_text())):
+                print(f"{r['node']} / {r['finn_node']}: ours {r['our_cycles']:,} cycles, FINN {r['finn_cycles']:,}")
 
 
 def cmd_demo(args):
@@ -161,7 +273,39 @@ def build_parser():
 
     p = sub.add_parser("synth", help="Yosys synth_xilinx estimate of a build's RTL")
     p.add_argument("build", help="build directory")
+    p.add_argument("--vivado", action="store_true", help="same as `bnnforge vivado BUILD --run`")
+    p.add_argument("--board", default="pynq-z2", help="with --vivado: pynq-z1 or pynq-z2")
     p.set_defaults(fn=cmd_synth)
+
+    p = sub.add_parser("vivado", help="Vivado project (Tcl) for Pynq-Z1/Z2; capacity check; --run starts Vivado")
+    p.add_argument("build", help="build directory (with rtl/)")
+    p.add_argument("--board", default="pynq-z2", help="pynq-z1 or pynq-z2")
+    p.add_argument("--part", default=None, help="FPGA part (only xc7z020clg400-1)")
+    p.add_argument("--run", action="store_true", help="run Vivado (must be on PATH): bitstream, .hwh, reports")
+    p.add_argument("--no-capacity", action="store_true", help="skip the Yosys capacity check")
+    p.add_argument("--force", action="store_true", help="do not refuse a design the estimate says does not fit")
+    p.add_argument("--jobs", type=int, default=4, help="Vivado implementation jobs")
+    p.set_defaults(fn=cmd_vivado)
+
+    p = sub.add_parser("deploy", help="board package: bitfile/.hwh (when built), driver, validation, samples")
+    p.add_argument("build", help="build directory (with rtl/)")
+    p.add_argument("--out", default=None, help="package directory (default BUILD/deploy)")
+    p.add_argument("--board", default="pynq-z2", help="pynq-z1 or pynq-z2")
+    p.add_argument("--samples", type=int, default=100, help="sample inputs with expected outputs")
+    p.add_argument("--images", default=None, help=".npy of float images for the sample (else random inputs)")
+    p.add_argument("--labels", default=None, help=".npy of true labels for --images")
+    p.add_argument("--no-verify", action="store_true", help="skip running the driver against the simulated RTL")
+    p.add_argument("--archive", action="store_true", help="also write PACKAGE.tar.gz")
+    p.set_defaults(fn=cmd_deploy)
+
+    p = sub.add_parser("finn", help="hand the exported QONNX model to FINN's build_dataflow")
+    p.add_argument("build", help="our build directory (FINN inputs go to BUILD/finn)")
+    p.add_argument("--model", required=True, help="the exported QONNX model")
+    p.add_argument("--folding", default=None, help="our folding JSON (translated to FINN node names)")
+    p.add_argument("--board", default="pynq-z2", help="pynq-z1 or pynq-z2")
+    p.add_argument("--run", action="store_true", help="run FINN (must be importable) and compare cycles")
+    p.add_argument("--hw", action="store_true", help="with Vivado on PATH: FINN's bitfile steps too")
+    p.set_defaults(fn=cmd_finn)
 
     p = sub.add_parser("demo", help="the main job: train, export, build, simulate, synthesize, report")
     p.add_argument("--out", default="runs/demo")

@@ -105,7 +105,7 @@ class SimIO:
     def allocate(self, shape, dtype):
         return np.zeros(shape, dtype)
 
-    def run(self, data: np.ndarray, out_nbytes: int, batches: int = 1) -> np.ndarray:
+    def run(self, data: np.ndarray, out_nbytes: int, batches: int = 1, expect_batches: int | None = None) -> np.ndarray:
         """Simulate `batches` equal MM2S sends (TLAST on the last beat of each) filling one
         S2MM receive of out_nbytes; the wrapper must raise TLAST exactly at each batch end."""
         from sim.bulk import _parse_output
@@ -139,7 +139,7 @@ class SimIO:
             raise SimDMAError(f"receive of {n_out} beats did not complete: {status['beats_out']} beats after "
                               f"{status['cycles']} cycles (the DMA would wait forever)")
         lasts = [l for _, l, _ in got]
-        per = n_out // batches
+        per = n_out // (expect_batches or batches)
         want = [int((k + 1) % per == 0) for k in range(n_out)]
         if lasts != want:
             k = next(i for i, (a, b) in enumerate(zip(lasts, want)) if a != b)

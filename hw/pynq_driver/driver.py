@@ -91,9 +91,9 @@ class StreamLayout:
         img_ok = x.ndim == 1 + len(self.shape) and tuple(x.shape[1:]) == self.shape
         single = x.ndim == 1 and x.shape[0] == self.elements or tuple(x.shape) == self.shape
         if single:
-            x = x.reshape(1, -1)
+            x = x.reshape(1, self.elements)
         elif flat_ok or img_ok:
-            x = x.reshape(len(x), -1)
+            x = x.reshape(len(x), self.elements)
         else:
             raise DriverInputError(
                 f"inputs have shape {tuple(x.shape)}; expected (N, {self.elements})"

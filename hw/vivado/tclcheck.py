@@ -37,6 +37,7 @@ VIVADO_COMMANDS = [
 
 STANDIN = r"""
 set ::rec {}
+set ::printed {}
 set ::added {}
 set ::cells [dict create]
 set ::proj_dir ""
@@ -167,6 +168,10 @@ proc _report {cmd args} { _rec $cmd {*}$args
 proc report_utilization {args} { _report report_utilization {*}$args }
 proc report_timing_summary {args} { _report report_timing_summary {*}$args }
 proc exit {args} { error "script called exit $args" }
+# keep the script's messages out of the caller's stdout (they name the temporary copy)
+rename puts ::_real_puts
+proc puts {args} { _rec_msg [lindex $args end] }
+proc _rec_msg {m} { lappend ::printed $m }
 """
 
 
@@ -197,8 +202,8 @@ def _run_tkinter(script: Path) -> tuple[list[str], str | None]:
 def _run_tclsh(script: Path) -> tuple[list[str], str | None]:
     driver = script.parent / ".standin_driver.tcl"
     driver.write_text(STANDIN + f"""
-if {{[catch {{source {{{script}}}}} msg]}} {{ puts "ERROR $msg" }}
-foreach r $::rec {{ puts "CALL [lindex $r 0]" }}
+if {{[catch {{source {{{script}}}}} msg]}} {{ _real_puts "ERROR $msg" }}
+foreach r $::rec {{ _real_puts "CALL [lindex $r 0]" }}
 """)
     p = subprocess.run(["tclsh", str(driver)], capture_output=True, text=True)
     driver.unlink()

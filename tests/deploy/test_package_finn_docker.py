@@ -1,0 +1,128 @@
+"""Deployment package, FINN interop (FINN-dependent parts skip without FINN), Docker."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from bnnforge.errors import BnnforgeError
+from finn_flows.finn_interop import adapt_model, dataflow_config, finn_available, finn_folding
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.rtl
+def test_deploy_package_and_validate_script(digits_build, tmp_path):
+    from bnnforge.cli import main
+    from bnnforge.deploy import SimIO
+
+    out = tmp_path / "pkg"
+    assert main(["deploy", str(digits_build), "--out", str(out), "--samples", "100", "--archive"]) == 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["README.md", "manifest.json", "pynq_driver/__init__.py", "pynq_driver/accel.json",
+                     "pynq_driver/driver.py", "pynq_driver/validate.py", "sample/sample.npz"]
+    info = json.loads((out / "manifest.json").read_text())
+    assert info["sim_check"]["frames"] == 100 and info["sim_check"]["mismatches"] == 0 and not info["bitfile"]
+    assert (tmp_path / "pkg.tar.gz").is_file()
+    # the packaged validation script, as on the board, with the simulated DMA as its io
+    sys.path.insert(0, str(out))
+    try:
+        import importlib
+        validate = importlib.import_module("pynq_driver.validate")
+        io = SimIO(digits_build / "vivado")
+        assert validate.main(["--dataset", str(out / "sample" / "sample.npz"),
+                              "--layout", str(out / "pynq_driver" / "accel.json")], io=io) == 0
+        bad = tmp_path / "bad.npz"
+        d = dict(np.load(out / "sample" / "sample.npz"))
+        d["expected"] = d["expected"].copy()
+        d["expected"][3] = (d["expected"][3] + 1) % 10
+        np.savez(bad, **d)
+        assert validate.main(["--dataset", str(bad), "--layout", str(out / "pynq_driver" / "accel.json")], io=io) == 1
+    finally:
+        sys.path.remove(str(out))
+        for m in [m for m in sys.modules if m.startswith("pynq_driver")]:
+            del sys.modules[m]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["deploy", "{b}", "--samples", "0"], "--samples: must be a positive integer, got 0"),
+    (["deploy", "{b}", "--images", "nope.npy"], "nope.npy: --images file not found"),
+    (["deploy", "{b}", "--board", "ultra96"], "--board: unknown board 'ultra96'"),
+    (["deploy", "/nonexistent/build"], "/nonexistent/build/rtl/manifest.json: not found"),
+])
+def test_deploy_bad_input_one_line_nothing_written(digits_build, tmp_path, capsys, args, msg):
+    from bnnforge.cli import main
+    out = tmp_path / "pkg"
+    assert main([a.format(b=digits_build) for a in args] + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bnnforge: error: ") and msg in err[0]
+    assert not out.exists()
+
+
+def test_adapt_model_is_exact_and_idempotent(digits_build):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    m = onnx.load(str(digits_build.parent / "model.onnx"))
+    a, n = adapt_model(m)
+    assert n == 3  # the 4-bit unsigned input quantizer and the two {0,1} activations
+    assert adapt_model(a)[1] == 0
+    mw, aw = (ModelWrapper(x).transform(InferShapes()) for x in (m, a))
+    i, o = mw.graph.input[0].name, mw.graph.output[0].name
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        x = (rng.random((1, 1, 8, 8), dtype=np.float32) * 24 - 6).astype(np.float32)
+        assert np.array_equal(execute_onnx(mw, {i: x})[o], execute_onnx(aw, {i: x})[aw.graph.output[0].name])
+
+
+def test_finn_folding_names_and_config():
+    ours = json.loads((REPO / "configs" / "folding" / "lfc_bnn_pynq.json").read_text())
+    f = finn_folding(ours)
+    assert f == {"Defaults": {}, "MVAU_hls_0": {"PE": 32, "SIMD": 56}, "MVAU_hls_1": {"PE": 64, "SIMD": 32},
+                 "MVAU_hls_2": {"PE": 32, "SIMD": 64}, "MVAU_hls_3": {"PE": 10, "SIMD": 8}}
+    with pytest.raises(BnnforgeError, match="entry 'Conv_0' has no FINN counterpart"):
+        finn_folding({"Conv_0": {"PE": 1}})
+    with pytest.raises(BnnforgeError, match="MVTU_1 must be an object with only PE/SIMD"):
+        finn_folding({"MVTU_1": {"PE": 1, "ram_style": "block"}})
+    cfg = dataflow_config(Path("o"), Path("f.json"), 100.0, "pynq-z1")
+    assert cfg["board"] == "Pynq-Z1" and cfg["synth_clk_period_ns"] == 10.0
+    assert cfg["steps"][1] == "step_qonnx_to_finn" and cfg["steps"][-1] == "step_generate_estimate_reports"
+
+
+FINN_OK, FINN_WHY = finn_available()
+
+
+@pytest.mark.skipif(not FINN_OK, reason=f"FINN not importable ({FINN_WHY})")
+def test_finn_accepts_config_and_estimates_match_ours(tmp_path):
+    """Inside FINN's image: FINN's estimate steps on our LFC folding; cycles per layer equal."""
+    from tests.deploy.conftest import _build
+    from finn_flows.finn_interop import compare_cycles, prepare, run_finn
+
+    b = _build(tmp_path, "tfc", "unipolar", "tfc_finn_examples.json", seed=3)
+    folding = json.loads((REPO / "configs" / "folding" / "tfc_finn_examples.json").read_text())
+    prep = prepare(b.parent / "model.onnx", folding, tmp_path / "finn")
+    run_finn(prep)
+    rows = compare_cycles(prep["config"]["output_dir"], json.loads((b / "report" / "estimates.json").read_text()))
+    assert rows and all(r["finn_cycles"] == r["our_cycles"] for r in rows), rows
+
+
+def test_dockerfiles_use_the_readme_install_entry_point():
+    readme = (REPO / "README.md").read_text()
+    quick = readme[readme.index("## Quick start"):readme.index("## What happens")]
+    assert re.search(r"^make demo\b", quick, re.M) and re.search(r"^make test\b", quick, re.M)
+    mk = (REPO / "Makefile").read_text()
+    # demo and test both go through the install target's stamp
+    assert re.search(r"^install: \$\(STAMP\)", mk, re.M)
+    assert re.search(r"^demo: \$\(STAMP\)", mk, re.M) and re.search(r"^test: \$\(STAMP\)", mk, re.M)
+    for d in ("bnnforge", "finn"):
+        text = (REPO / "docker" / d / "Dockerfile").read_text()
+        runs = [l for l in text.splitlines() if l.startswith("RUN ")]
+        assert any(re.match(r"RUN make install\b", l) for l in runs), d
+        assert not any("pip install" in l for l in runs), d  # no second, drifting install path
+        assert (REPO / "docker" / d / "README.md").is_file()
+    assert "FROM python:3.11-slim" in (REPO / "docker" / "bnnforge" / "Dockerfile").read_text()
