@@ -66,7 +66,7 @@ def _bounds(ifm, ch, simd, k, s, pad):
     od = ofm_dim(ifm, k, s, pad)
     out_pf = od * od * k * k * sf
     in_pf = ifm * ifm * sf
-    need0 = max(0, min(k - pad, ifm))
+    need0 = max(1, min(k - pad, ifm))   # rows in before the first output beat
     per_frame = math.ceil(1.05 * max(out_pf, in_pf)) + 2
     first = need0 * ifm * sf + per_frame + 4
     return out_pf, in_pf, per_frame, first
