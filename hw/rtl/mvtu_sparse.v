@@ -1,0 +1,513 @@
+// Block-sparse matrix-vector-threshold unit: one folded fully-connected layer
+// whose weight matrix is stored as PE x SIMD blocks, only the blocks that
+// matter, visited by a schedule ROM. Same stream interfaces and output modes
+// as mvtu; see docs/hw_interfaces.md ("Block-sparse matrix-vector unit") for
+// the weight semantics, the memory images and the cycle count.
+//
+// Weight semantics (WEIGHT_KIND):
+//   "sparse01"   W[o,i] = WEIGHT_M + WEIGHT_Q * B[o,i], B in {0,1}: the
+//                {alpha, beta} binary domain. A block is stored when it holds
+//                a 1 of B. acc = Q*(B.x) + M*S with S = sum(x) computed once
+//                per input vector while it is loaded, not per output.
+//   "pm1_blocks" W[o,i] in {-1,+1} inside the stored blocks (bit 1 = +1),
+//                0 outside: grouped / block-diagonal binary layers. Per block
+//                the arithmetic is mvtu's (XNOR, AND or add/sub).
+// Per input kind (MODE, numbered as in mvtu) the chunk of a stored block is
+//   sparse01   bipolar : popcount(B & xbits); Q_EFF = 2Q and a per-row
+//                        constant C[o] = -Q*popcount(B[o]) from a ROM
+//                        (B.x = 2*popcount(B & xbits) - popcount(B[o]))
+//              unipolar: popcount(B & x)
+//              int     : sum_j B_j ? x_j : 0
+//   pm1_blocks bipolar : 2*popcount(xnor) - SIMD (the per-row constant of
+//                        the bipolar case, -SIMD per stored block of the row,
+//                        is folded into every step, as in mvtu)
+//              unipolar: 2*popcount(B & x) - popcount(x)
+//              int     : sum_j B_j ? x_j : -x_j
+// and acc[o] = Q_EFF * sum(chunks of row o) + M*S + C[o].
+//
+// Every sum is kept modulo 2^ACC_BITS. Two's-complement wrap-around is exact
+// for the final value as long as that value fits ACC_BITS, which is the
+// contract; intermediate terms (Q*B.x, M*S) may exceed it without harm.
+//
+// Schedule: the input vector of a frame is first loaded into one bank of a
+// double buffer (SF beats, S accumulated on the way); the compute side then
+// walks the STEPS entries of the schedule ROM, one per clock, while the
+// loader fills the other bank with the next frame. An entry is
+// {empty, last, sf}: a stored block of the current neuron fold at synapse
+// fold sf (weights read in schedule order from a memory of NNZ words), or, for
+// a fold without any stored block, one "empty" step that contributes 0 so the
+// fold still emits its outputs from the shared terms. Steady state:
+// max(SF, STEPS) cycles per frame.
+//
+// Pipeline of the compute side (one stall enable, en, as in mvtu):
+//   issue : schedule entry register, weight address, bank select
+//   S1    : registered weight-memory and buffer reads, M*S of the bank
+//   S2    : per-PE chunk registered (zero on empty steps), threshold and
+//           row-constant reads
+//   out   : accumulate, and on the last step of a fold scale, add the shared
+//           terms, compare/emit into the output register
+// out_valid rises 3 cycles after the issuing cycle of a fold's last step; a
+// frame's first step issues the cycle after its last input beat is accepted.
+// in_ready is a register (a free bank), independent of out_ready.
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module mvtu_sparse #(
+    parameter MW = 8,
+    parameter MH = 4,
+    parameter PE = 2,
+    parameter SIMD = 4,
+    parameter MODE = 0,              // input kind: 0 bipolar, 1 unipolar, 2 int
+    parameter INPUT_BITS = 1,        // 1 in modes 0/1, integer width in mode 2
+    parameter INPUT_SIGNED = 0,      // mode 2 only
+    parameter ACC_BITS = 8,
+    parameter OUT_MODE = 0,          // 0 threshold, 1 accumulator, 2 multi-threshold
+    parameter OUT_BITS = 1,          // OUT_MODE 2 only
+    parameter [127:0] WEIGHT_KIND = "sparse01",  // or "pm1_blocks"
+    parameter WEIGHT_M = 0,          // sparse01: W = WEIGHT_M + WEIGHT_Q*B
+    parameter WEIGHT_Q = 1,          // sparse01: non-zero, any sign
+    parameter NNZ = 1,               // stored blocks (0 allowed)
+    parameter STEPS = 2,             // schedule entries per frame
+    parameter WEIGHT_FILE = "weights.mem",
+    parameter SCHED_FILE = "schedule.mem",
+    parameter THRESH_FILE = "thresholds.mem",
+    parameter ROWC_FILE = "rowconst.mem"   // sparse01 with MODE 0 only
+) (
+    input  wire                                       clk,
+    input  wire                                       rst_n,
+
+    input  wire [SIMD*INPUT_BITS-1:0]                 in_data,
+    input  wire                                       in_valid,
+    output wire                                       in_ready,
+
+    output wire [PE*((OUT_MODE == 1) ? ACC_BITS :
+                     (OUT_MODE == 2) ? OUT_BITS : 1)-1:0] out_data,
+    output wire                                       out_valid,
+    input  wire                                       out_ready
+);
+
+localparam IB = INPUT_BITS;
+localparam A = ACC_BITS;
+localparam OB = (OUT_MODE == 1) ? ACC_BITS : (OUT_MODE == 2) ? OUT_BITS : 1;
+localparam NT = (OUT_MODE == 2) ? (1 << OUT_BITS) - 1 : 1;
+localparam SF = MW / SIMD;
+localparam NF = MH / PE;
+localparam LOG_S = $clog2(SIMD);
+localparam CW = IB + 2 + LOG_S;        // chunk width, as in mvtu
+localparam SFW = (SF > 1) ? $clog2(SF) : 1;
+localparam NFW = (NF > 1) ? $clog2(NF) : 1;
+localparam SPW = (STEPS > 1) ? $clog2(STEPS) : 1;
+localparam WD = (NNZ > 0) ? NNZ : 1;   // a zero matrix still gets one (unused) word
+localparam WAW = (WD > 1) ? $clog2(WD) : 1;
+localparam EW = SFW + 2;               // schedule entry {empty, last, sf}
+
+localparam [127:0] KIND_S01 = "sparse01";
+localparam [127:0] KIND_PM1 = "pm1_blocks";
+localparam PM1 = (WEIGHT_KIND == KIND_PM1);
+// The shared S term exists only where it is multiplied by something.
+localparam USE_S = !PM1 && (WEIGHT_M != 0);
+localparam USE_ROWC = !PM1 && (MODE == 0);
+localparam Q_EFF = PM1 ? 1 : ((MODE == 0) ? 2 * WEIGHT_Q : WEIGHT_Q);
+
+// Elaboration-time parameter checks (unknown module name = readable error).
+generate
+    if (MW % SIMD != 0) begin : g_err_mw
+        mvtu_sparse_error_MW_not_divisible_by_SIMD u_err();
+    end
+    if (MH % PE != 0) begin : g_err_mh
+        mvtu_sparse_error_MH_not_divisible_by_PE u_err();
+    end
+    if (MODE < 0 || MODE > 2) begin : g_err_mode
+        mvtu_sparse_error_MODE_must_be_0_1_or_2 u_err();
+    end
+    if (MODE != 2 && INPUT_BITS != 1) begin : g_err_ib
+        mvtu_sparse_error_INPUT_BITS_must_be_1_in_MODE_0_and_1 u_err();
+    end
+    if (OUT_MODE < 0 || OUT_MODE > 2) begin : g_err_om
+        mvtu_sparse_error_OUT_MODE_must_be_0_1_or_2 u_err();
+    end
+    if (OUT_MODE == 2 && (OUT_BITS < 1 || OUT_BITS > 8)) begin : g_err_ob
+        mvtu_sparse_error_OUT_BITS_must_be_1_to_8_in_OUT_MODE_2 u_err();
+    end
+    if (ACC_BITS < 2 || ACC_BITS > 32) begin : g_err_acc
+        mvtu_sparse_error_ACC_BITS_must_be_2_to_32 u_err();
+    end
+    if (WEIGHT_KIND != KIND_S01 && WEIGHT_KIND != KIND_PM1) begin : g_err_kind
+        mvtu_sparse_error_WEIGHT_KIND_must_be_sparse01_or_pm1_blocks u_err();
+    end
+    if (!PM1 && WEIGHT_Q == 0) begin : g_err_q
+        mvtu_sparse_error_WEIGHT_Q_must_be_nonzero u_err();
+    end
+    if (PM1 && (WEIGHT_M != 0 || WEIGHT_Q != 1)) begin : g_err_pm1
+        mvtu_sparse_error_pm1_blocks_needs_WEIGHT_M_0_and_WEIGHT_Q_1 u_err();
+    end
+    if (NNZ < 0 || NNZ > NF*SF || STEPS < NF || STEPS > NF*SF || STEPS < NNZ) begin : g_err_steps
+        mvtu_sparse_error_need_0_le_NNZ_le_STEPS_and_NF_le_STEPS_le_NF_times_SF u_err();
+    end
+endgenerate
+
+// 32-bit constants, sliced where used, keep the lint width checks quiet;
+// the integer multipliers are reduced modulo 2^ACC_BITS (ACC_BITS <= 32).
+localparam [31:0] SF_LAST = SF - 1;
+localparam [31:0] NF_LAST = NF - 1;
+localparam [31:0] WD_LAST = WD - 1;
+localparam [31:0] SIMD_32 = SIMD;
+localparam [31:0] Q_32 = Q_EFF;
+localparam [31:0] M_32 = WEIGHT_M;
+localparam [A-1:0] Q_A = Q_32[A-1:0];
+localparam [A-1:0] M_A = M_32[A-1:0];
+
+reg out_valid_reg;
+reg [PE*OB-1:0] out_data_reg;
+
+// Global stall of the compute side: only the output register can block.
+wire en = !out_valid_reg || out_ready;
+
+// ---------------------------------------------------------------- loader
+// Two banks; full[b] says bank b holds a frame the compute side has not
+// finished. The loader fills bank wb, the compute side reads bank rb.
+reg [1:0] full;
+reg wb, rb;
+reg [SFW-1:0] ld_sf;
+wire ld_last = (ld_sf == SF_LAST[SFW-1:0]);
+wire ld = in_valid && !full[wb];
+
+assign in_ready = !full[wb];
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        ld_sf <= {SFW{1'b0}};
+        wb <= 1'b0;
+    end else if (ld) begin
+        if (ld_last) begin
+            ld_sf <= {SFW{1'b0}};
+            wb <= !wb;
+        end else begin
+            ld_sf <= ld_sf + 1'b1;
+        end
+    end
+end
+
+// Buffer word address {sf, bank}: exactly 2*SF words for any SF. Reads are
+// only of a full bank and writes only of a free one, so the two never meet.
+localparam BAW = (SF > 1) ? SFW + 1 : 1;
+reg [SIMD*IB-1:0] ibuf [0:2*SF-1];
+wire [BAW-1:0] ba_wr, ba_rd;
+always @(posedge clk) begin
+    if (ld) begin
+        ibuf[ba_wr] <= in_data;
+    end
+end
+
+// ---------------------------------------------------------------- issue
+reg [SPW-1:0] sp;      // index of the entry held in ent
+reg [EW-1:0] ent;      // = srom[sp], prefetched
+reg [NFW-1:0] nf;
+reg [WAW-1:0] wa;      // next stored block, in schedule order
+reg fold_first;        // ent is the first step of its fold
+
+wire [SFW-1:0] e_sf = ent[SFW-1:0];
+wire e_last = ent[SFW];
+wire e_empty = ent[SFW+1];
+wire nf_last = (nf == NF_LAST[NFW-1:0]);
+wire frame_last = e_last && nf_last;
+wire issue = en && full[rb];
+
+generate
+    if (SF > 1) begin : g_ba
+        assign ba_wr = {ld_sf, wb};
+        assign ba_rd = {e_sf, rb};
+    end else begin : g_ba1
+        assign ba_wr = wb;
+        assign ba_rd = rb;
+        wire unused_esf = &{1'b0, e_sf};
+    end
+endgenerate
+
+reg [EW-1:0] srom [0:STEPS-1];
+initial $readmemh(SCHED_FILE, srom);
+
+wire [SPW-1:0] sp_rd = (!rst_n || frame_last) ? {SPW{1'b0}} : sp + 1'b1;
+
+always @(posedge clk) begin
+    if (!rst_n || issue) begin
+        sp <= sp_rd;
+        ent <= srom[sp_rd];
+    end
+end
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        nf <= {NFW{1'b0}};
+        wa <= {WAW{1'b0}};
+        fold_first <= 1'b1;
+        rb <= 1'b0;
+    end else if (issue) begin
+        fold_first <= e_last;
+        if (e_last) begin
+            nf <= nf_last ? {NFW{1'b0}} : nf + 1'b1;
+        end
+        // each frame reads all NNZ stored words once, in order, so wrapping
+        // at the last word is also the frame boundary
+        if (!e_empty) begin
+            wa <= (wa == WD_LAST[WAW-1:0]) ? {WAW{1'b0}} : wa + 1'b1;
+        end
+        if (frame_last) begin
+            rb <= !rb;
+        end
+    end
+end
+
+// The loader sets only a free bank and the compute side clears only a full
+// one, so the two updates never target the same bit.
+always @(posedge clk) begin
+    if (!rst_n) begin
+        full <= 2'b00;
+    end else begin
+        if (ld && ld_last) begin
+            full[wb] <= 1'b1;
+        end
+        if (issue && frame_last) begin
+            full[rb] <= 1'b0;
+        end
+    end
+end
+
+// ---------------------------------------------------------------- shared S
+// S = sum(x) of the loaded frame, one register per bank; M*S is formed at
+// issue time from a register, off the input path.
+wire [A-1:0] ms_issue;
+
+genvar p, j, q;
+generate
+    if (USE_S) begin : g_s
+        wire [CW-1:0] s_beat;
+        wire [A-1:0] s_beat_a;
+        if (MODE == 2) begin : g_sint
+            localparam TW = IB + 1 + LOG_S;
+            wire [SIMD*(IB+1)-1:0] ops;
+            wire [TW-1:0] tsum;
+            for (j = 0; j < SIMD; j = j + 1) begin : g_op
+                wire [IB-1:0] x = in_data[j*IB +: IB];
+                assign ops[j*(IB+1) +: IB+1] = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x};
+            end
+            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (.in_data(ops), .out_data(tsum));
+            assign s_beat = {tsum[TW-1], tsum};
+        end else begin : g_sbin
+            wire [LOG_S:0] pc;
+            popcount #(.N(SIMD)) u_pc (.in_data(in_data), .out_data(pc));
+            if (MODE == 0) begin : g_bip
+                // each beat adds 2*popcount - SIMD; summed: 2*popcount(x) - MW
+                assign s_beat = {1'b0, pc, 1'b0} - SIMD_32[CW-1:0];
+            end else begin : g_uni
+                assign s_beat = {2'b00, pc};
+            end
+        end
+        sign_resize #(.IN_W(CW), .OUT_W(A)) u_rs (.in_data(s_beat), .out_data(s_beat_a));
+
+        reg [A-1:0] s_acc, s_bank0, s_bank1;
+        wire [A-1:0] s_nx = ((ld_sf == {SFW{1'b0}}) ? {A{1'b0}} : s_acc) + s_beat_a;
+        always @(posedge clk) begin
+            if (ld) begin
+                s_acc <= s_nx;
+                if (ld_last && !wb) s_bank0 <= s_nx;
+                if (ld_last && wb) s_bank1 <= s_nx;
+            end
+        end
+        assign ms_issue = (rb ? s_bank1 : s_bank0) * M_A;
+    end else begin : g_nos
+        assign ms_issue = {A{1'b0}};
+    end
+endgenerate
+
+// ---------------------------------------------------------------- S1
+reg [PE*SIMD-1:0] wmem [0:WD-1];
+initial $readmemh(WEIGHT_FILE, wmem);
+
+reg v1, first1, last1, empty1;
+reg [NFW-1:0] nf1;
+reg [PE*SIMD-1:0] w1;
+reg [SIMD*IB-1:0] x1;
+reg [A-1:0] ms1;
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        v1 <= 1'b0;
+    end else if (en) begin
+        v1 <= issue;
+    end
+end
+
+always @(posedge clk) begin
+    if (en) begin
+        w1 <= wmem[wa];
+        x1 <= ibuf[ba_rd];
+        first1 <= fold_first;
+        last1 <= e_last;
+        empty1 <= e_empty;
+        nf1 <= nf;
+        ms1 <= ms_issue;
+    end
+end
+
+// ---------------------------------------------------------------- S2
+wire [PE*A-1:0] chunk1;
+
+generate
+    if (MODE == 2) begin : g_int
+        localparam TW = IB + 1 + LOG_S;
+        for (p = 0; p < PE; p = p + 1) begin : g_pe
+            wire [SIMD*(IB+1)-1:0] ops;
+            wire [TW-1:0] tsum;
+            for (j = 0; j < SIMD; j = j + 1) begin : g_op
+                wire [IB-1:0] x = x1[j*IB +: IB];
+                wire [IB:0] e = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x};
+                // sparse01: a 0 of B selects nothing; pm1_blocks: it means -1
+                assign ops[j*(IB+1) +: IB+1] = w1[p*SIMD + j] ? e : (PM1 ? -e : {(IB+1){1'b0}});
+            end
+            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (.in_data(ops), .out_data(tsum));
+            sign_resize #(.IN_W(TW), .OUT_W(A)) u_rs (.in_data(tsum), .out_data(chunk1[p*A +: A]));
+        end
+    end else begin : g_binary
+        localparam PW = LOG_S + 1;
+        if (PM1 && MODE == 1) begin : g_pcx
+            // popcount(x) does not depend on the weights: one per step,
+            // shared by all PEs
+            wire [PW-1:0] pc_x;
+            popcount #(.N(SIMD)) u_pcx (.in_data(x1), .out_data(pc_x));
+        end
+        for (p = 0; p < PE; p = p + 1) begin : g_pe
+            wire [SIMD-1:0] w = w1[p*SIMD +: SIMD];
+            wire [SIMD-1:0] m = (PM1 && MODE == 0) ? ~(x1 ^ w) : (x1 & w);
+            wire [PW-1:0] pc;
+            wire [CW-1:0] c;
+            popcount #(.N(SIMD)) u_pc (.in_data(m), .out_data(pc));
+            if (!PM1) begin : g_s01
+                assign c = {{(CW-PW){1'b0}}, pc};
+            end else if (MODE == 0) begin : g_xnor
+                assign c = {1'b0, pc, 1'b0} - SIMD_32[CW-1:0];
+            end else begin : g_and
+                assign c = {1'b0, pc, 1'b0} - {2'b00, g_pcx.pc_x};
+            end
+            sign_resize #(.IN_W(CW), .OUT_W(A)) u_rs (.in_data(c), .out_data(chunk1[p*A +: A]));
+        end
+    end
+endgenerate
+
+reg v2, first2, last2;
+reg [PE*A-1:0] chunk2;
+reg [A-1:0] ms2;
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        v2 <= 1'b0;
+    end else if (en) begin
+        v2 <= v1;
+    end
+end
+
+always @(posedge clk) begin
+    if (en) begin
+        // an empty step (fold without stored blocks) adds nothing
+        chunk2 <= empty1 ? {PE*A{1'b0}} : chunk1;
+        first2 <= first1;
+        last2 <= last1;
+        ms2 <= ms1;
+    end
+end
+
+// ---------------------------------------------------------------- out
+// Threshold and row-constant words of the current fold. Declared at module
+// level, not referenced inside the generate blocks, because Yosys does not
+// resolve hierarchical names into a generate block declared later.
+wire [PE*NT*A-1:0] thr2;
+wire [PE*A-1:0] rowc2;
+
+generate
+    if (OUT_MODE != 1) begin : g_tmem
+        reg [PE*NT*A-1:0] tmem [0:NF-1];
+        reg [PE*NT*A-1:0] thr2_reg;
+        initial $readmemh(THRESH_FILE, tmem);
+        always @(posedge clk) begin
+            if (en) begin
+                thr2_reg <= tmem[nf1];
+            end
+        end
+        assign thr2 = thr2_reg;
+    end else begin : g_notmem
+        assign thr2 = {PE*NT*A{1'b0}};
+        wire unused_thr2 = &{1'b0, thr2};
+    end
+    if (USE_ROWC) begin : g_cmem
+        reg [PE*A-1:0] cmem [0:NF-1];
+        reg [PE*A-1:0] rowc2_reg;
+        initial $readmemh(ROWC_FILE, cmem);
+        always @(posedge clk) begin
+            if (en) begin
+                rowc2_reg <= cmem[nf1];
+            end
+        end
+        assign rowc2 = rowc2_reg;
+    end else begin : g_nocmem
+        assign rowc2 = {PE*A{1'b0}};
+    end
+    if (OUT_MODE == 1 && !USE_ROWC) begin : g_unused_nf1
+        wire unused_nf1 = &{1'b0, nf1};
+    end
+endgenerate
+
+wire [PE*OB-1:0] res2;
+
+generate
+    for (p = 0; p < PE; p = p + 1) begin : g_acc
+        reg [A-1:0] acc;
+        wire [A-1:0] acc_nx = (first2 ? {A{1'b0}} : acc) + chunk2[p*A +: A];
+        // the exact dot product, modulo 2^ACC_BITS (= exact, it fits)
+        wire [A-1:0] fin = acc_nx * Q_A + ms2 + rowc2[p*A +: A];
+        always @(posedge clk) begin
+            if (en && v2) begin
+                acc <= acc_nx;
+            end
+        end
+        if (OUT_MODE == 0) begin : g_thr
+            assign res2[p] = ($signed(fin) >= $signed(thr2[p*A +: A]));
+        end else if (OUT_MODE == 2) begin : g_mt
+            // number of thresholds met (see mvtu.v)
+            localparam CNT_W = $clog2(NT) + 1;
+            wire [NT-1:0] ge;
+            wire [CNT_W-1:0] cnt;
+            for (q = 0; q < NT; q = q + 1) begin : g_cmp
+                assign ge[q] = ($signed(fin) >= $signed(thr2[(p*NT + q)*A +: A]));
+            end
+            popcount #(.N(NT)) u_cnt (.in_data(ge), .out_data(cnt));
+            assign res2[p*OB +: OB] = cnt[OB-1:0];
+            if (CNT_W > OB) begin : g_unused
+                wire unused_cnt = &{1'b0, cnt[CNT_W-1:OB]};
+            end
+        end else begin : g_raw
+            assign res2[p*OB +: OB] = fin;
+        end
+    end
+endgenerate
+
+always @(posedge clk) begin
+    if (!rst_n) begin
+        out_valid_reg <= 1'b0;
+    end else if (en) begin
+        out_valid_reg <= v2 && last2;
+    end
+end
+
+always @(posedge clk) begin
+    if (en && v2 && last2) begin
+        out_data_reg <= res2;
+    end
+end
+
+assign out_data = out_data_reg;
+assign out_valid = out_valid_reg;
+
+endmodule
+
+`resetall
