@@ -25,19 +25,21 @@
 //
 // Rows are tracked by count, not by content: `occ` complete rows sit in the
 // ring starting at slot `rslot`, and `rb` is the frame-relative index of that
-// oldest row plus a bias B = K + S (it is negative, i.e. rb < B, while rows
-// of the previous frame are still held). The row in progress is written to
+// oldest row plus a bias B = K + S (rb < B while that row still belongs to
+// the previous frame). The row in progress is written to
 // slot rslot + occ; the reader only reads complete rows, so a read and a
 // write never meet at one address.
 //
 // Timing: the reader issues one beat per cycle (address, RAM read into the
 // output register), stalled as a whole while the output beat is not taken
 // (in_ready of the writer does not depend on out_ready). It never pauses
-// between windows, rows or frames when the rows are there: in steady state a
-// frame takes max(OFM_DIM^2*K*K*SF, IFM_DIM^2*SF) cycles (output- or
-// input-bound), plus at most a row of input per frame where the two rates
-// are within a row of each other. The first beat of a frame comes out one
-// cycle after input row max(1, min(K - PAD, IFM_DIM)) - 1 of it completes.
+// between windows, rows or frames when the rows are there. With always-valid
+// input and an always-ready consumer, back-to-back frames take
+// max(OFM_DIM^2*K*K*SF, IFM_DIM^2*SF) cycles each (output- or input-bound;
+// measured exactly so for every shape in tests/hw/test_sliding_window.py).
+// The first beat of a frame is valid the cycle after input row
+// max(1, min(K - PAD, IFM_DIM)) - 1 of that frame is complete: no beat of a
+// frame, not even one wholly in the top padding, precedes its first row.
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
