@@ -46,3 +46,44 @@ endmodule
     trees = sum(m.count for m in res.modules.values() if m.base in ("popcount", "adder_tree"))
     assert trees >= pe
     assert res.total.lut_total >= pe * simd, res.total
+
+
+@pytest.mark.parametrize("weight_kind,input_kind,out_mode", [
+    ("sparse01", "bipolar", 0), ("sparse01", "unipolar", 1), ("pm1_blocks", "int", 2)])
+def test_mvtu_sparse_synthesizes_without_undeclared_signals(tmp_path, weight_kind, input_kind, out_mode):
+    from hw.memfiles_sparse import build_sparse_layer
+
+    mw, mh, pe, simd, k = 32, 16, 4, 8, 2
+    ib = 4 if input_kind == "int" else 1
+    rng = np.random.default_rng(7)
+    if weight_kind == "sparse01":
+        W = -1 + 8 * (rng.random((mh, mw)) < 0.05)
+    else:   # 4 groups of 4x8: block-diagonal +-1
+        W = np.kron(np.eye(4, dtype=np.int64), np.ones((4, 8), dtype=np.int64)) * (2 * rng.integers(0, 2, (mh, mw)) - 1)
+    layer = build_sparse_layer(W, pe, simd, weight_kind)
+    acc = 12
+    T = None if out_mode == 1 else np.sort(rng.integers(-8, 8, (mh, 2 ** k - 1 if out_mode == 2 else 1)), axis=1)
+    if out_mode == 0:
+        T = T[:, 0]
+    params = layer.write(tmp_path, input_kind, acc, thresholds=T)
+    params.update(INPUT_BITS=ib, OUT_MODE=out_mode, OUT_BITS=k)
+    ow = pe * {0: 1, 1: acc, 2: k}[out_mode]
+    plist = ", ".join(f'.{n}("{v}")' if isinstance(v, str) else f".{n}({v})" for n, v in params.items())
+    wrapper = tmp_path / "wrap.v"
+    wrapper.write_text(f"""
+module wrap (input clk, input rst_n, input [{simd * ib - 1}:0] in_data, input in_valid, output in_ready,
+             output [{ow - 1}:0] out_data, output out_valid, input out_ready);
+  mvtu_sparse #({plist}) u (
+    .clk(clk), .rst_n(rst_n), .in_data(in_data), .in_valid(in_valid), .in_ready(in_ready),
+    .out_data(out_data), .out_valid(out_valid), .out_ready(out_ready));
+endmodule
+""")
+    res = synthesize(rtl_sources("popcount", "adder_tree", "sign_resize", "mvtu_sparse") + [wrapper], "wrap",
+                     workdir=tmp_path)
+    log = res.log_path.read_text()
+    bad = [ln for ln in log.splitlines() if "Warning" in ln and any(s in ln for s in SUSPECT)]
+    assert bad == [], bad[:3]
+    trees = sum(m.count for m in res.modules.values() if m.base in ("popcount", "adder_tree"))
+    assert trees >= pe
+    assert res.total.lut_total >= pe * simd, res.total
+    print(weight_kind, input_kind, out_mode, layer.stats(), res.total)
