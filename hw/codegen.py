@@ -20,7 +20,6 @@ from finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
 from hw.memfiles import threshold_words, weight_words, write_memh
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
-LIBRARY = ["popcount.v", "adder_tree.v", "mvtu.v", "stream_fifo.v", "stream_dwc.v", "label_select.v"]
 
 VERILOG_KEYWORDS = set("""
 always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign default
@@ -55,14 +54,28 @@ def comment_safe(text: str) -> str:
     return re.sub(r"[^ -~]|\*/|/\*", "?", s)[:80]
 
 
+STAGE_OPS = ("MVTU", "SlidingWindow", "StreamingMaxPool")
+# library files each stage kind needs beyond the always-present stream plumbing
+STAGE_FILES = {"MVTU": ["popcount.v", "adder_tree.v", "mvtu.v"],
+               "SlidingWindow": ["sliding_window.v"],
+               "StreamingMaxPool": ["maxpool_bin.v"],
+               "LabelSelect": ["label_select.v"]}
+BASE_FILES = ["stream_fifo.v", "stream_dwc.v"]
+
+
 def _layers(model: onnx.ModelProto):
     out = []
     for node in model.graph.node:
-        if node.op_type not in ("MVTU", "LabelSelect"):
+        if node.op_type not in STAGE_OPS + ("LabelSelect",):
             raise BnnforgeError(f"node {comment_safe(node.name)!r}: op {node.op_type} has no Verilog module")
         out.append((node, get_attrs(node)))
-    if not out or out[0][0].op_type != "MVTU":
-        raise BnnforgeError("hardware graph must start with an MVTU layer")
+    if not out or out[0][0].op_type not in STAGE_OPS:
+        raise BnnforgeError("hardware graph must start with an MVTU or a sliding window")
+    if not any(n.op_type == "MVTU" for n, _ in out):
+        raise BnnforgeError("hardware graph has no MVTU layer")
+    for k, (node, _) in enumerate(out[:-1]):
+        if node.op_type == "LabelSelect":
+            raise BnnforgeError(f"node {comment_safe(node.name)!r}: LabelSelect must be the last node")
     return out
 
 
@@ -84,18 +97,52 @@ def _check_mvtu(node, a, w, t):
                 f"{a['acc_bits']}-bit accumulator range [{lo}, {hi}]")
 
 
+def _window_stage(node, a) -> dict:
+    name = comment_safe(node.name)
+    c, simd = a["C"], a["SIMD"]
+    if c % simd:
+        raise BnnforgeError(f"node {name!r}: SIMD = {simd} does not divide the {c} channels")
+    return dict(
+        kind="window", module="sliding_window", source=comment_safe(a.get("source_node", node.name)),
+        params=dict(IFM_DIM=a["IFM_DIM"], C=c, K=a["K"], S=a["S"], PAD=a["PAD"], EB=a["EB"], SIMD=simd),
+        in_width=simd * a["EB"], out_width=simd * a["EB"],
+        in_beats=a["IFM_DIM"] ** 2 * c // simd,
+        cycles=max(a["OFM_DIM"] ** 2 * a["K"] ** 2 * c // simd, a["IFM_DIM"] ** 2 * c // simd),
+        comment=f"{a['K']}x{a['K']} window, stride {a['S']}, pad {a['PAD']} over {a['IFM_DIM']}x{a['IFM_DIM']}x{c}"
+                f" -> {a['OFM_DIM']}x{a['OFM_DIM']} pixels, SIMD {simd}")
+
+
+def _pool_stage(node, a) -> dict:
+    name = comment_safe(node.name)
+    c, simd, p, dim = a["C"], a["SIMD"], a["P"], a["IFM_DIM"]
+    if c % simd or dim % p:
+        raise BnnforgeError(f"node {name!r}: SIMD {simd} must divide C {c} and P {p} must divide IFM_DIM {dim}")
+    return dict(
+        kind="pool", module="maxpool_bin", source=name,
+        params=dict(IFM_DIM=dim, C=c, P=p, SIMD=simd, EB=a["EB"]),
+        in_width=simd * a["EB"], out_width=simd * a["EB"], in_beats=dim * dim * c // simd,
+        cycles=dim * dim * c // simd,
+        comment=f"max pool {p}x{p} over {dim}x{dim}x{c}, SIMD {simd}")
+
+
 def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fifo_depth: int = 2) -> dict:
     """Write `<top>.v`, the library modules and memory images into out_dir.
 
     Returns the manifest (also written as manifest.json): top name, file list,
-    stream widths and per-layer parameters.
+    stream widths, the MVTU layers' parameters (`layers`) and every stage (`stages`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     top = sanitize_identifier(name) + "_top"
     layers = _layers(model)
-    params = []
-    for idx, (node, a) in enumerate(layers):
+    params, stages = [], []
+    for node, a in layers:
+        if node.op_type == "SlidingWindow":
+            stages.append(_window_stage(node, a))
+            continue
+        if node.op_type == "StreamingMaxPool":
+            stages.append(_pool_stage(node, a))
+            continue
         if node.op_type != "MVTU":
             continue
         w = initializer(model, node.input[1]).astype(np.int64)
@@ -108,28 +155,52 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         if thr_out:
             write_memh(out_dir / tfile, threshold_words(t, a["PE"], a["acc_bits"]), a["PE"] * a["acc_bits"])
         ib = a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1
-        params.append(dict(
+        pixels = a.get("pixels", 1)
+        q = dict(
             index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
             MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
             ACC_BITS=a["acc_bits"], OUT_MODE=0 if thr_out else 1,
-            WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "",
-            in_width=a["SIMD"] * ib, out_width=a["PE"] * (1 if thr_out else a["acc_bits"])))
+            WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
+            in_width=a["SIMD"] * ib, out_width=a["PE"] * (1 if thr_out else a["acc_bits"]))
+        params.append(q)
+        stages.append(dict(
+            kind="mvtu", module="mvtu", source=q["source"], layer=q,
+            params={k: q[k] for k in ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED",
+                                      "ACC_BITS", "OUT_MODE", "WEIGHT_FILE", "THRESH_FILE")},
+            in_width=q["in_width"], out_width=q["out_width"], in_beats=pixels * a["MW"] // a["SIMD"],
+            cycles=pixels * (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"]),
+            comment=f"{a['MW']}x{a['MH']}, SIMD {a['SIMD']}, PE {a['PE']}, mode {q['MODE']}"
+                    + (f", {pixels} pixels" if pixels > 1 else "")))
+    for k, st in enumerate(stages):
+        st["index"] = k
     label = layers[-1][0].op_type == "LabelSelect"
-    verilog = _top_verilog(top, params, label, fifo_depth)
+    if stages[-1]["kind"] != "mvtu":
+        raise BnnforgeError("the last hardware stage must be an MVTU (the classifier)")
+    verilog = _top_verilog(top, stages, label, fifo_depth)
     (out_dir / f"{top}.v").write_text(verilog)
-    for f in LIBRARY:
+    files = []
+    for op in [n.op_type for n, _ in layers]:
+        for f in STAGE_FILES[op]:
+            if f not in files:
+                files.append(f)
+    files = BASE_FILES + files
+    for f in files:
         shutil.copyfile(RTL_DIR / f, out_dir / f)
-    files = LIBRARY + [f"{top}.v"]
+    files = files + [f"{top}.v"]
     (out_dir / "filelist.f").write_text("\n".join(files) + "\n")
     last = params[-1]
+    first = stages[0]
     manifest = {
         "top": top, "files": files, "layers": params, "label_select": label,
-        "in_width": _bytes(params[0]["in_width"]) * 8, "in_bits": params[0]["in_width"],
-        "in_beats_per_frame": params[0]["MW"] // params[0]["SIMD"],
-        "in_element_bits": params[0]["INPUT_BITS"],
+        "stages": [{k: v for k, v in st.items() if k != "layer"} for st in stages],
+        "in_width": _bytes(first["in_width"]) * 8, "in_bits": first["in_width"],
+        "in_simd": first["params"]["SIMD"],
+        "in_beats_per_frame": first["in_beats"],
+        "in_element_bits": first["in_width"] // first["params"]["SIMD"],
         "out_width": 8 * _bytes(_clog2(last["MH"])) if label else _bytes(last["out_width"]) * 8,
         "out_beats_per_frame": 1 if label else last["MH"] // last["PE"],
         "num_outputs": last["MH"], "acc_bits": last["ACC_BITS"],
+        "ideal_cycles_per_frame": max(st["cycles"] for st in stages),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -143,19 +214,21 @@ def _clog2(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
-def _top_verilog(top: str, p: list[dict], label: bool, fifo_depth: int) -> str:
-    in_w = _bytes(p[0]["in_width"]) * 8
-    last = p[-1]
+def _top_verilog(top: str, stages: list[dict], label: bool, fifo_depth: int) -> str:
+    first, last_st = stages[0], stages[-1]
+    last = last_st["layer"]
+    in_w = _bytes(first["in_width"]) * 8
     idx_bits = _clog2(last["MH"])
     out_w = 8 * _bytes(idx_bits) if label else _bytes(last["out_width"]) * 8
     L = []
     L.append(f"// {top}: streaming BNN accelerator generated by bnnforge. Do not edit.")
-    L.append("// Layers (matrix-vector-threshold units):")
-    for q in p:
-        L.append(f"//   layer{q['index']}: {q['MW']}x{q['MH']}, SIMD {q['SIMD']}, PE {q['PE']}, "
-                 f"mode {q['MODE']}, {q['MH'] // q['PE'] * (q['MW'] // q['SIMD'])} cycles/frame (from {q['source']})")
-    L.append("// Input: one frame = %d beats of %d elements, element 0 in the lowest bits." %
-             (p[0]["MW"] // p[0]["SIMD"], p[0]["SIMD"]))
+    L.append("// Stages (cycles per frame at full throughput):")
+    for st in stages:
+        L.append(f"//   s{st['index']} {st['module']}: {st['comment']}, {st['cycles']} cycles/frame"
+                 f" (from {st['source']})")
+    L.append("// Input: one frame = %d beats of %d elements, element 0 in the lowest bits%s." %
+             (first["in_beats"], first["params"]["SIMD"],
+              " (channels-last pixels, row-major)" if first["kind"] == "window" else ""))
     L.append("// Output: " + ("one beat per frame holding the predicted label, TLAST=1." if label else
                               "the last layer's accumulators, TLAST on the last beat of a frame."))
     L.append("`timescale 1ns / 1ps")
@@ -176,46 +249,43 @@ def _top_verilog(top: str, p: list[dict], label: bool, fifo_depth: int) -> str:
     L.append("    input  wire                m_axis_tready")
     L.append(");")
     L.append("")
-    for q in p:
-        i = q["index"]
-        L.append(f"    wire [{q['in_width'] - 1}:0] l{i}_in_data;")
-        L.append(f"    wire l{i}_in_valid, l{i}_in_ready;")
-        L.append(f"    wire [{q['out_width'] - 1}:0] l{i}_out_data;")
-        L.append(f"    wire l{i}_out_valid, l{i}_out_ready;")
+    for st in stages:
+        i = st["index"]
+        L.append(f"    wire [{st['in_width'] - 1}:0] s{i}_in_data;")
+        L.append(f"    wire s{i}_in_valid, s{i}_in_ready;")
+        L.append(f"    wire [{st['out_width'] - 1}:0] s{i}_out_data;")
+        L.append(f"    wire s{i}_out_valid, s{i}_out_ready;")
     L.append("")
-    L.append(f"    assign l0_in_data  = s_axis_tdata[{p[0]['in_width'] - 1}:0];")
-    L.append("    assign l0_in_valid = s_axis_tvalid;")
-    L.append("    assign s_axis_tready = l0_in_ready;")
+    L.append(f"    assign s0_in_data  = s_axis_tdata[{first['in_width'] - 1}:0];")
+    L.append("    assign s0_in_valid = s_axis_tvalid;")
+    L.append("    assign s_axis_tready = s0_in_ready;")
     L.append("")
-    for q in p:
-        i = q["index"]
-        L.append(f"    // layer{i} (from ONNX node {q['source']})")
-        L.append("    mvtu #(")
-        keys = ["MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED", "ACC_BITS", "OUT_MODE"]
-        for k in keys:
-            L.append(f"        .{k}({q[k]}),")
-        L.append(f"        .WEIGHT_FILE(\"{q['WEIGHT_FILE']}\"),")
-        L.append(f"        .THRESH_FILE(\"{q['THRESH_FILE']}\")")
-        L.append(f"    ) layer{i} (")
+    for st in stages:
+        i = st["index"]
+        L.append(f"    // stage {i}: {st['module']} (from ONNX node {st['source']})")
+        L.append(f"    {st['module']} #(")
+        items = list(st["params"].items())
+        for k, (key, v) in enumerate(items):
+            val = f"\"{v}\"" if isinstance(v, str) else str(v)
+            L.append(f"        .{key}({val})" + ("," if k + 1 < len(items) else ""))
+        L.append(f"    ) s{i}_{st['kind']} (")
         L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
-        L.append(f"        .in_data(l{i}_in_data), .in_valid(l{i}_in_valid), .in_ready(l{i}_in_ready),")
-        L.append(f"        .out_data(l{i}_out_data), .out_valid(l{i}_out_valid), .out_ready(l{i}_out_ready)")
+        L.append(f"        .in_data(s{i}_in_data), .in_valid(s{i}_in_valid), .in_ready(s{i}_in_ready),")
+        L.append(f"        .out_data(s{i}_out_data), .out_valid(s{i}_out_valid), .out_ready(s{i}_out_ready)")
         L.append("    );")
         L.append("")
-        if i + 1 < len(p):
-            n = p[i + 1]
-            # a whole consumer input frame (+2 for pipeline slack), at least fifo_depth
-            depth = max(fifo_depth, n["MW"] // n["SIMD"] + 2)
-            L += _link(i, q["out_width"], n["in_width"], depth)
+        if i + 1 < len(stages):
+            n = stages[i + 1]
+            L += _link(i, st["out_width"], n["in_width"], _fifo_depth(n, fifo_depth))
+    i = last_st["index"]
     if label:
-        i = last["index"]
         L.append("    wire [%d:0] label_data;" % (idx_bits - 1))
         L.append("    label_select #(")
         L.append(f"        .PE({last['PE']}), .NF({last['MH'] // last['PE']}), "
                  f".ACC_BITS({last['ACC_BITS']}), .INDEX_BITS({idx_bits})")
         L.append("    ) label (")
         L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
-        L.append(f"        .in_data(l{i}_out_data), .in_valid(l{i}_out_valid), .in_ready(l{i}_out_ready),")
+        L.append(f"        .in_data(s{i}_out_data), .in_valid(s{i}_out_valid), .in_ready(s{i}_out_ready),")
         L.append("        .out_data(label_data), .out_valid(m_axis_tvalid), .out_ready(m_axis_tready)")
         L.append("    );")
         pad = out_w - idx_bits
@@ -223,13 +293,12 @@ def _top_verilog(top: str, p: list[dict], label: bool, fifo_depth: int) -> str:
                  "    assign m_axis_tdata = label_data;")
         L.append("    assign m_axis_tlast = 1'b1;  // one beat per frame")
     else:
-        i = last["index"]
         nf = last["MH"] // last["PE"]
         pad = out_w - last["out_width"]
-        L.append(f"    assign m_axis_tdata = {{{pad}'d0, l{i}_out_data}};" if pad else
-                 f"    assign m_axis_tdata = l{i}_out_data;")
-        L.append(f"    assign m_axis_tvalid = l{i}_out_valid;")
-        L.append(f"    assign l{i}_out_ready = m_axis_tready;")
+        L.append(f"    assign m_axis_tdata = {{{pad}'d0, s{i}_out_data}};" if pad else
+                 f"    assign m_axis_tdata = s{i}_out_data;")
+        L.append(f"    assign m_axis_tvalid = s{i}_out_valid;")
+        L.append(f"    assign s{i}_out_ready = m_axis_tready;")
         if nf == 1:
             L.append("    assign m_axis_tlast = 1'b1;")
         else:
@@ -246,6 +315,16 @@ def _top_verilog(top: str, p: list[dict], label: bool, fifo_depth: int) -> str:
     return "\n".join(L) + "\n"
 
 
+def _fifo_depth(consumer: dict, fifo_depth: int) -> int:
+    """An MVTU consumer gets a whole input vector (+2 for pipeline slack): it takes its
+    SF beats only during its first neuron fold, so the producer can run a vector ahead
+    while it replays. Windows and pools buffer internally and take a beat per clock."""
+    if consumer["kind"] == "mvtu":
+        q = consumer["layer"]
+        return max(fifo_depth, q["MW"] // q["SIMD"] + 2)
+    return max(fifo_depth, 2)
+
+
 def _link(i: int, w_out: int, w_in: int, depth: int) -> list[str]:
     """Producer layer i -> (width converter) -> FIFO -> consumer layer i+1.
 
@@ -254,7 +333,7 @@ def _link(i: int, w_out: int, w_in: int, depth: int) -> list[str]:
     run a frame ahead while the consumer replays its input buffer (nf > 0)."""
     j = i + 1
     L = []
-    src = f"l{i}_out"
+    src = f"s{i}_out"
     if w_out != w_in:
         L.append(f"    wire [{w_in - 1}:0] c{i}_data;")
         L.append(f"    wire c{i}_valid, c{i}_ready;")
@@ -267,7 +346,7 @@ def _link(i: int, w_out: int, w_in: int, depth: int) -> list[str]:
     L.append(f"    stream_fifo #(.WIDTH({w_in}), .DEPTH({depth})) fifo{i} (")
     L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
     L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
-    L.append(f"        .out_data(l{j}_in_data), .out_valid(l{j}_in_valid), .out_ready(l{j}_in_ready)")
+    L.append(f"        .out_data(s{j}_in_data), .out_valid(s{j}_in_valid), .out_ready(s{j}_in_ready)")
     L.append("    );")
     L.append("")
     return L

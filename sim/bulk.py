@@ -166,10 +166,9 @@ def run_network_bulk(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.n
     keys as sim.network.run_network (plus ``reset`` when reset_at_cycle is given)."""
     rtl_dir = Path(rtl_dir).resolve()
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
-    first = manifest["layers"][0]
-    beats = frame_beats(q_inputs, first["SIMD"], manifest["in_element_bits"])
+    beats = frame_beats(q_inputs, manifest["in_simd"], manifest["in_element_bits"])
     expected = expected_beats(golden_out, manifest)
-    ideal = max((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"])
+    ideal = manifest["ideal_cycles_per_frame"]
     frames = len(q_inputs)
     in_bpf, out_bpf = manifest["in_beats_per_frame"], manifest["out_beats_per_frame"]
     if seed < 0:

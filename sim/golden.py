@@ -113,12 +113,18 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
                 t = initializer(model, node.input[2]).astype(np.int64)
                 acc = (acc >= t[None, :]).astype(np.int64)
             env[node.output[0]] = _unflatten(acc, lead)
-        elif node.op_type in ("Im2Col", "SlidingWindow"):
+        elif node.op_type == "Im2Col":
             xs = _spatial(xin, n, a["ifm_dim"], a["channels"])
             env[node.output[0]] = im2col_nhwc(xs, a["kernel"], a["stride"], a["pad"])
-        elif node.op_type in ("MaxPoolNHWC", "StreamingMaxPool"):
+        elif node.op_type == "SlidingWindow":
+            xs = _spatial(xin, n, a["IFM_DIM"], a["C"])
+            env[node.output[0]] = im2col_nhwc(xs, a["K"], a["S"], a["PAD"])
+        elif node.op_type == "MaxPoolNHWC":
             xs = _spatial(xin, n, a["ifm_dim"], a["channels"])
             env[node.output[0]] = maxpool_nhwc(xs, a["kernel"])  # on bits: OR, for both 1-bit kinds
+        elif node.op_type == "StreamingMaxPool":
+            xs = _spatial(xin, n, a["IFM_DIM"], a["C"])
+            env[node.output[0]] = maxpool_nhwc(xs, a["P"])
         elif node.op_type == "LabelSelect":
             env[node.output[0]] = np.argmax(xin.reshape(n, -1), axis=1).astype(np.int64)  # first max wins
         else:

@@ -11,9 +11,11 @@ from hw.memfiles import pack_fields
 
 
 def frame_beats(q: np.ndarray, simd: int, elem_bits: int) -> list[int]:
-    """Integer inputs [N, MW] -> input beats per the stream contract (LSB first)."""
+    """Integer inputs [N, ...] (flat or channels-last) -> input beats per the stream
+    contract (LSB first)."""
     beats = []
-    for row in np.asarray(q, dtype=np.int64):
+    q = np.asarray(q, dtype=np.int64)
+    for row in q.reshape(len(q), -1):
         for k in range(len(row) // simd):
             beats.append(pack_fields(row[k * simd:(k + 1) * simd], elem_bits))
     return beats
@@ -58,10 +60,9 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
 
     rtl_dir = Path(rtl_dir).resolve()
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
-    first = manifest["layers"][0]
-    beats = frame_beats(q_inputs, first["SIMD"], manifest["in_element_bits"])
+    beats = frame_beats(q_inputs, manifest["in_simd"], manifest["in_element_bits"])
     expected = expected_beats(golden_out, manifest)
-    ideal = max((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"])
+    ideal = manifest["ideal_cycles_per_frame"]
     case = {"in_beats": [str(b) for b in beats], "n_out": len(expected), "p_gap": p_gap, "p_stall": p_stall,
             "seed": seed, "in_beats_per_frame": manifest["in_beats_per_frame"],
             "max_cycles": 2000 + int(ideal * len(q_inputs) * (4 if (p_gap or p_stall) else 1.5)) + 10 * len(beats)}

@@ -3,6 +3,7 @@
 Format (FINN's): {"Defaults": {"PE": [1, ["all"]], "SIMD": [1, ["all"]]},
                   "MVTU_0": {"PE": 16, "SIMD": 49}, ...}
 Keys are node names (MVTU_<i>); unknown keys and non-dividing foldings are errors.
+Sliding windows and pools have no keys of their own (see derive_stream_folding).
 """
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     names = {n.name: n for n in model.graph.node}
     for key in folding:
         if key not in names:
-            raise BnnforgeError(f"{src}: folding names unknown layer {key!r}; layers: {', '.join(names)}")
+            foldable = [n for n, node in names.items() if node.op_type in FOLDABLE]
+            raise BnnforgeError(f"{src}: folding names unknown layer {key!r}; layers: {', '.join(foldable)}")
+        if names[key].op_type not in FOLDABLE:
+            raise BnnforgeError(f"{src}: {key} has no folding of its own: sliding windows follow the SIMD of "
+                                "the MVTU they feed, pools the PE of the MVTU that feeds them")
     for node in model.graph.node:
         keys = FOLDABLE.get(node.op_type)
         if not keys:
@@ -48,4 +53,23 @@ def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             raise BnnforgeError(f"{src}: {node.name}.PE = {a['PE']} does not divide MH = {a['MH']}")
         if a["MW"] % a["SIMD"]:
             raise BnnforgeError(f"{src}: {node.name}.SIMD = {a['SIMD']} does not divide MW = {a['MW']}")
+    derive_stream_folding(model, src)
     return model
+
+
+def derive_stream_folding(model: onnx.ModelProto, src: str = "folding") -> None:
+    """Sliding windows take their consumer MVTU's SIMD (one window beat = one MVTU
+    input beat, no width converter); pools take their producer MVTU's PE."""
+    nodes = list(model.graph.node)
+    for k, node in enumerate(nodes):
+        if node.op_type == "SlidingWindow":
+            mv = nodes[k + 1]
+            simd = get_attrs(mv)["SIMD"]
+            c = get_attrs(node)["C"]
+            if c % simd:
+                raise BnnforgeError(
+                    f"{src}: {mv.name}.SIMD = {simd} must divide the {c} input channels of its convolution "
+                    f"(the sliding window streams whole channel groups); try a divisor of {c}")
+            set_attr(node, "SIMD", simd)
+        elif node.op_type == "StreamingMaxPool":
+            set_attr(node, "SIMD", get_attrs(nodes[k - 1])["PE"])

@@ -19,30 +19,63 @@ import onnx
 from ..hwgraph import attr_str, get_attrs
 
 
+def _bram18_for(width: int, depth: int) -> int:
+    return math.ceil(width / 36) * math.ceil(depth / 512) if depth <= 512 \
+        else math.ceil(width / 18) * math.ceil(depth / 1024)
+
+
+def _mvtu_estimate(node, a) -> dict:
+    mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
+    pixels = a.get("pixels", 1)
+    sf, nf = mw // simd, mh // pe
+    lanes = pe * simd * (a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1)
+    depth, width = nf * sf, pe * simd
+    wbits = mw * mh
+    if depth >= 128 and wbits >= 16384:
+        bram18, rom_luts = _bram18_for(width, depth), 0
+    else:
+        bram18, rom_luts = 0, math.ceil(wbits / 32)
+    t_out = attr_str(a["out_mode"]) == "threshold"
+    luts = int(lanes * 2.6 + pe * acc * 2 + rom_luts + 40)
+    return {
+        "name": node.name, "kind": "mvtu", "MW": mw, "MH": mh, "PE": pe, "SIMD": simd,
+        "mode": attr_str(a["mode"]), "acc_bits": acc, "pixels": pixels, "cycles": pixels * sf * nf,
+        "weight_bits": wbits, "threshold_bits": mh * acc if t_out else 0,
+        "est_luts": luts, "est_bram18": bram18,
+    }
+
+
+def _window_estimate(node, a) -> dict:
+    """Sliding window: K+1 rows of the input map in a SIMD*EB-wide buffer (BRAM when
+    large, else distributed RAM at 64 bits per LUT), plus address/mux logic."""
+    c, dim, k, simd, eb = a["C"], a["IFM_DIM"], a["K"], a["SIMD"], a["EB"]
+    width = simd * eb
+    depth = (k + 1) * (dim + 2 * a["PAD"]) * (c // simd)
+    bits = width * depth
+    bram18 = _bram18_for(width, depth) if bits >= 16384 else 0
+    luts = int(80 + 3 * width + (0 if bram18 else math.ceil(bits / 64)))
+    out_beats = a["OFM_DIM"] ** 2 * k * k * c // simd
+    in_beats = dim * dim * c // simd
+    return {"name": node.name, "kind": "window", "MW": k * k * c, "MH": c, "PE": 0, "SIMD": simd,
+            "mode": f"{k}x{k}/s{a['S']}" + (f" pad {a['PAD']}" if a["PAD"] else ""), "acc_bits": 0,
+            "pixels": a["OFM_DIM"] ** 2, "cycles": max(out_beats, in_beats), "weight_bits": 0,
+            "threshold_bits": 0, "buffer_bits": bits, "est_luts": luts, "est_bram18": bram18}
+
+
+def _pool_estimate(node, a) -> dict:
+    c, dim, p, simd, eb = a["C"], a["IFM_DIM"], a["P"], a["SIMD"], a["EB"]
+    bits = (dim // p) * c * eb
+    return {"name": node.name, "kind": "pool", "MW": c, "MH": c, "PE": 0, "SIMD": simd,
+            "mode": f"max {p}x{p}", "acc_bits": 0, "pixels": (dim // p) ** 2,
+            "cycles": dim * dim * c // simd, "weight_bits": 0, "threshold_bits": 0, "buffer_bits": bits,
+            "est_luts": int(30 + 2 * simd * eb + math.ceil(bits / 64)), "est_bram18": 0}
+
+
+ESTIMATORS = {"MVTU": _mvtu_estimate, "SlidingWindow": _window_estimate, "StreamingMaxPool": _pool_estimate}
+
+
 def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:
-    layers = []
-    for node in model.graph.node:
-        if node.op_type != "MVTU":
-            continue
-        a = get_attrs(node)
-        mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
-        sf, nf = mw // simd, mh // pe
-        lanes = pe * simd * (a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1)
-        depth, width = nf * sf, pe * simd
-        wbits = mw * mh
-        if depth >= 128 and wbits >= 16384:
-            bram18 = math.ceil(width / 36) * math.ceil(depth / 512) if depth <= 512 \
-                else math.ceil(width / 18) * math.ceil(depth / 1024)
-            rom_luts = 0
-        else:
-            bram18, rom_luts = 0, math.ceil(wbits / 32)
-        t_out = attr_str(a["out_mode"]) == "threshold"
-        luts = int(lanes * 2.6 + pe * acc * 2 + rom_luts + 40)
-        layers.append({
-            "name": node.name, "MW": mw, "MH": mh, "PE": pe, "SIMD": simd, "mode": attr_str(a["mode"]),
-            "acc_bits": acc, "cycles": sf * nf, "weight_bits": wbits,
-            "threshold_bits": mh * acc if t_out else 0, "est_luts": luts, "est_bram18": bram18,
-        })
+    layers = [ESTIMATORS[n.op_type](n, get_attrs(n)) for n in model.graph.node if n.op_type in ESTIMATORS]
     ideal = max(l["cycles"] for l in layers)
     return {
         "layers": layers,
@@ -57,11 +90,13 @@ def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:
 
 
 def format_table(est: dict) -> str:
-    rows = ["| layer | MW x MH | SIMD | PE | mode | cycles | weight bits | est. LUT | est. BRAM18 |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| layer | MW x MH | SIMD | PE | mode | pixels | cycles | weight bits | est. LUT | est. BRAM18 |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for l in est["layers"]:
-        rows.append(f"| {l['name']} | {l['MW']} x {l['MH']} | {l['SIMD']} | {l['PE']} | {l['mode']} | "
-                    f"{l['cycles']:,} | {l['weight_bits']:,} | {l['est_luts']:,} | {l['est_bram18']} |")
+        pe = l["PE"] if l["PE"] else "-"
+        rows.append(f"| {l['name']} | {l['MW']} x {l['MH']} | {l['SIMD']} | {pe} | {l['mode']} | "
+                    f"{l.get('pixels', 1):,} | {l['cycles']:,} | {l['weight_bits']:,} | {l['est_luts']:,} | "
+                    f"{l['est_bram18']} |")
     rows.append(f"\nIdeal cycles per frame: {est['cycles_per_frame_ideal']:,} "
                 f"(bottleneck {', '.join(est['bottleneck'])}); at {est['fclk_mhz']:.0f} MHz: "
                 f"{est['fps_ideal']:,.0f} frames/s. Estimated {est['est_luts_total']:,} LUT, "

@@ -16,7 +16,8 @@ from sim.golden import execute, quantize_inputs
 
 def rtlsim_inputs(model: onnx.ModelProto, cfg) -> np.ndarray:
     spec = get_meta(model, "input")
-    mw = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
+    mw = int(np.prod(dims))  # flat, or a channels-last image streamed pixel by pixel
     if cfg.rtlsim_inputs:
         path = Path(cfg.rtlsim_inputs)
         try:
