@@ -90,7 +90,8 @@ def cmd_build(args):
     from finn_flows.builder import build
     from finn_flows.config import load_config
 
-    overrides = dict(model=args.model, output_dir=args.out, folding_config_file=args.folding, name=args.name)
+    overrides = dict(model=args.model, output_dir=args.out, folding_config_file=args.folding, name=args.name,
+                     target_fps=args.target_fps, target_cycles_per_frame=args.target_cycles)
     if args.steps:
         overrides["steps"] = args.steps.split(",")
     cfg = load_config(args.config, **overrides)
@@ -266,6 +267,9 @@ def build_parser():
     p.add_argument("--model", default=None)
     p.add_argument("--out", default=None, help="output (build) directory")
     p.add_argument("--folding", default=None, help="FINN-style folding JSON")
+    p.add_argument("--target-fps", type=float, default=None,
+                   help="choose the folding automatically for this many frames/s (written to BUILD/auto_folding.json)")
+    p.add_argument("--target-cycles", type=int, default=None, help="the same target in cycles per frame")
     p.add_argument("--name", default=None, help="top-level module name prefix")
     p.add_argument("--steps", default=None, help="comma-separated step names")
     p.add_argument("--quiet", action="store_true")

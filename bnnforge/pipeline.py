@@ -31,6 +31,7 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
 
     from finn_flows.builder import build
     from finn_flows.config import load_config
+    from finn_flows.steps.estimates import plot_layers
     from models.data import load_digits
     from models.export import check_export, export_qonnx
     from models.topologies import build_model
@@ -115,31 +116,13 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
     (rdir / "report.json").write_text(json.dumps(report, indent=2))
     if (out / "train" / "curve.png").exists():
         shutil.copyfile(out / "train" / "curve.png", rdir / "training_curve.png")
-    _plot_layers(est, rdir / "layer_cycles.png")
+    plot_layers(est, rdir / "layer_cycles.png")
     (rdir / "report.md").write_text(_markdown(report, est))
     if not quiet:
         print(_summary(report))
     if report["rtl_mismatches"] or report["golden_vs_torch_agreement"] != 1.0:
         raise BnnforgeError(f"{rdir / 'report.json'}: the three levels disagree (see report)")
     return rdir
-
-
-def _plot_layers(est: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [l["name"] for l in est["layers"]]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax[0].bar(names, [l["cycles"] for l in est["layers"]], color="tab:blue")
-    ax[0].set_title("cycles per frame (ideal)")
-    ax[1].bar(names, [l["est_luts"] for l in est["layers"]], color="tab:orange")
-    ax[1].set_title("estimated LUTs")
-    for a in ax:
-        a.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _summary(r: dict) -> str:

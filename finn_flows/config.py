@@ -9,7 +9,7 @@ import yaml
 
 from bnnforge.errors import BnnforgeError
 
-ALL_STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates",
+ALL_STEPS = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding", "estimates",
              "codegen", "rtlsim", "synth"]
 DEFAULT_STEPS = ALL_STEPS[:-1]
 
@@ -21,6 +21,8 @@ class BuildConfig:
     name: str = "bnn"                            # top-level module prefix (sanitized before use)
     folding_config_file: str | None = None       # FINN-style folding JSON
     folding: dict | None = None                  # or inline
+    target_fps: float | None = None              # or: choose the folding for this throughput (FINN's key)
+    target_cycles_per_frame: int | None = None   # the same target in cycles
     synth_clk_period_ns: float = 10.0
     fpga_part: str = "xc7z020clg400-1"
     steps: list = field(default_factory=lambda: list(DEFAULT_STEPS))
@@ -64,6 +66,10 @@ def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
     for s in cfg.steps:
         if s not in ALL_STEPS:
             raise BnnforgeError(f"{path or 'config'}: unknown step {s!r}; steps: {', '.join(ALL_STEPS)}")
+    if (cfg.target_fps is not None or cfg.target_cycles_per_frame is not None) \
+            and "apply_folding" in cfg.steps and "target_fps_parallelization" not in cfg.steps:
+        raise BnnforgeError(f"{path or 'config'}: a throughput target needs the step target_fps_parallelization "
+                            "before apply_folding")
     if not (isinstance(cfg.synth_clk_period_ns, (int, float)) and cfg.synth_clk_period_ns > 0):
         raise BnnforgeError(f"{path or 'config'}: synth_clk_period_ns must be a positive number")
     if cfg.folding_config_file and cfg.folding is None:

@@ -34,6 +34,8 @@ class TopologySpec:
     input_quant: str = "binary"  # "binary" (1-bit, same kind as the activations), "uint4", "int8"
     num_classes: int = 10
     description: str = ""
+    pool_after: tuple = (1, 3)  # cnv: 2x2 max pool after these conv indices
+    conv_pad: int = 0           # cnv: zero padding of every 3x3 conv (exact only for {0,1} activations)
 
 
 TOPOLOGIES = {
@@ -46,6 +48,9 @@ TOPOLOGIES = {
     "cnv": TopologySpec(
         "cnv", (3, 32, 32), (64, 64, 128, 128, 256, 256), fc_hidden=(512, 512),
         input_quant="int8", description="CIFAR-10, 6 convs + 3 FC (BNN-PYNQ CNV)"),
+    "digits_cnv": TopologySpec(
+        "cnv", (1, 8, 8), (16, 32), fc_hidden=(64,), input_quant="uint4", pool_after=(1,),
+        description="8x8 digits, 4-bit inputs, 2 convs + max pool + 2 FC"),
 }
 
 
@@ -91,10 +96,11 @@ class BinaryNet(nn.Module):
         c, h, w = spec.input_shape
         if spec.kind == "cnv":
             for i, out_c in enumerate(spec.hidden):
-                layers += [QuantConv2d(c, out_c, 3, bias=False, weight_quant=wq),
+                pad = spec.conv_pad
+                layers += [QuantConv2d(c, out_c, 3, padding=pad, bias=False, weight_quant=wq),
                            nn.BatchNorm2d(out_c), binary_activation(act, out_c)]
-                c, h, w = out_c, h - 2, w - 2
-                if i in (1, 3):
+                c, h, w = out_c, h - 2 + 2 * pad, w - 2 + 2 * pad
+                if i in spec.pool_after:
                     layers.append(nn.MaxPool2d(2))
                     h, w = h // 2, w // 2
             layers.append(nn.Flatten())
@@ -127,6 +133,18 @@ class BinaryNet(nn.Module):
 
 def build_model(topology: str, act: str, weight_scaling: str = "none") -> BinaryNet:
     return BinaryNet(topology, act, weight_scaling)
+
+
+def build_custom_cnv(input_shape, channels, fc_hidden, num_classes: int, act: str, pool_after=(),
+                     conv_pad: int = 0, weight_scaling: str = "none", input_quant: str = "binary") -> BinaryNet:
+    """A convolutional BinaryNet of arbitrary shape: 3x3 convs (stride 1, padding conv_pad),
+    2x2 max pools after the convs listed in pool_after, then fully-connected layers."""
+    if input_quant not in ("binary", "uint4", "int8"):
+        raise BnnforgeError(f"unknown input quantization {input_quant!r}; choices: binary, uint4, int8")
+    spec = TopologySpec("cnv", tuple(input_shape), tuple(channels), fc_hidden=tuple(fc_hidden),
+                        input_quant=input_quant, num_classes=int(num_classes), pool_after=tuple(pool_after),
+                        conv_pad=int(conv_pad), description="custom convolutional")
+    return BinaryNet("custom_cnv", act, weight_scaling, spec=spec)
 
 
 def build_custom_fc(input_shape, hidden, num_classes: int, act: str, weight_scaling: str = "none",

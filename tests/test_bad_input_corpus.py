@@ -97,7 +97,7 @@ def _cases(d):
         "config bad clock": (["build", "--quiet", "--config", str(d / "cfg_bad_clock.json")], "synth_clk_period_ns must be a positive number"),
         "config bad yaml": (["build", "--quiet", "--config", str(d / "cfg_bad.yaml")], "cfg_bad.yaml: cannot parse build configuration"),
         "config missing": (["build", "--quiet", "--config", str(d / "nocfg.yaml")], "nocfg.yaml: build configuration not found"),
-        "unknown topology": (["export", "--topology", "resnet18", "--out", str(o / "m.onnx")], "choices: cnv, digits_mlp, lfc, sfc, tfc"),
+        "unknown topology": (["export", "--topology", "resnet18", "--out", str(o / "m.onnx")], "choices: cnv, digits_cnv, digits_mlp, lfc, sfc, tfc"),
         "unknown activation": (["export", "--act", "ternary", "--out", str(o / "m.onnx")], "choices: bipolar, unipolar"),
         "unknown weight scaling": (["export", "--weight-scaling", "per_row", "--out", str(o / "m.onnx")], "choices: none, per_channel"),
         "export unwritable": (["export", "--out", str(d / "afile" / "m.onnx")], "not writable"),

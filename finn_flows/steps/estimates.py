@@ -4,9 +4,10 @@ Resource model (xc7, first order), fitted to Yosys synth_xilinx of our RTL for L
 at the BNN-PYNQ folding (hierarchical synthesis, 2026-11): a synapse lane (XNOR/AND,
 its share of the popcount tree and of the pipeline registers) costs about 2.6 LUT;
 each PE's accumulator and threshold compare about 2 LUT per accumulator bit. Weight
-memory goes to BRAM18 (36 bits wide at depth 512, 18 at 1024) when it is deep and
-large, which matched Yosys' BRAM count exactly; otherwise it becomes LUT ROM,
-costed at one LUT per 32 bits.
+memory goes to BRAM18 (the cheapest RAMB18 aspect ratio, 36x512 ... 1x16K) when it is
+deep and large, which matched Yosys' BRAM count for LFC exactly; otherwise it becomes
+LUT ROM, costed at one LUT per 32 bits. Sliding windows and pools: their line buffers
+(BRAM when large, else LUT RAM at 64 bits per LUT) plus address and mux logic.
 """
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ import onnx
 from ..hwgraph import attr_str, get_attrs
 
 
+# RAMB18 aspect ratios (width, depth) of the 7-series simple dual-port mode
+BRAM18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+
+
 def _bram18_for(width: int, depth: int) -> int:
-    return math.ceil(width / 36) * math.ceil(depth / 512) if depth <= 512 \
-        else math.ceil(width / 18) * math.ceil(depth / 1024)
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BRAM18_SHAPES)
 
 
-def _mvtu_estimate(node, a) -> dict:
+def _mvtu_estimate(name: str, a: dict) -> dict:
     mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
     pixels = a.get("pixels", 1)
     sf, nf = mw // simd, mh // pe
@@ -38,14 +42,14 @@ def _mvtu_estimate(node, a) -> dict:
     t_out = attr_str(a["out_mode"]) == "threshold"
     luts = int(lanes * 2.6 + pe * acc * 2 + rom_luts + 40)
     return {
-        "name": node.name, "kind": "mvtu", "MW": mw, "MH": mh, "PE": pe, "SIMD": simd,
+        "name": name, "kind": "mvtu", "MW": mw, "MH": mh, "PE": pe, "SIMD": simd,
         "mode": attr_str(a["mode"]), "acc_bits": acc, "pixels": pixels, "cycles": pixels * sf * nf,
         "weight_bits": wbits, "threshold_bits": mh * acc if t_out else 0,
         "est_luts": luts, "est_bram18": bram18,
     }
 
 
-def _window_estimate(node, a) -> dict:
+def _window_estimate(name: str, a: dict) -> dict:
     """Sliding window: K+1 rows of the input map in a SIMD*EB-wide buffer (BRAM when
     large, else distributed RAM at 64 bits per LUT), plus address/mux logic."""
     c, dim, k, simd, eb = a["C"], a["IFM_DIM"], a["K"], a["SIMD"], a["EB"]
@@ -56,16 +60,16 @@ def _window_estimate(node, a) -> dict:
     luts = int(80 + 3 * width + (0 if bram18 else math.ceil(bits / 64)))
     out_beats = a["OFM_DIM"] ** 2 * k * k * c // simd
     in_beats = dim * dim * c // simd
-    return {"name": node.name, "kind": "window", "MW": k * k * c, "MH": c, "PE": 0, "SIMD": simd,
+    return {"name": name, "kind": "window", "MW": k * k * c, "MH": c, "PE": 0, "SIMD": simd,
             "mode": f"{k}x{k}/s{a['S']}" + (f" pad {a['PAD']}" if a["PAD"] else ""), "acc_bits": 0,
             "pixels": a["OFM_DIM"] ** 2, "cycles": max(out_beats, in_beats), "weight_bits": 0,
             "threshold_bits": 0, "buffer_bits": bits, "est_luts": luts, "est_bram18": bram18}
 
 
-def _pool_estimate(node, a) -> dict:
+def _pool_estimate(name: str, a: dict) -> dict:
     c, dim, p, simd, eb = a["C"], a["IFM_DIM"], a["P"], a["SIMD"], a["EB"]
     bits = (dim // p) * c * eb
-    return {"name": node.name, "kind": "pool", "MW": c, "MH": c, "PE": 0, "SIMD": simd,
+    return {"name": name, "kind": "pool", "MW": c, "MH": c, "PE": 0, "SIMD": simd,
             "mode": f"max {p}x{p}", "acc_bits": 0, "pixels": (dim // p) ** 2,
             "cycles": dim * dim * c // simd, "weight_bits": 0, "threshold_bits": 0, "buffer_bits": bits,
             "est_luts": int(30 + 2 * simd * eb + math.ceil(bits / 64)), "est_bram18": 0}
@@ -75,7 +79,7 @@ ESTIMATORS = {"MVTU": _mvtu_estimate, "SlidingWindow": _window_estimate, "Stream
 
 
 def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:
-    layers = [ESTIMATORS[n.op_type](n, get_attrs(n)) for n in model.graph.node if n.op_type in ESTIMATORS]
+    layers = [ESTIMATORS[n.op_type](n.name, get_attrs(n)) for n in model.graph.node if n.op_type in ESTIMATORS]
     ideal = max(l["cycles"] for l in layers)
     return {
         "layers": layers,
@@ -104,10 +108,38 @@ def format_table(est: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def plot_layers(est: dict, path: Path, target: int | None = None) -> None:
+    """Bar charts per layer: ideal cycles per frame (with the target, if any),
+    estimated LUTs and BRAM18."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [l["name"] for l in est["layers"]]
+    fig = Figure(figsize=(max(9.0, 0.55 * len(names) * 3), 3.4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots(1, 3)
+    ax[0].bar(names, [l["cycles"] for l in est["layers"]], color="tab:blue")
+    ax[0].set_title("cycles per frame (ideal)")
+    if target:
+        ax[0].axhline(target, color="tab:red", linestyle="--", label=f"target {target:,}")
+        ax[0].legend(fontsize=7)
+    ax[1].bar(names, [l["est_luts"] for l in est["layers"]], color="tab:orange")
+    ax[1].set_title(f"estimated LUT (total {est['est_luts_total']:,})")
+    ax[2].bar(names, [l["est_bram18"] for l in est["layers"]], color="tab:green")
+    ax[2].set_title(f"estimated BRAM18 (total {est['est_bram18_total']})")
+    for a in ax:
+        a.tick_params(axis="x", rotation=60, labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def step_estimates(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
+    from .target_fps_parallelization import target_cycles
+
     est = layer_estimates(model, cfg.fclk_mhz)
     out = Path(cfg.build_dir) / "report"
     out.mkdir(exist_ok=True)
     (out / "estimates.json").write_text(json.dumps(est, indent=2))
-    (out / "estimates.md").write_text(format_table(est))
+    (out / "estimates.md").write_text(format_table(est) + "\n![cycles, LUT and BRAM per layer](estimates.png)\n")
+    plot_layers(est, out / "estimates.png", target_cycles(cfg))
     return model
