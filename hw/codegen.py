@@ -17,6 +17,7 @@ import onnx
 
 from bnnforge.errors import BnnforgeError
 from finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
+from finn_flows.steps.estimates import weights_in_bram
 from hw.memfiles import threshold_words, weight_words, write_memh
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
@@ -159,14 +160,14 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         q = dict(
             index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
             MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
-            ACC_BITS=a["acc_bits"], OUT_MODE=0 if thr_out else 1,
+            ACC_BITS=a["acc_bits"], OUT_MODE=0 if thr_out else 1, WEIGHT_RAM=int(weights_in_bram(a)),
             WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
             in_width=a["SIMD"] * ib, out_width=a["PE"] * (1 if thr_out else a["acc_bits"]))
         params.append(q)
         stages.append(dict(
             kind="mvtu", module="mvtu", source=q["source"], layer=q,
             params={k: q[k] for k in ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED",
-                                      "ACC_BITS", "OUT_MODE", "WEIGHT_FILE", "THRESH_FILE")},
+                                      "ACC_BITS", "OUT_MODE", "WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")},
             in_width=q["in_width"], out_width=q["out_width"], in_beats=pixels * a["MW"] // a["SIMD"],
             cycles=pixels * (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"]),
             comment=f"{a['MW']}x{a['MH']}, SIMD {a['SIMD']}, PE {a['PE']}, mode {q['MODE']}"

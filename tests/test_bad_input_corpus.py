@@ -39,12 +39,17 @@ def assets(tmp_path_factory):
 
     cnv = random_model("cnv", "bipolar", seed=4)
     export_qonnx(cnv, d / "cnv.onnx", (1, 3, 32, 32))
+    model = onnx.load(str(d / "cnv.onnx"))  # a 3x3 pool over the 28x28 map
+    for a in next(n for n in model.graph.node if n.op_type == "MaxPool").attribute:
+        if a.name in ("kernel_shape", "strides"):
+            a.ints[:] = [3, 3]
+    onnx.save(model, str(d / "cnv_pool3.onnx"))
 
     (d / "fold_bad_json.json").write_text("{ PE: 3 ")
     for name, fold in {"fold_simd": {"MVTU_0": {"SIMD": 50}}, "fold_pe": {"MVTU_2": {"PE": 7}},
                        "fold_unknown": {"MVTU_7": {"PE": 1}}, "fold_key": {"MVTU_0": {"ram_style": "block"}},
                        "fold_str": {"MVTU_0": {"PE": "8"}}, "fold_neg": {"MVTU_0": {"PE": -2}},
-                       "fold_list": [1, 2]}.items():
+                       "fold_list": [1, 2], "fold_cnv_simd": {"MVTU_1": {"SIMD": 9}}}.items():
         (d / f"{name}.json").write_text(json.dumps(fold))
     for name, cfg in {"cfg_unknown_key": {"model": str(good), "output_dir": str(d / "x"), "turbo": True},
                       "cfg_unknown_step": {"model": str(good), "output_dir": str(d / "x"), "steps": ["place_route"]},
@@ -81,7 +86,13 @@ def _cases(d):
         "model garbage": (build + ["--model", str(d / "garbage.onnx")], "garbage.onnx: not a valid ONNX model"),
         "unsupported op": (build + ["--model", str(d / "tanh.onnx")], "unsupported op Tanh"),
         "2-bit activation": (build + ["--model", str(d / "act2bit.onnx")], "2-bit activation"),
-        "conv in fc flow": (build + ["--model", str(d / "cnv.onnx")], r"unsupported op (Conv|Transpose)"),
+        "conv simd vs channels": (build + ["--model", str(d / "cnv.onnx"), "--folding", str(d / "fold_cnv_simd.json")],
+                                  "MVTU_1.SIMD = 9 must divide the 64 input channels"),
+        "conv pool not tiling": (build + ["--model", str(d / "cnv_pool3.onnx")],
+                                 "a 3x3 pool does not tile the 28x28 feature map"),
+        "target unreachable": (build + ["--model", str(d / "cnv.onnx"), "--steps",
+                                        "tidy_up,streamline,convert_to_hw,target_fps_parallelization,apply_folding",
+                                        "--target-fps", "1000000"], "node 'MVTU_0': cannot reach 100 cycles"),
         "folding simd": (build + tfc + ["--folding", str(d / "fold_simd.json")], "MVTU_0.SIMD = 50 does not divide MW = 784"),
         "folding pe": (build + tfc + ["--folding", str(d / "fold_pe.json")], "MVTU_2.PE = 7 does not divide MH = 64"),
         "folding unknown layer": (build + tfc + ["--folding", str(d / "fold_unknown.json")], "unknown layer 'MVTU_7'"),

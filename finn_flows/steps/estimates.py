@@ -28,6 +28,13 @@ def _bram18_for(width: int, depth: int) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BRAM18_SHAPES)
 
 
+def weights_in_bram(a: dict) -> bool:
+    """Where an MVTU's weight memory goes: block RAM when deep and large (the RTL is
+    told so through WEIGHT_RAM), else LUT ROM."""
+    depth = (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"])
+    return depth >= 128 and a["MW"] * a["MH"] >= 16384
+
+
 def _mvtu_estimate(name: str, a: dict) -> dict:
     mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
     pixels = a.get("pixels", 1)
@@ -35,7 +42,7 @@ def _mvtu_estimate(name: str, a: dict) -> dict:
     lanes = pe * simd * (a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1)
     depth, width = nf * sf, pe * simd
     wbits = mw * mh
-    if depth >= 128 and wbits >= 16384:
+    if weights_in_bram(a):
         bram18, rom_luts = _bram18_for(width, depth), 0
     else:
         bram18, rom_luts = 0, math.ceil(wbits / 32)

@@ -87,8 +87,8 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
             c, pe, simd = fastest
             raise BnnforgeError(
                 f"node {node.name!r}: cannot reach {target:,} cycles per frame; its fastest folding "
-                f"(PE {pe}, SIMD {simd}) needs {c:,} cycles" + (" (its sliding window streams one input pixel "
-                                                                    "per cycle at most)" if wa else ""))
+                f"(PE {pe}, SIMD {simd}) needs {c:,} cycles"
+                + (f" (SIMD must divide the {wa['C']} channels its sliding window streams)" if wa else ""))
         _, pe, simd, cycles, luts, bram, parts = best
         folding[node.name] = {"PE": pe, "SIMD": simd}
         plan.append({"name": node.name, "MW": a["MW"], "MH": a["MH"], "pixels": a.get("pixels", 1),

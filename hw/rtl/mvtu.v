@@ -40,6 +40,7 @@ module mvtu #(
     parameter OUT_MODE = 0,      // 0 threshold (1 bit/output), 1 raw accumulator,
                                  // 2 multi-threshold (OUT_BITS bits/output)
     parameter OUT_BITS = 1,      // OUT_MODE 2 only: k, with 2^k-1 thresholds/output
+    parameter WEIGHT_RAM = 0,    // weight memory: 0 the synthesis tool decides, 1 block RAM
     parameter WEIGHT_FILE = "weights.mem",
     parameter THRESH_FILE = "thresholds.mem"
 ) (
@@ -147,8 +148,23 @@ always @(posedge clk) begin
 end
 
 // ---------------------------------------------------------------- S1
-reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
-initial $readmemh(WEIGHT_FILE, wmem);
+// Weight memory. Left alone, Yosys maps a shallow, very wide ROM (a conv layer
+// with PE*SIMD = 512 and 144 words, say) into thousands of LUTs; WEIGHT_RAM = 1
+// asks for block RAM instead (the compiler sets it where its resource model
+// prefers BRAM). Both read through the same registered port.
+wire [PE*SIMD-1:0] wword;
+generate
+    if (WEIGHT_RAM == 1) begin : g_wbram
+        (* ram_style = "block", rom_style = "block" *)
+        reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
+        initial $readmemh(WEIGHT_FILE, wmem);
+        assign wword = wmem[waddr];
+    end else begin : g_wauto
+        reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
+        initial $readmemh(WEIGHT_FILE, wmem);
+        assign wword = wmem[waddr];
+    end
+endgenerate
 
 reg v1, first1, last1;
 reg [NFW-1:0] nf1;
@@ -166,7 +182,7 @@ end
 
 always @(posedge clk) begin
     if (en) begin
-        w1 <= wmem[waddr];
+        w1 <= wword;
         in1 <= in_data;
         first1 <= (sf == {SFW{1'b0}});
         last1 <= sf_last;

@@ -79,14 +79,6 @@ def test_unsupported_op_names_node(tmp_path, tfc_onnx):
     _assert_clean(tmp_path / "b")
 
 
-def test_cnv_refused_by_fc_flow_naming_the_conv(tmp_path):
-    m = random_model("cnv", "unipolar", seed=2)
-    p = export_qonnx(m, tmp_path / "cnv.onnx", (1, 3, 32, 32))
-    with pytest.raises(BnnforgeError, match=r"unsupported op (Conv|Transpose)"):
-        _build(p, tmp_path / "b")
-    _assert_clean(tmp_path / "b")
-
-
 def test_non_binary_weights_refused(tmp_path, tfc_onnx):
     m = onnx.load(str(tfc_onnx))
     bq = next(n for n in m.graph.node if n.op_type == "BipolarQuant")
