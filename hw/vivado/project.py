@@ -201,7 +201,13 @@ def write_project(build_dir: str | Path, board: str = "pynq-z2", part: str | Non
                             f"PS7 FCLK range {FCLK_RANGE_MHZ[0]:.0f}-{FCLK_RANGE_MHZ[1]:.0f} MHz")
     dma_width(manifest["in_width"], f"{rtl / 'manifest.json'}: input stream")
     dma_width(manifest["out_width"], f"{rtl / 'manifest.json'}: output stream")
-    layout = stream_layout(manifest, fclk, _input_shape(build_dir, manifest["layers"][0]["MW"]))
+    stages = manifest.get("stages") or [{"kind": "mvtu"}]
+    if stages[0]["kind"] == "window":  # conv network: the driver takes channels-last images (H, W, C)
+        w = stages[0]["params"]
+        shape = [w["IFM_DIM"], w["IFM_DIM"], w["C"]]
+    else:
+        shape = _input_shape(build_dir, manifest["layers"][0]["MW"])
+    layout = stream_layout(manifest, fclk, shape)
     mems = sorted(p.name for p in rtl.glob("*.mem"))
     for l in manifest["layers"]:
         for k in ("WEIGHT_FILE", "THRESH_FILE"):

@@ -76,6 +76,10 @@ def stream_layout(manifest: dict, fclk_mhz: float, input_shape=None) -> dict:
         field_bits, pe, out_bpf, signed = last["ACC_BITS"], last["PE"], last["MH"] // last["PE"], True
     else:
         field_bits, pe, out_bpf, signed = 1, last["PE"], last["MH"] // last["PE"], False
+    # the input stream: the first MVTU's vector, or (conv networks) the whole channels-last
+    # image that the first sliding window reads
+    per_beat = manifest.get("in_simd", first["SIMD"])
+    elements = manifest.get("in_beats_per_frame", first["MW"] // first["SIMD"]) * per_beat
     din = dma_width(manifest["in_width"], "input stream")
     dout = dma_width(manifest["out_width"], "output stream")
     return {
@@ -84,17 +88,18 @@ def stream_layout(manifest: dict, fclk_mhz: float, input_shape=None) -> dict:
         "wrapper": manifest["top"] + "_dma",
         "fclk_mhz": float(fclk_mhz),
         "input": {
-            "elements": first["MW"], "kind": kind, "element_bits": first["INPUT_BITS"],
-            "signed": bool(first["INPUT_SIGNED"]), "elements_per_beat": first["SIMD"],
-            "beats_per_frame": first["MW"] // first["SIMD"], "beat_bytes": din // 8,
-            "shape": list(input_shape) if input_shape else [first["MW"]],
+            "elements": elements, "kind": kind, "element_bits": manifest.get("in_element_bits", first["INPUT_BITS"]),
+            "signed": bool(first["INPUT_SIGNED"]), "elements_per_beat": per_beat,
+            "beats_per_frame": elements // per_beat, "beat_bytes": din // 8,
+            "shape": list(input_shape) if input_shape else [elements],
         },
         "output": {
             "label_select": label, "num_outputs": last["MH"], "fields_per_beat": pe,
             "field_bits": field_bits, "signed": signed, "beats_per_frame": out_bpf,
             "beat_bytes": dout // 8,
         },
-        "cycles_per_frame_ideal": max((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"]),
+        "cycles_per_frame_ideal": manifest.get("ideal_cycles_per_frame") or
+        max((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"]),
         "dma": {"mm2s_tdata_bits": din, "s2mm_tdata_bits": dout, "max_transfer_bytes": (1 << 26) - 1},
     }
 
