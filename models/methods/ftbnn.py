@@ -70,21 +70,25 @@ class FPReLU(nn.Module):
         """s_c in {+1, -1, 0} with q(s_c * x) == q(f(x)) for the following quantizer q,
         or BnnforgeError when no such s_c exists."""
         probe = torch.tensor([-1.0, 0.0, 1.0])
-        out = torch.empty_like(self.a)
-        for c in range(self.a.numel()):
-            a, b = float(self.a[c]), float(self.b[c])
+        # Plain Python values in, one new tensor out: under ONNX export (tracing) the
+        # result is then a single constant, not a traced per-channel chain of
+        # Gather/ScatterND/... nodes (thousands of them, which qonnx's one-node-at-a-time
+        # constant folding then takes many minutes to fold).
+        slopes = list(zip(self.a.detach().cpu().tolist(), self.b.detach().cpu().tolist()))
+        out = []
+        for c, (a, b) in enumerate(slopes):
             f = torch.where(probe >= 0, a * probe, b * probe)
             want = _on(f, self.next_kind)
             for s in (1.0, -1.0, 0.0):
                 if torch.equal(_on(s * probe, self.next_kind), want):
-                    out[c] = s
+                    out.append(s)
                     break
             else:
                 raise BnnforgeError(
                     f"FPReLU channel {c}: slopes a={a:g}, b={b:g} make the following {self.next_kind} "
                     f"activation non-monotonic in its input (on/off/on = {want.int().tolist()} for x<0, "
                     "x=0, x>0); one threshold cannot express it")
-        return out
+        return torch.tensor(out, dtype=self.a.dtype, device=self.a.device)
 
 
 class GroupedBinaryLinear(nn.Module):
