@@ -198,7 +198,7 @@ def cmd_deploy(args):
 
 def cmd_finn(args):
     from finn_flows.config import load_folding
-    from finn_flows.finn_interop import compare_cycles, finn_available, prepare, run_finn
+    from finn_flows.finn_interop import compare_cycles, finn_available, finn_only_layers, prepare, run_finn
 
     build = Path(args.build)
     summary = build / "build_summary.json"
@@ -222,8 +222,11 @@ def cmd_finn(args):
     if args.run:
         run_finn(prep)
         if est.is_file() and summary.is_file():
-            for r in compare_cycles(prep["config"]["output_dir"], json.loads(est.read_text())):
+            out_dir = prep["config"]["output_dir"]
+            for r in compare_cycles(out_dir, json.loads(est.read_text())):
                 print(f"{r['node']} / {r['finn_node']}: ours {r['our_cycles']:,} cycles, FINN {r['finn_cycles']:,}")
+            for name, cycles in finn_only_layers(out_dir).items():
+                print(f"(FINN only, host side in our flow) {name}: FINN {cycles:,} cycles with its default folding")
 
 
 def cmd_demo(args):

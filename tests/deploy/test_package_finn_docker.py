@@ -80,6 +80,33 @@ def test_adapt_model_is_exact_and_idempotent(digits_build):
         assert np.array_equal(execute_onnx(mw, {i: x})[o], execute_onnx(aw, {i: x})[aw.graph.output[0].name])
 
 
+@pytest.mark.parametrize("act,relus", [("unipolar", 4), ("bipolar", 0)])
+def test_adapt_model_moves_input_flatten_in_front_of_the_quantizer(tmp_path, act, relus):
+    """TFC flattens after its input quantizer; FINN needs the Flatten first (else a software
+    Flatten sits between two HW layers). Exact: the (1,1,1,1) constants become 0-d."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+    from models.export import export_qonnx
+    from tests.flows.helpers import random_model
+
+    net = random_model("tfc", act, seed=5)
+    m = onnx.load(str(export_qonnx(net, tmp_path / "tfc.onnx", (1,) + net.spec.input_shape)))
+    a, n = adapt_model(m)
+    assert n == relus and a.graph.node[0].op_type == "Flatten" and a.graph.node[0].input[0] == a.graph.input[0].name
+    again, n2 = adapt_model(a)
+    assert n2 == 0 and [x.op_type for x in again.graph.node] == [x.op_type for x in a.graph.node]
+    mw, aw = (ModelWrapper(x).transform(InferShapes()) for x in (m, a))
+    quant_out = next(x.output[0] for x in aw.graph.node if x.op_type in ("Quant", "BipolarQuant")
+                     and aw.get_initializer(x.input[0]) is None)
+    assert aw.get_tensor_shape(quant_out) == [1, 784]
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x = rng.random((1, 1, 28, 28), dtype=np.float32)
+        assert np.array_equal(execute_onnx(mw, {mw.graph.input[0].name: x})[mw.graph.output[0].name],
+                              execute_onnx(aw, {aw.graph.input[0].name: x})[aw.graph.output[0].name])
+
+
 def test_finn_folding_names_and_config():
     ours = json.loads((REPO / "configs" / "folding" / "lfc_bnn_pynq.json").read_text())
     f = finn_folding(ours)
@@ -92,23 +119,34 @@ def test_finn_folding_names_and_config():
     cfg = dataflow_config(Path("o"), Path("f.json"), 100.0, "pynq-z1")
     assert cfg["board"] == "Pynq-Z1" and cfg["synth_clk_period_ns"] == 10.0
     assert cfg["steps"][1] == "step_qonnx_to_finn" and cfg["steps"][-1] == "step_generate_estimate_reports"
+    assert cfg["enable_build_pdb_debug"] is False
+    assert cfg["steps"].index("step_bnnforge_bipolar_qonnx_to_finn") == 2
+    assert cfg["steps"].index("step_bnnforge_clip_xnor_thresholds") + 1 == cfg["steps"].index("step_minimize_bit_width")
 
 
 FINN_OK, FINN_WHY = finn_available()
 
 
 @pytest.mark.skipif(not FINN_OK, reason=f"FINN not importable ({FINN_WHY})")
-def test_finn_accepts_config_and_estimates_match_ours(tmp_path):
-    """Inside FINN's image: FINN's estimate steps on our LFC folding; cycles per layer equal."""
+@pytest.mark.parametrize("act", ["unipolar", "bipolar"])
+def test_finn_accepts_config_and_estimates_match_ours(tmp_path, act):
+    """With FINN importable: FINN's estimate steps on our TFC folding file, unchanged;
+    cycles per layer equal; every folding entry used by FINN."""
     from tests.deploy.conftest import _build
     from finn_flows.finn_interop import compare_cycles, prepare, run_finn
 
-    b = _build(tmp_path, "tfc", "unipolar", "tfc_finn_examples.json", seed=3)
+    b = _build(tmp_path, "tfc", act, "tfc_finn_examples.json", seed=3)
     folding = json.loads((REPO / "configs" / "folding" / "tfc_finn_examples.json").read_text())
     prep = prepare(b.parent / "model.onnx", folding, tmp_path / "finn")
     run_finn(prep)
     rows = compare_cycles(prep["config"]["output_dir"], json.loads((b / "report" / "estimates.json").read_text()))
-    assert rows and all(r["finn_cycles"] == r["our_cycles"] for r in rows), rows
+    assert len(rows) == 4 and all(r["finn_cycles"] == r["our_cycles"] for r in rows), rows
+    inter = Path(prep["config"]["output_dir"]) / "intermediate_models"
+    folded = onnx.load(str(inter / "step_apply_folding_config.onnx"))
+    got = {n.name: {a.name: a.i for a in n.attribute if a.name in ("PE", "SIMD")}
+           for n in folded.graph.node if n.op_type.startswith("MVAU")}
+    assert got == {k: v for k, v in json.loads((tmp_path / "finn" / "folding_finn.json").read_text()).items()
+                   if k != "Defaults"}
 
 
 def test_dockerfiles_use_the_readme_install_entry_point():
