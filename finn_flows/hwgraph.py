@@ -3,9 +3,18 @@
 Streamlined graph (integer semantics, any folding):
   BinaryMatMul(x, W)  W in {-1,+1} (int8, [MH, MW]); attrs input_kind, input_bits, input_signed
   Threshold(acc, T)   y = acc >= T (int64 [MH]); attr output_kind ("bipolar"/"unipolar")
+  MultiThreshold(acc, T)  y = #{t : acc >= T[o, t]} (int64 [MH, 2^k-1], rows sorted); attr
+                      out_bits = k: an unsigned k-bit activation for the next layer
   LabelSelect(acc)    index of the largest value, lowest index on a tie
+  SparseMatMul(x, W)  sparse layer (finn_flows/sparse.py): attrs weight_kind ("sparse01": the
+                      initializer is B in {0,1}, W = m + q*B; "pm1_blocks": W in {-1,0,+1}),
+                      m, q, input_kind, input_bits, input_signed
+  Threshold / MultiThreshold may take a third input `out_flip` ([MH] bits): the output
+                      of a flipped channel is inverted (1-bit: not y; k-bit: NT - level)
 Hardware graph:
   MVTU(x, Wbits, T)   matrix-vector-threshold unit, see docs/hw_interfaces.md
+  MVTUSparse(x, W, T, flip)  block-sparse unit mvtu_sparse: MVTU's attrs plus weight_kind,
+                      m, q and NNZ, STEPS of its folding
   LabelSelect(acc)
 
 Graph-level facts travel in metadata_props (`bnnforge.*` keys), so every saved

@@ -3,7 +3,9 @@ modules it uses, and $readmemh memory images.
 
 Nothing from the ONNX file reaches an identifier or a file name: instances and
 files are named from layer indices, the top from a sanitized user-given name, and
-ONNX node names appear only in comments after sanitizing.
+ONNX node names appear only in comments after sanitizing. Block-sparse layers
+(MVTUSparse) become mvtu_sparse instances whose schedule and images come from
+hw.memfiles_sparse (see _sparse_stage).
 """
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ import onnx
 from bnnforge.errors import BnnforgeError
 from finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
 from finn_flows.steps.estimates import weights_in_bram
-from hw.memfiles import threshold_words, weight_words, write_memh
+from hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
+# MVTU out_mode -> mvtu OUT_MODE (docs/hw_interfaces.md); k-bit outputs up to MAX_OUT_BITS
+OUT_MODES = {"threshold": 0, "accumulator": 1, "multithreshold": 2}
+MAX_OUT_BITS = 4
 
 VERILOG_KEYWORDS = set("""
 always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign default
@@ -55,9 +60,10 @@ def comment_safe(text: str) -> str:
     return re.sub(r"[^ -~]|\*/|/\*", "?", s)[:80]
 
 
-STAGE_OPS = ("MVTU", "SlidingWindow", "StreamingMaxPool")
+STAGE_OPS = ("MVTU", "MVTUSparse", "SlidingWindow", "StreamingMaxPool")
 # library files each stage kind needs beyond the always-present stream plumbing
 STAGE_FILES = {"MVTU": ["popcount.v", "adder_tree.v", "mvtu.v"],
+               "MVTUSparse": ["popcount.v", "adder_tree.v", "sign_resize.v", "mvtu_sparse.v"],
                "SlidingWindow": ["sliding_window.v"],
                "StreamingMaxPool": ["maxpool_bin.v"],
                "LabelSelect": ["label_select.v"]}
@@ -72,7 +78,7 @@ def _layers(model: onnx.ModelProto):
         out.append((node, get_attrs(node)))
     if not out or out[0][0].op_type not in STAGE_OPS:
         raise BnnforgeError("hardware graph must start with an MVTU or a sliding window")
-    if not any(n.op_type == "MVTU" for n, _ in out):
+    if not any(n.op_type in ("MVTU", "MVTUSparse") for n, _ in out):
         raise BnnforgeError("hardware graph has no MVTU layer")
     for k, (node, _) in enumerate(out[:-1]):
         if node.op_type == "LabelSelect":
@@ -89,12 +95,25 @@ def _check_mvtu(node, a, w, t):
         raise BnnforgeError(f"node {name!r}: weights must be a {mh}x{mw} array of bits")
     if attr_str(a["mode"]) not in MODES:
         raise BnnforgeError(f"node {name!r}: unknown mode {attr_str(a['mode'])!r}")
+    out_mode = attr_str(a.get("out_mode", "accumulator"))
+    if out_mode not in OUT_MODES:
+        raise BnnforgeError(f"node {name!r}: unknown out_mode {out_mode!r}")
+    if out_mode == "multithreshold":
+        k = int(a.get("out_bits", 0))
+        if not 1 <= k <= MAX_OUT_BITS:
+            raise BnnforgeError(f"node {name!r}: out_bits = {k}; the multi-threshold output supports "
+                                f"1..{MAX_OUT_BITS} bits (2^k-1 comparators per output)")
+        if t is None or t.shape != (mh, (1 << k) - 1) or np.any(np.diff(t, axis=1) < 0):
+            raise BnnforgeError(f"node {name!r}: multi-thresholds must be {mh} sorted rows of {(1 << k) - 1}")
     if t is not None:
         lo, hi = -(1 << (a["acc_bits"] - 1)), (1 << (a["acc_bits"] - 1)) - 1
-        bad = np.nonzero((t < lo) | (t > hi))[0]
+        t2 = t.reshape(len(t), -1)
+        bad = np.nonzero(np.any((t2 < lo) | (t2 > hi), axis=1))[0]
         if len(bad):
+            row = t2[bad[0]]
+            v = row[(row < lo) | (row > hi)][0]
             raise BnnforgeError(
-                f"node {name!r}: threshold {int(t[bad[0]])} of output {int(bad[0])} overflows the "
+                f"node {name!r}: threshold {int(v)} of output {int(bad[0])} overflows the "
                 f"{a['acc_bits']}-bit accumulator range [{lo}, {hi}]")
 
 
@@ -126,6 +145,98 @@ def _pool_stage(node, a) -> dict:
         comment=f"max pool {p}x{p} over {dim}x{dim}x{c}, SIMD {simd}")
 
 
+# bit-vector parameters written as sized hex literals: parameter -> the parameter giving its width
+SIZED_PARAMS = {"OUT_FLIP": "MH"}
+
+
+def _param_literal(key: str, v, params: dict) -> str:
+    """A Verilog parameter value: strings quoted, bit vectors sized hex, integers as is."""
+    if isinstance(v, str):
+        return f"\"{v}\""
+    if key in SIZED_PARAMS:
+        return f"{int(params[SIZED_PARAMS[key]])}'h{int(v):x}"
+    return str(int(v))
+
+
+def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) -> tuple[dict, dict]:
+    """An MVTUSparse node -> mvtu_sparse: schedule and memory images for its PE/SIMD
+    built and written by hw.memfiles_sparse (files layer<i>_weights/_schedule/_rowconst/
+    _thresholds.mem, named from the layer index only), RTL parameters, stage entry.
+    Cycles per vector: max(SF, STEPS) (docs/hw_interfaces.md)."""
+    from finn_flows.sparse import sparse_layer
+
+    name = comment_safe(node.name)
+    mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
+    if mh % pe or mw % simd:
+        raise BnnforgeError(f"node {name!r}: folding PE={pe}, SIMD={simd} does not divide MH={mh}, MW={mw}")
+    if not 2 <= acc <= 32:
+        raise BnnforgeError(f"node {name!r}: acc_bits = {acc}; mvtu_sparse takes 2..32")
+    kind = attr_str(a["input_kind"])
+    if kind not in ("bipolar", "unipolar", "int"):
+        raise BnnforgeError(f"node {name!r}: unknown input kind {kind!r}")
+    out_name = attr_str(a.get("out_mode", "accumulator"))
+    if out_name not in OUT_MODES:
+        raise BnnforgeError(f"node {name!r}: unknown out_mode {out_name!r}")
+    out_mode = OUT_MODES[out_name]
+    ob = {0: 1, 1: acc, 2: int(a.get("out_bits", 1))}[out_mode]
+    t = flip = None
+    if out_mode != 1:
+        if len(node.input) < 3:
+            raise BnnforgeError(f"node {name!r}: out_mode {out_name} needs thresholds")
+        t = initializer(model, node.input[2]).astype(np.int64)
+        nt = (1 << ob) - 1
+        if (out_mode == 0 and t.shape != (mh,)) or (out_mode == 2 and (not 1 <= ob <= MAX_OUT_BITS
+                                                                       or t.shape != (mh, nt))):
+            raise BnnforgeError(f"node {name!r}: thresholds of shape {t.shape} do not fit {mh} outputs "
+                                f"of {ob} bit(s)")
+        lo, hi = -(1 << (acc - 1)), (1 << (acc - 1)) - 1
+        t2 = t.reshape(mh, -1)
+        bad = np.nonzero(np.any((t2 < lo) | (t2 > hi), axis=1))[0]
+        if len(bad):
+            row = t2[bad[0]]
+            raise BnnforgeError(f"node {name!r}: threshold {int(row[(row < lo) | (row > hi)][0])} of output "
+                                f"{int(bad[0])} overflows the {acc}-bit accumulator range [{lo}, {hi}]")
+        if out_mode == 2 and np.any(np.diff(t2, axis=1) < 0):
+            raise BnnforgeError(f"node {name!r}: multi-thresholds must be sorted per output")
+        if len(node.input) > 3 and node.input[3]:
+            flip = initializer(model, node.input[3]).astype(np.int64).reshape(-1)
+            if flip.shape != (mh,) or not np.all((flip == 0) | (flip == 1)):
+                raise BnnforgeError(f"node {name!r}: output flips must be {mh} bits")
+    elif len(node.input) > 3:
+        raise BnnforgeError(f"node {name!r}: output flips need a threshold output")
+    sl = sparse_layer(model, node)
+    for k, v in (("NNZ", sl.nnz), ("STEPS", sl.steps)):
+        if k in a and int(a[k]) != v:
+            raise BnnforgeError(f"node {name!r}: attribute {k} = {a[k]} does not match its weights at "
+                                f"PE={pe}, SIMD={simd} ({v}); rerun apply_folding")
+    rtl = sl.write(out_dir, kind, acc, thresholds=t, prefix=f"layer{int(i)}_")
+    ib = a["input_bits"] if kind == "int" else 1
+    params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=rtl["MODE"], INPUT_BITS=ib,
+                  INPUT_SIGNED=int(a["input_signed"]) if kind == "int" else 0, ACC_BITS=acc, OUT_MODE=out_mode)
+    if out_mode == 2:
+        params["OUT_BITS"] = ob
+    params.update({k: rtl[k] for k in ("WEIGHT_KIND", "WEIGHT_M", "WEIGHT_Q", "NNZ", "STEPS", "WEIGHT_FILE",
+                                       "SCHED_FILE")})
+    for k in ("THRESH_FILE", "ROWC_FILE"):
+        if rtl[k]:
+            params[k] = rtl[k]
+    if flip is not None and flip.any():
+        params["OUT_FLIP"] = int("".join(str(int(b)) for b in flip[::-1]), 2)  # bit o = output o
+    stats = sl.stats()
+    cycles = max(sl.sf, sl.steps)
+    q = dict(index=i, kind="sparse", source=name)
+    q.update({k: v for k, v in params.items() if k != "OUT_FLIP"})
+    q.update(OUT_BITS=params.get("OUT_BITS", 1), THRESH_FILE=params.get("THRESH_FILE", ""),
+             ROWC_FILE=params.get("ROWC_FILE", ""), OUT_FLIP_COUNT=int(flip.sum()) if flip is not None else 0,
+             pixels=1, in_width=simd * ib, out_width=pe * ob, stats=stats)
+    stage = dict(kind="mvtu_sparse", module="mvtu_sparse", source=name, layer=q, params=params,
+                 in_width=q["in_width"], out_width=q["out_width"], in_beats=mw // simd, cycles=cycles,
+                 comment=f"{mw}x{mh}, SIMD {simd}, PE {pe}, mode {params['MODE']}, {rtl['WEIGHT_KIND']} "
+                         f"m={rtl['WEIGHT_M']} q={rtl['WEIGHT_Q']}, {sl.nnz}/{sl.nf * sl.sf} blocks stored, "
+                         f"{sl.steps} steps" + (f", {ob}-bit outputs" if out_mode == 2 else ""))
+    return q, stage
+
+
 def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fifo_depth: int = 2) -> dict:
     """Write `<top>.v`, the library modules and memory images into out_dir.
 
@@ -144,6 +255,11 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         if node.op_type == "StreamingMaxPool":
             stages.append(_pool_stage(node, a))
             continue
+        if node.op_type == "MVTUSparse":
+            q, st = _sparse_stage(model, node, a, out_dir, len(params))
+            params.append(q)
+            stages.append(st)
+            continue
         if node.op_type != "MVTU":
             continue
         w = initializer(model, node.input[1]).astype(np.int64)
@@ -152,30 +268,39 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         i = len(params)
         wfile, tfile = f"layer{i}_weights.mem", f"layer{i}_thresholds.mem"
         write_memh(out_dir / wfile, weight_words(w, a["PE"], a["SIMD"]), a["PE"] * a["SIMD"])
-        thr_out = attr_str(a["out_mode"]) == "threshold"
-        if thr_out:
+        out_mode = OUT_MODES[attr_str(a["out_mode"])]
+        ob = {0: 1, 1: a["acc_bits"], 2: int(a.get("out_bits", 1))}[out_mode]  # bits per output
+        thr_out = out_mode != 1
+        if out_mode == 0:
             write_memh(out_dir / tfile, threshold_words(t, a["PE"], a["acc_bits"]), a["PE"] * a["acc_bits"])
+        elif out_mode == 2:  # k-bit activations: 2^k-1 thresholds per output (docs/hw_interfaces.md)
+            nt = (1 << ob) - 1
+            write_memh(out_dir / tfile, multithreshold_words(t, a["PE"], a["acc_bits"]),
+                       a["PE"] * nt * a["acc_bits"])
         ib = a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1
         pixels = a.get("pixels", 1)
         q = dict(
             index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
             MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
-            ACC_BITS=a["acc_bits"], OUT_MODE=0 if thr_out else 1, WEIGHT_RAM=int(weights_in_bram(a)),
+            ACC_BITS=a["acc_bits"], OUT_MODE=out_mode, OUT_BITS=ob if out_mode == 2 else 1,
+            WEIGHT_RAM=int(weights_in_bram(a)),
             WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
-            in_width=a["SIMD"] * ib, out_width=a["PE"] * (1 if thr_out else a["acc_bits"]))
+            in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
         params.append(q)
+        pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED", "ACC_BITS", "OUT_MODE") \
+            + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")
         stages.append(dict(
             kind="mvtu", module="mvtu", source=q["source"], layer=q,
-            params={k: q[k] for k in ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED",
-                                      "ACC_BITS", "OUT_MODE", "WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")},
+            params={k: q[k] for k in pkeys},
             in_width=q["in_width"], out_width=q["out_width"], in_beats=pixels * a["MW"] // a["SIMD"],
             cycles=pixels * (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"]),
             comment=f"{a['MW']}x{a['MH']}, SIMD {a['SIMD']}, PE {a['PE']}, mode {q['MODE']}"
+                    + (f", {ob}-bit outputs" if out_mode == 2 else "")
                     + (f", {pixels} pixels" if pixels > 1 else "")))
     for k, st in enumerate(stages):
         st["index"] = k
     label = layers[-1][0].op_type == "LabelSelect"
-    if stages[-1]["kind"] != "mvtu":
+    if stages[-1]["kind"] not in ("mvtu", "mvtu_sparse"):
         raise BnnforgeError("the last hardware stage must be an MVTU (the classifier)")
     verilog = _top_verilog(top, stages, label, fifo_depth)
     (out_dir / f"{top}.v").write_text(verilog)
@@ -267,7 +392,7 @@ def _top_verilog(top: str, stages: list[dict], label: bool, fifo_depth: int) -> 
         L.append(f"    {st['module']} #(")
         items = list(st["params"].items())
         for k, (key, v) in enumerate(items):
-            val = f"\"{v}\"" if isinstance(v, str) else str(v)
+            val = _param_literal(key, v, st["params"])
             L.append(f"        .{key}({val})" + ("," if k + 1 < len(items) else ""))
         L.append(f"    ) s{i}_{st['kind']} (")
         L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
@@ -320,7 +445,7 @@ def _fifo_depth(consumer: dict, fifo_depth: int) -> int:
     """An MVTU consumer gets a whole input vector (+2 for pipeline slack): it takes its
     SF beats only during its first neuron fold, so the producer can run a vector ahead
     while it replays. Windows and pools buffer internally and take a beat per clock."""
-    if consumer["kind"] == "mvtu":
+    if consumer["kind"] in ("mvtu", "mvtu_sparse"):
         q = consumer["layer"]
         return max(fifo_depth, q["MW"] // q["SIMD"] + 2)
     return max(fifo_depth, 2)

@@ -2,7 +2,8 @@
 with numpy, on packed bits for the binary layers (popcount of XNOR / AND).
 
 Accumulator semantics (docs/hw_interfaces.md): acc = exact signed dot product of
-{-1,+1} weights with the decoded inputs; threshold outputs are acc >= T.
+{-1,+1} weights with the decoded inputs; threshold outputs are acc >= T, multi-threshold
+outputs (k-bit activations) #{t : acc >= T[o, t]}.
 """
 from __future__ import annotations
 
@@ -75,6 +76,16 @@ def _spatial(x: np.ndarray, n: int, dim: int, c: int) -> np.ndarray:
     return x.reshape(n, dim, dim, c)
 
 
+def _multithreshold(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """k-bit levels #{j : acc >= T[o, j]} of accumulators [..., MH] (sim.golden_ext reference)."""
+    from sim.golden_ext import multithreshold
+
+    acc = np.asarray(acc, dtype=np.int64)
+    if t.ndim != 2 or t.shape[0] != acc.shape[-1]:
+        raise BnnforgeError(f"multi-thresholds of shape {t.shape} do not match {acc.shape[-1]} outputs")
+    return multithreshold(acc.reshape(-1, acc.shape[-1]), t).reshape(acc.shape)
+
+
 def _unflatten(y: np.ndarray, lead: tuple) -> np.ndarray:
     """[N*P, M] -> [N, M] when P == 1 (fully connected), else [N, P, M]."""
     n, p = lead
@@ -103,7 +114,12 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
             env[node.output[0]] = _unflatten(binary_dot(_decode_input(rows, kind), w, kind), lead)
         elif node.op_type == "Threshold":
             t = initializer(model, node.input[1]).astype(np.int64)
-            env[node.output[0]] = (xin >= t).astype(np.int64)
+            env[node.output[0]] = _out_flip(model, node, 2, (xin >= t).astype(np.int64), 1)
+        elif node.op_type == "MultiThreshold":
+            t = initializer(model, node.input[1]).astype(np.int64)   # [MH, 2^k-1]
+            env[node.output[0]] = _out_flip(model, node, 2, _multithreshold(xin, t), t.shape[1])
+        elif node.op_type in ("SparseMatMul", "MVTUSparse"):
+            env[node.output[0]] = _sparse_layer(model, node, a, xin, n)
         elif node.op_type == "MVTU":
             wbits = initializer(model, node.input[1]).astype(np.int64)
             kind = attr_str(a["input_kind"])
@@ -112,6 +128,8 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
             if attr_str(a["out_mode"]) == "threshold":
                 t = initializer(model, node.input[2]).astype(np.int64)
                 acc = (acc >= t[None, :]).astype(np.int64)
+            elif attr_str(a["out_mode"]) == "multithreshold":
+                acc = _multithreshold(acc, initializer(model, node.input[2]).astype(np.int64))
             env[node.output[0]] = _unflatten(acc, lead)
         elif node.op_type == "Im2Col":
             xs = _spatial(xin, n, a["ifm_dim"], a["channels"])
@@ -158,3 +176,38 @@ def quantize_inputs(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     if spec["kind"] in ("bipolar", "unipolar"):
         q = (q > 0).astype(np.int64)   # bits on the wire
     return q
+
+
+def _out_flip(model: onnx.ModelProto, node: onnx.NodeProto, k: int, y: np.ndarray, nt: int) -> np.ndarray:
+    """Optional input k of a threshold op: per-output inversion (OUT_FLIP of mvtu_sparse),
+    y -> NT - y on flipped channels (1-bit: not y)."""
+    if len(node.input) <= k or not node.input[k]:
+        return y
+    from finn_flows.sparse import apply_output_flip
+
+    flip = initializer(model, node.input[k]).astype(np.int64).reshape(-1)
+    if flip.shape[0] != y.shape[-1] or not np.all((flip == 0) | (flip == 1)):
+        raise BnnforgeError(f"node {node.name!r}: output flips must be {y.shape[-1]} bits")
+    return apply_output_flip(y, flip, nt)
+
+
+def _sparse_layer(model: onnx.ModelProto, node: onnx.NodeProto, a: dict, xin: np.ndarray, n: int) -> np.ndarray:
+    """SparseMatMul (streamlined: the accumulator) and MVTUSparse (hardware: with its
+    output stage) as the exact integer product of the layer's matrix, W = m + q*B
+    (sparse01) or W in {-1,0,+1} (pm1_blocks) (sim.golden_ext.sparse_dot)."""
+    from finn_flows.sparse import node_matrix
+    from sim.golden_ext import sparse_dot
+
+    w = node_matrix(model, node)
+    kind = attr_str(a["input_kind"])
+    rows, lead = _rows(xin, n, w.shape[1])
+    acc = sparse_dot(_decode_input(rows, kind), w)
+    if node.op_type == "MVTUSparse":
+        mode = attr_str(a["out_mode"])
+        if mode in ("threshold", "multithreshold"):
+            t = initializer(model, node.input[2]).astype(np.int64)
+            if mode == "threshold":
+                acc = _out_flip(model, node, 3, (acc >= t[None, :]).astype(np.int64), 1)
+            else:
+                acc = _out_flip(model, node, 3, _multithreshold(acc, t), t.shape[1])
+    return _unflatten(acc, lead)

@@ -25,7 +25,7 @@ def expected_beats(golden_out: np.ndarray, manifest: dict) -> list[int]:
     if manifest["label_select"]:
         return [int(v) for v in golden_out]
     last = manifest["layers"][-1]
-    width = last["ACC_BITS"] if last["OUT_MODE"] == 1 else 1
+    width = {1: last["ACC_BITS"], 2: last.get("OUT_BITS", 1)}.get(last["OUT_MODE"], 1)
     pe = last["PE"]
     beats = []
     for row in np.asarray(golden_out, dtype=np.int64):

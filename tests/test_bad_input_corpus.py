@@ -23,11 +23,18 @@ def assets(tmp_path_factory):
     (d / "empty.onnx").write_bytes(b"")
     (d / "garbage.onnx").write_bytes(b"\x08\x07not a protobuf" * 8)
 
-    model = onnx.load(str(good))  # a 2-bit activation between layers (not the input quantizer)
-    q = [n for n in model.graph.node if n.op_type == "Quant"][1]
-    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two_bits"))
-    q.input[3] = "two_bits"
-    onnx.save(model, str(d / "act2bit.onnx"))
+    # multi-bit activations between layers (not the input quantizer) the flow cannot make exact:
+    # a signed 2-bit one, and an unsigned 5-bit one (more than the 15 comparators of k = 4)
+    for fname, bits, signed in (("act2bit.onnx", 2, 1), ("act5bit.onnx", 5, 0)):
+        model = onnx.load(str(good))
+        q = [n for n in model.graph.node if n.op_type == "Quant"][1]
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(float(bits), dtype=np.float32),
+                                                                    "act_bits"))
+        q.input[3] = "act_bits"
+        for a in q.attribute:
+            if a.name == "signed":
+                a.i = signed
+        onnx.save(model, str(d / fname))
 
     model = onnx.load(str(good))  # an op the flow does not know
     bn = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
@@ -85,7 +92,10 @@ def _cases(d):
         "model truncated": (build + ["--model", str(d / "truncated.onnx")], "truncated.onnx: not a valid ONNX model"),
         "model garbage": (build + ["--model", str(d / "garbage.onnx")], "garbage.onnx: not a valid ONNX model"),
         "unsupported op": (build + ["--model", str(d / "tanh.onnx")], "unsupported op Tanh"),
-        "2-bit activation": (build + ["--model", str(d / "act2bit.onnx")], "2-bit activation"),
+        "signed 2-bit activation": (build + ["--model", str(d / "act2bit.onnx")],
+                                    r"node '[^']*Quant[^']*' \(Quant\): signed 2-bit activation"),
+        "5-bit activation": (build + ["--model", str(d / "act5bit.onnx")],
+                             r"node '[^']*Quant[^']*' \(Quant\): 5-bit activation; at most 4-bit"),
         "conv simd vs channels": (build + ["--model", str(d / "cnv.onnx"), "--folding", str(d / "fold_cnv_simd.json")],
                                   "MVTU_1.SIMD = 9 must divide the 64 input channels"),
         "conv pool not tiling": (build + ["--model", str(d / "cnv_pool3.onnx")],

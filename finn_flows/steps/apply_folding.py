@@ -2,7 +2,9 @@
 
 Format (FINN's): {"Defaults": {"PE": [1, ["all"]], "SIMD": [1, ["all"]]},
                   "MVTU_0": {"PE": 16, "SIMD": 49}, ...}
-Keys are node names (MVTU_<i>); unknown keys and non-dividing foldings are errors.
+Keys are node names (MVTU_<i>, MVTUSparse_<i> for block-sparse layers: same PE/SIMD
+keys, and their block schedule's NNZ/STEPS are recomputed for the folding); unknown
+keys and non-dividing foldings are errors.
 Sliding windows and pools have no keys of their own (see derive_stream_folding).
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ import onnx
 from bnnforge.errors import BnnforgeError
 from ..hwgraph import get_attrs, set_attr
 
-FOLDABLE = {"MVTU": ("PE", "SIMD")}
+FOLDABLE = {"MVTU": ("PE", "SIMD"), "MVTUSparse": ("PE", "SIMD")}
 
 
 def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
@@ -53,6 +55,13 @@ def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             raise BnnforgeError(f"{src}: {node.name}.PE = {a['PE']} does not divide MH = {a['MH']}")
         if a["MW"] % a["SIMD"]:
             raise BnnforgeError(f"{src}: {node.name}.SIMD = {a['SIMD']} does not divide MW = {a['MW']}")
+        if node.op_type == "MVTUSparse":
+            # the block schedule of this folding (a pm1_blocks group that straddles a
+            # PE x SIMD block is refused here, naming the node)
+            from ..sparse import sparse_layer
+            sl = sparse_layer(model, node, src=src)
+            set_attr(node, "NNZ", sl.nnz)
+            set_attr(node, "STEPS", sl.steps)
     derive_stream_folding(model, src)
     return model
 

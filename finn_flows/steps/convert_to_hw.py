@@ -1,10 +1,14 @@
-"""step_convert_to_hw: BinaryMatMul (+ Threshold) -> MVTU; Im2Col -> SlidingWindow;
+"""step_convert_to_hw: BinaryMatMul (+ Threshold | MultiThreshold) -> MVTU (out_mode
+threshold | multithreshold with out_bits k | accumulator); Im2Col -> SlidingWindow;
 MaxPoolNHWC -> StreamingMaxPool; LabelSelect stays.
 
 MVTU nodes start unfolded (PE = SIMD = 1); step_apply_folding sets the folding
 (and the SIMD of sliding windows and pools, which follow their MVTU neighbours).
 Weights become bits (1 = +1) as the hardware stores them. An MVTU after a sliding
 window runs once per output pixel (attribute `pixels`).
+SparseMatMul (+ Threshold | MultiThreshold) -> MVTUSparse (block-sparse unit
+mvtu_sparse, see _sparse_to_hw); it shares the layer numbering with MVTU
+(e.g. MVTUSparse_0, MVTUSparse_1, MVTU_2) and is folded the same way.
 """
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             lo, hi = input_range(kind, a["input_bits"], bool(a["input_signed"]))
             d_max = mw * max(abs(lo), abs(hi))
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
-            fused = nxt is not None and nxt.op_type == "Threshold" and nxt.input[0] == node.output[0]
+            fused = (nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold")
+                     and nxt.input[0] == node.output[0])
             wname = f"mvtu{layer}_weights"
             inits[wname] = numpy_helper.from_array((w > 0).astype(np.uint8), wname)
             ins = [node.input[0], wname]
@@ -71,7 +76,15 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                 tname = f"mvtu{layer}_thresholds"
                 inits[tname] = numpy_helper.from_array(t.astype(np.int64), tname)
                 ins.append(tname)
-                attrs.update(out_mode="threshold", output_kind=attr_str(get_attrs(nxt)["output_kind"]))
+                ta = get_attrs(nxt)
+                if nxt.op_type == "MultiThreshold":
+                    k = int(ta["out_bits"])
+                    if t.shape != (mh, (1 << k) - 1) or np.any(np.diff(t, axis=1) < 0):
+                        raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {mh} sorted "
+                                            f"rows of 2^{k}-1 for a {k}-bit output")
+                    attrs.update(out_mode="multithreshold", out_bits=k, output_kind="int")
+                else:
+                    attrs.update(out_mode="threshold", output_kind=attr_str(ta["output_kind"]))
                 out = nxt.output[0]
                 i += 2
             else:
@@ -80,6 +93,10 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                 i += 1
             out_nodes.append(helper.make_node("MVTU", ins, [out], name=f"MVTU_{layer}", domain=DOMAIN, **attrs))
             layer += 1
+        elif node.op_type == "SparseMatMul":
+            i += _sparse_to_hw(model, nodes, i, layer, out_nodes, inits)
+            layer += 1
+            pixels = 1
         elif node.op_type == "LabelSelect":
             out_nodes.append(node)
             i += 1
@@ -91,3 +108,69 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     del model.graph.initializer[:]
     model.graph.initializer.extend(t for name, t in inits.items() if name in used)
     return model
+
+
+def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits) -> int:
+    """SparseMatMul (+ Threshold | MultiThreshold, with its optional output flips) ->
+    MVTUSparse_<layer> (hw/rtl/mvtu_sparse.v). Returns the number of nodes consumed.
+
+    Attributes as MVTU's plus weight_kind, m, q (the matrix: m + q*B, or W in {-1,0,+1}),
+    NNZ and STEPS of the current folding (apply_folding recomputes them). The weight
+    initializer is kept as streamlined (B, or W); ACC_BITS holds [-R-1, R+1] with
+    R = max_o sum_i |W[o,i]| * max|x| (thresholds reach R + 1)."""
+    from hw.memfiles_sparse import build_sparse_layer
+    from ..sparse import acc_range, integer_matrix
+
+    node = nodes[i]
+    a = get_attrs(node)
+    kind = attr_str(a["input_kind"])
+    wkind = attr_str(a["weight_kind"])
+    stored = initializer(model, node.input[1])
+    mh, mw = stored.shape
+    lo, hi = input_range(kind, a["input_bits"], bool(a["input_signed"]))
+    w_int = integer_matrix(wkind, int(a["m"]), int(a["q"]), stored)
+    r = acc_range(w_int, max(abs(lo), abs(hi)))
+    acc_bits = signed_bits_for(-r - 1, r + 1)
+    if acc_bits > 32:
+        raise BnnforgeError(f"node {node.name!r}: accumulator range +-{r} needs {acc_bits} bits; "
+                            "mvtu_sparse holds at most 32")
+    wname = f"mvtu{layer}_weights"
+    inits[wname] = numpy_helper.from_array(stored, wname)
+    ins = [node.input[0], wname]
+    attrs = dict(MW=mw, MH=mh, PE=1, SIMD=1, mode=MODE_OF_KIND[kind], input_kind=kind,
+                 input_bits=int(a["input_bits"]), input_signed=int(a["input_signed"]), acc_bits=acc_bits,
+                 pixels=1, weight_kind=wkind, m=int(a["m"]), q=int(a["q"]),
+                 source_node=attr_str(a.get("source_node", node.name)))
+    nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+    used = 1
+    if nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold") and nxt.input[0] == node.output[0]:
+        t = initializer(model, nxt.input[1]).astype(np.int64)
+        tname = f"mvtu{layer}_thresholds"
+        inits[tname] = numpy_helper.from_array(t, tname)
+        ins.append(tname)
+        ta = get_attrs(nxt)
+        if nxt.op_type == "MultiThreshold":
+            k = int(ta["out_bits"])
+            if t.shape != (mh, (1 << k) - 1) or np.any(np.diff(t, axis=1) < 0):
+                raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {mh} sorted "
+                                    f"rows of 2^{k}-1 for a {k}-bit output")
+            attrs.update(out_mode="multithreshold", out_bits=k, output_kind="int")
+        else:
+            attrs.update(out_mode="threshold", output_kind=attr_str(ta["output_kind"]))
+        if len(nxt.input) > 2 and nxt.input[2]:
+            flip = initializer(model, nxt.input[2]).astype(np.uint8).reshape(-1)
+            if flip.shape != (mh,) or np.any(flip > 1):
+                raise BnnforgeError(f"node {nxt.name!r}: output flips must be {mh} bits")
+            fname = f"mvtu{layer}_out_flip"
+            inits[fname] = numpy_helper.from_array(flip, fname)
+            ins.append(fname)
+        out = nxt.output[0]
+        used = 2
+    else:
+        attrs.update(out_mode="accumulator", output_kind="int")
+        out = node.output[0]
+    hw = helper.make_node("MVTUSparse", ins, [out], name=f"MVTUSparse_{layer}", domain=DOMAIN, **attrs)
+    sl = build_sparse_layer(w_int, 1, 1, wkind, m=int(a["m"]) if wkind == "sparse01" else None)
+    hw.attribute.extend([helper.make_attribute("NNZ", sl.nnz), helper.make_attribute("STEPS", sl.steps)])
+    out_nodes.append(hw)
+    return used

@@ -6,8 +6,13 @@ its share of the popcount tree and of the pipeline registers) costs about 2.6 LU
 each PE's accumulator and threshold compare about 2 LUT per accumulator bit. Weight
 memory goes to BRAM18 (the cheapest RAMB18 aspect ratio, 36x512 ... 1x16K) when it is
 deep and large, which matched Yosys' BRAM count for LFC exactly; otherwise it becomes
-LUT ROM, costed at one LUT per 32 bits. Sliding windows and pools: their line buffers
+LUT ROM, costed at one LUT per 32 bits. A k-bit (multi-threshold) output adds per PE
+2^k-2 more ACC_BITS-wide comparators (1 LUT per bit) and a (2^k-1)-input popcount, plus
+its MH*(2^k-1)*ACC_BITS threshold bits as LUT ROM (not fitted; first order, from the
+same per-bit costs). Sliding windows and pools: their line buffers
 (BRAM when large, else LUT RAM at 64 bits per LUT) plus address and mux logic.
+Block-sparse layers (MVTUSparse): weight bits are the stored blocks only, cycles
+max(SF, STEPS) per vector (see _mvtu_sparse_estimate).
 """
 from __future__ import annotations
 
@@ -46,12 +51,19 @@ def _mvtu_estimate(name: str, a: dict) -> dict:
         bram18, rom_luts = _bram18_for(width, depth), 0
     else:
         bram18, rom_luts = 0, math.ceil(wbits / 32)
-    t_out = attr_str(a["out_mode"]) == "threshold"
+    out_mode = attr_str(a["out_mode"])
+    # thresholds per output: 1 (threshold), 2^k-1 (multithreshold, k-bit outputs), 0 (accumulator)
+    nt = {"threshold": 1, "multithreshold": (1 << int(a.get("out_bits", 1))) - 1}.get(out_mode, 0)
     luts = int(lanes * 2.6 + pe * acc * 2 + rom_luts + 40)
+    if out_mode == "multithreshold":
+        # each extra threshold: one more ACC_BITS-wide comparator per PE (~1 LUT per bit), an
+        # NT-input popcount per PE (~1 LUT per input), its ROM bits at 1 LUT per 32
+        luts += int(pe * acc * (nt - 1) + pe * nt + math.ceil(mh * nt * acc / 32))
     return {
         "name": name, "kind": "mvtu", "MW": mw, "MH": mh, "PE": pe, "SIMD": simd,
         "mode": attr_str(a["mode"]), "acc_bits": acc, "pixels": pixels, "cycles": pixels * sf * nf,
-        "weight_bits": wbits, "threshold_bits": mh * acc if t_out else 0,
+        "weight_bits": wbits, "threshold_bits": mh * acc * nt,
+        "out_bits": {"threshold": 1, "multithreshold": int(a.get("out_bits", 1))}.get(out_mode, acc),
         "est_luts": luts, "est_bram18": bram18,
     }
 
@@ -82,7 +94,48 @@ def _pool_estimate(name: str, a: dict) -> dict:
             "est_luts": int(30 + 2 * simd * eb + math.ceil(bits / 64)), "est_bram18": 0}
 
 
-ESTIMATORS = {"MVTU": _mvtu_estimate, "SlidingWindow": _window_estimate, "StreamingMaxPool": _pool_estimate}
+def _mvtu_sparse_estimate(name: str, a: dict) -> dict:
+    """Block-sparse unit (mvtu_sparse): only the NNZ stored PE x SIMD blocks are weight
+    memory (`weight_bits`; `dense_weight_bits` is what an mvtu would store), plus the
+    STEPS-entry schedule ROM, the row constants (sparse01 with bipolar input) and the
+    2*SF-word input double buffer. Cycles per vector: max(SF, STEPS). LUTs from the
+    same per-lane / per-accumulator-bit costs as the mvtu, plus the shared S term and the
+    Q/M scaling (about 2 LUT per accumulator bit each), ROMs at 1 LUT per 32 bits, the
+    buffer at 64 bits per LUT; weights in BRAM18 when deep (NNZ >= 128) and large."""
+    mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
+    pixels = a.get("pixels", 1)
+    sf, nf = mw // simd, mh // pe
+    nnz, steps = a["NNZ"], a["STEPS"]
+    kind = attr_str(a["weight_kind"])
+    ib = a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1
+    width = pe * simd
+    wbits = nnz * width
+    sched_bits = steps * (max(1, (sf - 1).bit_length()) + 2)
+    rowc_bits = mh * acc if kind == "sparse01" and attr_str(a["input_kind"]) == "bipolar" else 0
+    buf_bits = 2 * sf * simd * ib
+    out_mode = attr_str(a["out_mode"])
+    nt = {"threshold": 1, "multithreshold": (1 << int(a.get("out_bits", 1))) - 1}.get(out_mode, 0)
+    if nnz >= 128 and wbits >= 16384:
+        bram18, rom_luts = _bram18_for(width, nnz), 0
+    else:
+        bram18, rom_luts = 0, math.ceil(wbits / 32)
+    shared = 2 * acc * (2 if kind == "sparse01" and a["m"] != 0 else 1)
+    luts = int(pe * simd * ib * 2.6 + pe * acc * 4 + shared + rom_luts + math.ceil((sched_bits + rowc_bits) / 32)
+               + math.ceil(buf_bits / 64) + pe * acc * max(nt - 1, 0) + 60)
+    return {
+        "name": name, "kind": "mvtu_sparse", "MW": mw, "MH": mh, "PE": pe, "SIMD": simd,
+        "mode": f"{attr_str(a['mode'])} {kind}", "acc_bits": acc, "pixels": pixels,
+        "cycles": pixels * max(sf, steps), "dense_cycles": pixels * sf * nf,
+        "weight_bits": wbits, "dense_weight_bits": mw * mh, "schedule_bits": sched_bits,
+        "row_const_bits": rowc_bits, "buffer_bits": buf_bits, "nonzero_blocks": nnz,
+        "total_blocks": nf * sf, "steps": steps, "threshold_bits": mh * acc * nt,
+        "out_bits": {"threshold": 1, "multithreshold": int(a.get("out_bits", 1))}.get(out_mode, acc),
+        "est_luts": luts, "est_bram18": bram18,
+    }
+
+
+ESTIMATORS = {"MVTU": _mvtu_estimate, "MVTUSparse": _mvtu_sparse_estimate, "SlidingWindow": _window_estimate,
+              "StreamingMaxPool": _pool_estimate}
 
 
 def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:

@@ -12,11 +12,29 @@ non-decreasing gives `d >= T`; non-increasing (a negative scale) flips the weigh
 scales, biases and the activation's tie rule are absorbed exactly, with no algebra that
 could round differently from the graph.
 
+An unsigned k-bit activation quantizer (Quant signed=0, 2 <= k <= 4, one positive
+scale) is handled the same way: its integer level 0..2^k-1 (the quantizer's own output
+divided by its scale) must be monotonic in d per channel, and gives 2^k-1 sorted
+thresholds per channel, level = #{t : d >= T[o, t]} (a MultiThreshold node, attribute
+out_bits = k). The next layer then takes unsigned k-bit integers (input_kind "int"),
+and its own thresholds see level * scale, as the first layer sees the input quantizer's
+integers times its scale. Signed multi-bit activations, k > 4 and non-monotonic levels
+are refused with the node's name.
+
+Sparse fully-connected layers (finn_flows/sparse.py): a MatMul whose tidy weights are the
+integers of the binary domain (W = m + q*B, two values) or of a grouped layer ({-1,0,+1})
+becomes SparseMatMul (attributes weight_kind, m, q; initializer B or W). Its accumulator
+range is max_o sum_i |W[o,i]| * max|x|, and its thresholds are found the same way. A
+negative scale flips a pm1_blocks row like a dense one; a sparse01 row keeps its weights
+and the channel's output is inverted instead (a third Threshold input, `out_flip`:
+y = (acc >= T) XOR flip; k-bit: NT - level).
+
 Convolutions are lowered to the same matrix form: an Im2Col node (channels-last
 sliding window, (ky, kx, c) element order) feeds a BinaryMatMul whose rows are the
 filters in that order, so every tensor of the streamlined graph is NHWC (or flat),
 which is the order the hardware streams. MaxPool after a 1-bit activation becomes
-MaxPoolNHWC (an OR of bits for both 1-bit kinds). A fully-connected layer after a
+MaxPoolNHWC (an OR of bits for both 1-bit kinds; after a k-bit activation the unsigned
+max of the levels, element_bits = k). A fully-connected layer after a
 spatial tensor gets its weight columns permuted from ONNX's (c, y, x) flatten order
 to the stream's (y, x, c). Anything else is refused with the node's name.
 """
@@ -30,6 +48,7 @@ from bnnforge.errors import BnnforgeError
 from ..hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
+MAX_ACT_BITS = 4   # k-bit activations between layers: mvtu OUT_MODE 2, 2^k-1 comparators per output
 SHAPE_ONLY = ("Flatten", "Reshape")
 SPATIAL_OPS = ("Conv", "MaxPool")
 
@@ -48,7 +67,8 @@ class _Layer:
         self.weights = weights        # [MH, MW] in {-1,+1}; conv: MW in (ky, kx, c) order
         self.conv = conv              # None (fully connected) or dict(ifm_dim, channels, kernel, stride, pad, ofm_dim)
         self.ops = []                 # elementwise nodes after the MatMul
-        self.act = None               # the 1-bit activation quantizer (None: last layer)
+        self.act = None               # the activation quantizer (None: last layer)
+        self.act_bits = 1             # 1, or k for an unsigned k-bit activation (MultiThreshold)
         self.pool = None              # dict(ifm_dim, channels, kernel) of a MaxPool after the activation
 
 
@@ -197,9 +217,10 @@ def _parse_chain(model):
             if node.input[1] not in consts:
                 raise BnnforgeError(f"node {node.name!r} (MatMul): weights are not a constant")
             w = consts[node.input[1]]
-            if not np.all(np.abs(w) == 1):
-                raise BnnforgeError(f"node {node.name!r} (MatMul): weights are not in {{-1,+1}} after tidy-up")
-            w = w.T.astype(np.int8)
+            from ..hwgraph import get_meta
+            from ..sparse import classify_weights  # {-1,+1}, or a sparse form (finn_flows/sparse.py)
+            wkind, wm, wq = classify_weights(w, node.name, sparse=node.name in get_meta(model, "sparse_weights", []))
+            w = w.T.astype(np.int8 if wkind == "binary" else np.int64)
             if spatial_in is not None and spatial_in[1] * spatial_in[2] > 1:
                 c, h, ww = spatial_in
                 if w.shape[1] != c * h * ww:
@@ -208,6 +229,7 @@ def _parse_chain(model):
                 # ONNX flattens NCHW as (c, y, x); the stream carries (y, x, c)
                 w = w.reshape(-1, c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
             layer = _Layer(node, w)
+            layer.weight_kind, layer.m, layer.q = wkind, wm, wq
             layer.in_scale = cur_scale
             layer.in_kind = cur_kind
             layers.append(layer)
@@ -241,13 +263,18 @@ def _parse_chain(model):
                     raise BnnforgeError(f"node {node.name!r} ({op}): operand {i!r} is not a constant")
             layer.ops.append(node)
         elif op in ("Quant", "BipolarQuant") and layer is not None:
-            k, b, _, s = _act_spec(node, model)
-            if b != 1:
+            k, b, sgn, s = _act_spec(node, model)
+            if b != 1 and sgn:
                 raise BnnforgeError(
-                    f"node {node.name!r} ({op}): {b}-bit activation; layers need 1-bit activations "
-                    "(bipolar or unipolar) between them")
+                    f"node {node.name!r} ({op}): signed {b}-bit activation; multi-bit activations between "
+                    "layers must be unsigned (signed=0), levels 0..2^k-1 from 2^k-1 thresholds")
+            if b > MAX_ACT_BITS:
+                raise BnnforgeError(
+                    f"node {node.name!r} ({op}): {b}-bit activation; at most {MAX_ACT_BITS}-bit unsigned "
+                    f"activations between layers (2^k-1 threshold comparators per output)")
             layer.act = node
             layer.act_kind = k
+            layer.act_bits = b
             cur_scale = _scalar_scale(s, node)
             cur_kind = k
             if layer.conv is not None:
@@ -341,6 +368,58 @@ def _thresholds(layer, d_max, model):
     return t, flip
 
 
+def _quantize_levels(y, node, model):
+    """Integer output levels of an unsigned k-bit Quant: its own output (qonnx's code)
+    divided by its one positive scale; exact, the output is level * scale."""
+    from qonnx.custom_op.general.intquant import int_quant
+
+    args = [initializer(model, i) for i in node.input[1:]]
+    a = get_attrs(node)
+    q = int_quant(y, *args, signed=a.get("signed", 1), narrow=a.get("narrow", 0),
+                  rounding_mode=a.get("rounding_mode", b"ROUND").decode())
+    scale = _scalar_scale(args[0], node)
+    levels = np.rint(np.asarray(q, dtype=np.float64) / scale)
+    if not np.array_equal(levels * scale, np.asarray(q, dtype=np.float64)):
+        raise BnnforgeError(f"node {node.name!r} (Quant): output is not an integer multiple of its scale")
+    return levels.astype(np.int64)
+
+
+def _multithresholds(layer, d_max, model):
+    """k-bit activation: 2^k-1 integer thresholds per channel and row flips, exactly
+    as the graph computes. The graph's ops and quantizer are evaluated on every
+    accumulator value d in [-D, D]; the level must be monotonic in d per channel
+    (non-increasing: the weight row is flipped, d -> -d). Then
+    level(d) = #{t : d >= T[o, t]} with T[o, j-1] = the smallest d of level >= j
+    (D + 1 when no d reaches level j), sorted ascending by construction."""
+    mh, k = layer.weights.shape[0], layer.act_bits
+    nt = (1 << k) - 1
+    d = np.arange(-d_max, d_max + 1, dtype=np.float64)[:, None]
+    x = d * layer.in_scale * np.ones((1, mh))
+    if layer.conv is not None:
+        x = x[:, :, None, None]
+    y = _apply_ops(x, layer.ops, model)
+    if y.shape != x.shape:
+        raise BnnforgeError(f"node {layer.matmul.name!r}: ops after it change the output shape to {y.shape}")
+    lv = _quantize_levels(y, layer.act, model).reshape(len(d), mh)  # [2D+1, MH] levels 0..2^k-1
+    if lv.min() < 0 or lv.max() > nt:
+        raise BnnforgeError(f"node {layer.act.name!r} (Quant): levels outside 0..{nt} for a {k}-bit activation")
+    up = np.all(lv[1:] >= lv[:-1], axis=0)
+    down = np.all(lv[1:] <= lv[:-1], axis=0)
+    bad = np.where(~(up | down))[0]
+    if len(bad):
+        raise BnnforgeError(
+            f"node {layer.act.name!r} (Quant): output channel {bad[0]} of the {k}-bit activation after "
+            f"{layer.matmul.name!r} is not monotonic in the accumulator; cannot be expressed as {nt} thresholds")
+    flip = down & ~up
+    t = np.empty((mh, nt), dtype=np.int64)
+    for o in range(mh):
+        col = lv[::-1, o] if flip[o] else lv[:, o]   # flipped row: index i means -d
+        for j in range(1, nt + 1):
+            hits = np.nonzero(col >= j)[0]
+            t[o, j - 1] = (hits[0] - d_max) if len(hits) else d_max + 1
+    return t, flip
+
+
 def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
     nodes, inits = [], []
     kind, bits, signed = in_spec["kind"], in_spec["bits"], in_spec["signed"]
@@ -356,6 +435,11 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
         lo, hi = input_range(kind, bits, signed)
         d_max = mw * max(abs(lo), abs(hi))
         w = layer.weights.astype(np.int8)
+        wkind, out_flip = getattr(layer, "weight_kind", "binary"), None
+        if wkind != "binary":  # sparse forms: |acc| <= max_o sum_i |W[o,i]| * max|x|
+            from ..sparse import acc_range
+            d_max = acc_range(layer.weights, max(abs(lo), abs(hi)))
+            w = layer.weights.astype(np.int64)
         mm_attrs = dict(input_kind=kind, input_bits=bits, input_signed=int(signed), source_node=layer.matmul.name)
         if layer.conv is not None:
             cv = layer.conv
@@ -367,24 +451,45 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
         acc = f"layer{i}_acc"
         out = acc
         if layer.act is not None:
-            t, flip = _thresholds(layer, d_max, model)
-            w[flip] *= -1
+            t, flip = (_multithresholds if layer.act_bits > 1 else _thresholds)(layer, d_max, model)
+            if wkind == "sparse01":  # a flipped row would leave {m, m+q}: invert the output instead
+                from ..sparse import invert_thresholds
+                t, out_flip = invert_thresholds(t, flip), flip
+            else:
+                w[flip] *= -1
             inits.append(numpy_helper.from_array(t, f"layer{i}_thresholds"))
         else:
             _check_argmax_preserving(layer, d_max, model)
-        nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
-                                      name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
+        if wkind == "binary":
+            nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
+                                          name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
+        else:  # initializer: B in {0,1} (sparse01, W = m + q*B) or W in {-1,0,+1} (pm1_blocks)
+            nodes.append(helper.make_node("SparseMatMul", [x_name, f"layer{i}_weights"], [acc],
+                                          name=f"SparseMatMul_{i}", domain=DOMAIN, weight_kind=wkind,
+                                          m=int(layer.m), q=int(layer.q), **mm_attrs))
+            w = ((w - layer.m) // layer.q).astype(np.uint8) if wkind == "sparse01" else w.astype(np.int8)
         if layer.act is not None:
             out = f"layer{i}_out"
-            nodes.append(helper.make_node("Threshold", [acc, f"layer{i}_thresholds"], [out],
-                                          name=f"Threshold_{i}", domain=DOMAIN, output_kind=layer.act_kind,
-                                          acc_min=-d_max, acc_max=d_max))
-            kind, bits, signed = layer.act_kind, 1, layer.act_kind == "bipolar"
+            if layer.act_bits > 1:
+                # k-bit unsigned activation: level = #{t : acc >= T[o, t]}; the next layer takes
+                # the levels as unsigned k-bit integers (its in_scale is this quantizer's scale)
+                nodes.append(helper.make_node("MultiThreshold", [acc, f"layer{i}_thresholds"], [out],
+                                              name=f"MultiThreshold_{i}", domain=DOMAIN, output_kind="int",
+                                              out_bits=layer.act_bits, acc_min=-d_max, acc_max=d_max))
+                kind, bits, signed = "int", layer.act_bits, False
+            else:
+                nodes.append(helper.make_node("Threshold", [acc, f"layer{i}_thresholds"], [out],
+                                              name=f"Threshold_{i}", domain=DOMAIN, output_kind=layer.act_kind,
+                                              acc_min=-d_max, acc_max=d_max))
+                kind, bits, signed = layer.act_kind, 1, layer.act_kind == "bipolar"
+            if out_flip is not None and out_flip.any():  # inverted channels: y = NT - level
+                nodes[-1].input.append(f"layer{i}_out_flip")
+                inits.append(numpy_helper.from_array(out_flip.astype(np.uint8), f"layer{i}_out_flip"))
             if layer.pool is not None:
                 pl = layer.pool
                 nodes.append(helper.make_node(
                     "MaxPoolNHWC", [out], [f"layer{i}_pooled"], name=f"MaxPoolNHWC_{i}", domain=DOMAIN,
-                    ifm_dim=pl["ifm_dim"], channels=pl["channels"], kernel=pl["kernel"], element_bits=1))
+                    ifm_dim=pl["ifm_dim"], channels=pl["channels"], kernel=pl["kernel"], element_bits=bits))
                 out = f"layer{i}_pooled"
         inits.append(numpy_helper.from_array(w, f"layer{i}_weights"))
         x_name = out

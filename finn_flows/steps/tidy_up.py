@@ -2,7 +2,10 @@
 
 After this step every MatMul weight is a constant initializer holding exactly
 {-1,+1}, and any per-output-channel weight scale is an explicit Mul after the
-MatMul, where streamlining folds it into the thresholds.
+MatMul, where streamlining folds it into the thresholds. Exception, MatMul only: a
+multi-bit Quant weight that is exactly an integer grid of one of the sparse forms
+(finn_flows/sparse.py: two levels {m, m+q} of the binary domain, or {-1, 0, +1} of
+grouped layers) keeps those integers (divided by their gcd) and gets the scale as the Mul.
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
         if node.op_type in ("MatMul", "Conv") and len(node.input) > 1 and node.input[1] in producers:
             qnode = producers.pop(node.input[1])
             w = np.asarray(_quant_output(qnode, model), dtype=np.float64)
-            signs, scale = _split_binary(w, node, channel_axis=1 if node.op_type == "MatMul" else 0)
+            signs, scale = _split_weights(w, node, qnode, model, channel_axis=1 if node.op_type == "MatMul" else 0)
             set_initializer(model, node.input[1], signs.astype(np.float32))
             out_nodes.append(node)
             if not np.all(scale == 1.0):
@@ -87,6 +90,36 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
     return model
+
+
+def _split_weights(w: np.ndarray, node: onnx.NodeProto, qnode: onnx.NodeProto, model: onnx.ModelProto,
+                   channel_axis: int):
+    """{-1,+1} weights times a per-channel scale. A MatMul weight from a multi-bit Quant
+    is first tried as the exact integer grid of a sparse form (finn_flows.sparse): two
+    levels {m, m+q} (binary domain, even a symmetric one; a signed quantizer exactly as
+    wide as its levels need) or ternary {-1,0,+1} (grouped layers; the signed narrow 2-bit
+    grid), times a scale; such MatMuls are listed in the `bnnforge.sparse_weights`
+    metadata, so streamlining gives them the sparse unit."""
+    if node.op_type == "MatMul" and qnode.op_type == "Quant" and len(qnode.input) > 3:
+        from ..hwgraph import get_attrs, get_meta, initializer, set_meta
+        from ..sparse import split_weights
+
+        bits = np.asarray(initializer(model, qnode.input[3]), dtype=np.float64)
+        zp = np.asarray(initializer(model, qnode.input[2]), dtype=np.float64)
+        if bits.size == 1 and float(bits.reshape(-1)[0]) > 1 and not np.any(zp != 0):
+            qa = get_attrs(qnode)
+            got = split_weights(w, initializer(model, qnode.input[1]), node.name, channel_axis,
+                                bits=int(bits.reshape(-1)[0]), signed=bool(qa.get("signed", 1)),
+                                narrow=bool(qa.get("narrow", 0)))
+            if got is not None:
+                set_meta(model, "sparse_weights", sorted(set(get_meta(model, "sparse_weights", [])) | {node.name}))
+                return got
+            try:
+                return _split_binary(w, node, channel_axis)
+            except BnnforgeError as e:
+                raise BnnforgeError(f"{e}, or an integer grid of the sparse forms (two levels {{m, m+q}}, or "
+                                    "{-1, 0, +1} with zero blocks)") from None
+    return _split_binary(w, node, channel_axis)
 
 
 def _split_binary(w: np.ndarray, node: onnx.NodeProto, channel_axis: int):

@@ -45,7 +45,7 @@
 //   S2    : per-PE chunk registered (zero on empty steps), threshold and
 //           row-constant reads
 //   out   : accumulate, and on the last step of a fold scale, add the shared
-//           terms, compare/emit into the output register
+//           terms, compare (XOR OUT_FLIP)/emit into the output register
 // out_valid rises 3 cycles after the issuing cycle of a fold's last step; a
 // frame's first step issues the cycle after its last input beat is accepted.
 // in_ready is a register (a free bank), independent of out_ready.
@@ -72,7 +72,11 @@ module mvtu_sparse #(
     parameter WEIGHT_FILE = "weights.mem",
     parameter SCHED_FILE = "schedule.mem",
     parameter THRESH_FILE = "thresholds.mem",
-    parameter ROWC_FILE = "rowconst.mem"   // sparse01 with MODE 0 only
+    parameter ROWC_FILE = "rowconst.mem",  // sparse01 with MODE 0 only
+    // OUT_MODE 0/2: output o is inverted where OUT_FLIP[o] = 1 (1-bit: ~y; k-bit:
+    // NT - level): a negative scale on a sparse01 row, whose flipped row would leave
+    // the layer's {M, M+Q} form
+    parameter [MH-1:0] OUT_FLIP = {MH{1'b0}}
 ) (
     input  wire                                       clk,
     input  wire                                       rst_n,
@@ -109,6 +113,7 @@ localparam PM1 = (WEIGHT_KIND == KIND_PM1);
 localparam USE_S = !PM1 && (WEIGHT_M != 0);
 localparam USE_ROWC = !PM1 && (MODE == 0);
 localparam Q_EFF = PM1 ? 1 : ((MODE == 0) ? 2 * WEIGHT_Q : WEIGHT_Q);
+localparam USE_FLIP = (OUT_MODE != 1) && (OUT_FLIP != {MH{1'b0}});
 
 // Elaboration-time parameter checks (unknown module name = readable error).
 generate
@@ -144,6 +149,9 @@ generate
     end
     if (NNZ < 0 || NNZ > NF*SF || STEPS < NF || STEPS > NF*SF || STEPS < NNZ) begin : g_err_steps
         mvtu_sparse_error_need_0_le_NNZ_le_STEPS_and_NF_le_STEPS_le_NF_times_SF u_err();
+    end
+    if (OUT_MODE == 1 && OUT_FLIP != {MH{1'b0}}) begin : g_err_flip
+        mvtu_sparse_error_OUT_FLIP_needs_OUT_MODE_0_or_2 u_err();
     end
 endgenerate
 
@@ -457,6 +465,29 @@ generate
     end
 endgenerate
 
+// Output inversion bits of the current fold (OUT_FLIP), read with the thresholds.
+wire [PE-1:0] flip2;
+genvar fi;
+
+generate
+    if (USE_FLIP) begin : g_flip
+        wire [PE-1:0] flip_rom [0:NF-1];
+        for (fi = 0; fi < NF; fi = fi + 1) begin : g_fold
+            assign flip_rom[fi] = OUT_FLIP[fi*PE +: PE];
+        end
+        reg [PE-1:0] flip2_reg;
+        always @(posedge clk) begin
+            if (en) begin
+                flip2_reg <= flip_rom[nf1];
+            end
+        end
+        assign flip2 = flip2_reg;
+    end else begin : g_noflip
+        assign flip2 = {PE{1'b0}};
+        wire unused_flip2 = &{1'b0, flip2};
+    end
+endgenerate
+
 wire [PE*OB-1:0] res2;
 
 generate
@@ -471,7 +502,7 @@ generate
             end
         end
         if (OUT_MODE == 0) begin : g_thr
-            assign res2[p] = ($signed(fin) >= $signed(thr2[p*A +: A]));
+            assign res2[p] = ($signed(fin) >= $signed(thr2[p*A +: A])) ^ flip2[p];
         end else if (OUT_MODE == 2) begin : g_mt
             // number of thresholds met (see mvtu.v)
             localparam CNT_W = $clog2(NT) + 1;
@@ -481,7 +512,7 @@ generate
                 assign ge[q] = ($signed(fin) >= $signed(thr2[(p*NT + q)*A +: A]));
             end
             popcount #(.N(NT)) u_cnt (.in_data(ge), .out_data(cnt));
-            assign res2[p*OB +: OB] = cnt[OB-1:0];
+            assign res2[p*OB +: OB] = cnt[OB-1:0] ^ {OB{flip2[p]}};  // flipped: NT - count
             if (CNT_W > OB) begin : g_unused
                 wire unused_cnt = &{1'b0, cnt[CNT_W-1:OB]};
             end

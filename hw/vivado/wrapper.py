@@ -74,6 +74,8 @@ def stream_layout(manifest: dict, fclk_mhz: float, input_shape=None) -> dict:
         field_bits, pe, out_bpf, signed = _clog2(last["MH"]), 1, 1, False
     elif last["OUT_MODE"] == 1:
         field_bits, pe, out_bpf, signed = last["ACC_BITS"], last["PE"], last["MH"] // last["PE"], True
+    elif last["OUT_MODE"] == 2:  # k-bit multi-threshold levels, unsigned
+        field_bits, pe, out_bpf, signed = last.get("OUT_BITS", 1), last["PE"], last["MH"] // last["PE"], False
     else:
         field_bits, pe, out_bpf, signed = 1, last["PE"], last["MH"] // last["PE"], False
     # the input stream: the first MVTU's vector, or (conv networks) the whole channels-last

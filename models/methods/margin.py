@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from brevitas.core.function_wrapper import CeilSte
 from brevitas.inject.enum import RestrictValueType, ScalingImplType
 from brevitas.nn import QuantIdentity, QuantLinear
 from brevitas.quant.base import UintQuant
@@ -52,11 +53,19 @@ DEFAULTS = {"act_bits": 2, "act_max_init": 2.0, "l2_lambda": 3e-4}
 
 class KBitActQuant(UintQuant, ActQuantSolver):
     """Unsigned k-bit activations (k = bit_width, default 2): round(x / s) clamped to
-    [0, 2^k - 1], one learned positive per-tensor scale s (init max_val / (2^k - 1))."""
+    [0, 2^k - 1], one learned per-tensor scale s restricted to a power of two (learned
+    in the log domain, rounded up; init from max_val / (2^k - 1)).
+
+    Why a power of two: the next layer then sums level * s exactly in float32, so two
+    classes with equal integer accumulators get exactly equal logits in torch too, and
+    torch's argmax picks the same (first) class as the hardware's label select. With an
+    arbitrary s (2/3, say) equal integer sums land an ulp apart in float32 and torch's
+    choice among tied classes is rounding noise."""
 
     bit_width = 2
     scaling_impl_type = ScalingImplType.PARAMETER
-    restrict_scaling_type = RestrictValueType.LOG_FP
+    restrict_scaling_type = RestrictValueType.POWER_OF_TWO
+    restrict_value_float_to_int_impl = CeilSte
     min_val = 0.0
     max_val = 2.0
 

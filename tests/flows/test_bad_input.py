@@ -145,7 +145,7 @@ def test_cli_errors_are_one_line(tmp_path):
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
-    assert "unknown topology 'resnet'; choices: cnv, digits_mlp, lfc, sfc, tfc" in r.stderr
+    assert "unknown topology 'resnet'; choices: cnv, digits_cnv, digits_mlp, lfc, sfc, tfc" in r.stderr
     r = subprocess.run(cmd + ["build", "--model", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "b")],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "model file not found" in r.stderr

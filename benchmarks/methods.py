@@ -1,0 +1,186 @@
+"""The five binarization methods against the bipolar baseline, trained and compiled the
+same way, in one table and one plot.
+
+Data: the real MNIST digits in ../shared/datasets/mnist-t10k when present (first 8,000
+for training, last 2,000 for evaluation), else scikit-learn's 8x8 digits. Every method
+trains the same MLP (input -> 256 -> 256 -> 10) for the same epochs with the same seed,
+with its configs/methods/<name>.yaml parameters, is exported, compiled at one folding
+(the same PE/SIMD for every method, 256 cycles per frame for the dense baseline), and
+simulated in RTL (Verilator bulk harness) on the first N evaluation images, every
+output compared with the golden model. Columns: torch/golden/RTL accuracy, RTL
+mismatches, weight sparsity (fraction of stored weight bits that are 1 for the binary
+domain, of zero weights for grouped layers), weight-memory bits the hardware stores,
+measured and ideal cycles per frame, estimated and (--synth) Yosys LUTs.
+
+    .venv/bin/python benchmarks/methods.py [--epochs 10] [--rtl 200] [--synth] [--methods bipolar,sibnn,...]
+
+Writes benchmarks/results/methods.md, .json and .png.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
+METHODS = ["bipolar", "sibnn", "binary_domain", "sdbnn", "margin", "ftbnn"]
+HW = ["tidy_up", "streamline", "convert_to_hw"]
+
+
+def folding_for(hw: onnx.ModelProto, mw0: int) -> dict:
+    """One folding for every method: layer i gets the same PE/SIMD whatever its op."""
+    layers = [n for n in hw.graph.node if n.op_type.startswith("MVTU")]
+    simd0 = 49 if mw0 == 784 else 4
+    plan = [{"PE": 16, "SIMD": simd0}, {"PE": 16, "SIMD": 16}, {"PE": 10, "SIMD": 1}]
+    if len(layers) != len(plan):
+        raise SystemExit(f"expected {len(plan)} layers, got {[n.name for n in layers]}")
+    return {n.name: f for n, f in zip(layers, plan)}
+
+
+def yosys(build_dir: Path) -> dict:
+    from hw.synth import synthesize
+
+    r = build_dir / "rtl"
+    man = json.loads((r / "manifest.json").read_text())
+    s = synthesize([r / f for f in man["files"]], man["top"], workdir=r)
+    return {"lut": s.total.lut_total, "bram18": s.total.bram18, "ff": s.total.ff}
+
+
+def weight_sparsity(hw: onnx.ModelProto) -> float:
+    """Share of weight-matrix entries that need no stored 1: B = 0 entries of sparse01
+    layers, zero entries of grouped layers, none for dense layers."""
+    from finn_flows.hwgraph import initializer
+
+    zero = total = 0
+    for n in hw.graph.node:
+        if not n.op_type.startswith("MVTU"):
+            continue
+        w = initializer(hw, n.input[1])  # sparse01: B; pm1_blocks: W; dense: weight bits
+        total += w.size
+        if n.op_type == "MVTUSparse":
+            zero += int((w == 0).sum())
+    return zero / total if total else 0.0
+
+
+def run_method(name, data, out, epochs, seed, n_rtl, synth):
+    from finn_flows.builder import build
+    from finn_flows.config import load_config
+    from models.methods import train_method
+    from sim.bulk import run_network_bulk
+    from sim.golden import execute, quantize_inputs
+    import torch
+
+    t0 = time.perf_counter()
+    res = train_method(name, data, out / "train", epochs, seed, export=True)
+    model = res["model"].eval()
+    onnx_path = res["onnx"]
+    cfg = load_config(None, model=onnx_path, output_dir=str(out / "pre"), steps=HW)
+    build(cfg, progress=False)
+    pre = onnx.load(str(out / "pre" / "final_model.onnx"))
+    mw0 = int(np.prod(data.input_shape))
+    cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"), folding=folding_for(pre, mw0),
+                      steps=HW + ["apply_folding", "estimates", "codegen"])
+    build(cfg, progress=False)
+    b = out / "build"
+    streamlined = onnx.load(str(b / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(b / "final_model.onnx"))
+    x, y = np.asarray(data.test.x, dtype=np.float32), np.asarray(data.test.y)
+    with torch.no_grad():
+        t = model(torch.from_numpy(x)).numpy().argmax(1)
+    q = quantize_inputs(streamlined, x)
+    g = execute(hw, q)
+    sim = run_network_bulk(b / "rtl", q[:n_rtl], g[:n_rtl], seed=seed)
+    est = json.loads((b / "report" / "estimates.json").read_text())
+    row = {"method": name, "acc_torch": float((t == y).mean()), "acc_golden": float((g == y).mean()),
+           "golden_eq_torch": float((g == t).mean()),
+           "acc_rtl_subset": float((np.array(sim["labels_rtl"]) == y[:n_rtl]).mean()),
+           "rtl_frames": sim["frames"], "rtl_mismatches": sim["rtl_mismatches"],
+           "weight_sparsity": round(weight_sparsity(hw), 4), "weight_bits": est["weight_bits_total"],
+           "cycles_measured": sim["cycles_per_frame_measured"], "cycles_ideal": est["cycles_per_frame_ideal"],
+           "est_lut": est["est_luts_total"], "seconds": round(time.perf_counter() - t0, 1)}
+    if synth:
+        row["yosys"] = yosys(b)
+    return row
+
+
+def plot(rows, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [r["method"] for r in rows]
+    fig = Figure(figsize=(11, 3.4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots(1, 3)
+    ax[0].bar(names, [100 * r["acc_golden"] for r in rows], color="tab:blue")
+    lo = min(100 * r["acc_golden"] for r in rows)
+    ax[0].set_ylim(max(0, lo - 5), 100)
+    ax[0].set_title("test accuracy (golden = hardware), %")
+    ax[1].bar(names, [r["weight_bits"] / 1000 for r in rows], color="tab:green")
+    ax[1].set_title("weight memory, kbit")
+    luts = [r["yosys"]["lut"] if "yosys" in r else r["est_lut"] for r in rows]
+    ax[2].bar(names, luts, color="tab:orange")
+    ax[2].set_title("LUTs (" + ("Yosys" if all("yosys" in r for r in rows) else "estimate") + ")")
+    for a in ax:
+        a.tick_params(axis="x", rotation=30, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rtl", type=int, default=200, help="evaluation images simulated in RTL per method")
+    ap.add_argument("--synth", action="store_true", help="Yosys LUTs for every method (about a minute each)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    a = ap.parse_args()
+    from models.data import load_dataset, load_mnist
+
+    if MNIST.is_dir():
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data, source = load_mnist(MNIST), "MNIST t10k (8,000 train / 2,000 eval)"
+    else:
+        data, source = load_dataset("digits"), "8x8 digits (no ../shared MNIST)"
+    tmp = Path(tempfile.mkdtemp(prefix="bnnforge-methods-"))
+    rows = []
+    for name in a.methods.split(","):
+        print(f"{name}: training {a.epochs} epochs on {source} ...", flush=True)
+        r = run_method(name, data, tmp / name, a.epochs, a.seed, a.rtl, a.synth)
+        rows.append(r)
+        print(f"  acc torch {r['acc_torch']:.4f} golden {r['acc_golden']:.4f} (golden == torch "
+              f"{r['golden_eq_torch']:.2%}); RTL {r['rtl_frames']} frames, {r['rtl_mismatches']} mismatches; "
+              f"weight bits {r['weight_bits']:,}; cycles {r['cycles_measured']:.1f} (ideal {r['cycles_ideal']}); "
+              f"LUT est {r['est_lut']:,}" + (f", Yosys {r['yosys']['lut']:,}" if "yosys" in r else ""), flush=True)
+    base = rows[0]
+    lines = [f"Data: {source}; {a.epochs} epochs, seed {a.seed}; RTL on the first {a.rtl} evaluation images.", "",
+             "| method | acc torch | acc golden (= HW) | golden == torch | RTL mismatches | weight sparsity | "
+             "weight bits (x base) | cycles/frame measured (ideal) | est. LUT | Yosys LUT (x base) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        y = r.get("yosys")
+        yb = base.get("yosys")
+        lines.append(
+            f"| {r['method']} | {r['acc_torch']:.4f} | {r['acc_golden']:.4f} | {r['golden_eq_torch']:.2%} | "
+            f"{r['rtl_mismatches']} of {r['rtl_frames']} | {r['weight_sparsity']:.1%} | {r['weight_bits']:,} "
+            f"({r['weight_bits'] / base['weight_bits']:.2f}) | {r['cycles_measured']:.1f} ({r['cycles_ideal']}) | "
+            f"{r['est_lut']:,} | " + (f"{y['lut']:,} ({y['lut'] / yb['lut']:.2f})" if y and yb else "-") + " |")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "methods.json").write_text(json.dumps({"source": source, "epochs": a.epochs, "rows": rows}, indent=2))
+    (out / "methods.md").write_text("\n".join(lines) + "\n\n![methods](methods.png)\n")
+    plot(rows, out / "methods.png")
+    print("\n".join(lines))
+    print(f"written: {out / 'methods.md'}")
+
+
+if __name__ == "__main__":
+    main()
