@@ -76,7 +76,7 @@ def test_unipolar_tie_at_threshold_is_zero():
 def test_unknown_topology_lists_choices():
     from models.errors import BnnforgeError
 
-    with pytest.raises(BnnforgeError, match="choices: cnv, digits_mlp, lfc, sfc, tfc"):
+    with pytest.raises(BnnforgeError, match="choices: cnv, digits_cnv, digits_mlp, lfc, sfc, tfc"):
         build_model("resnet", "bipolar")
     with pytest.raises(BnnforgeError, match="choices: bipolar, unipolar"):
         build_model("tfc", "ternary")
