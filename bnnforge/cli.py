@@ -106,14 +106,17 @@ def cmd_synth(args):
     if args.vivado:
         args.run, args.force, args.no_capacity, args.part, args.jobs = True, False, False, None, 4
         return cmd_vivado(args)
-    from hw.synth import synthesize
+    from hw.synth import SynthError, synthesize
 
     rtl = Path(args.build) / "rtl"
     manifest_path = rtl / "manifest.json"
     if not manifest_path.is_file():
         raise BnnforgeError(f"{manifest_path}: not found (run `bnnforge build` with the codegen step first)")
     manifest = json.loads(manifest_path.read_text())
-    res = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
+    try:
+        res = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
+    except SynthError as e:
+        raise BnnforgeError(str(e).splitlines()[0]) from None
     print((rtl / "synth.md").read_text() if (rtl / "synth.md").exists() else res)
 
 

