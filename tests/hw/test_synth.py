@@ -215,3 +215,38 @@ def test_missing_top(design, tmp_path):
     _, v, hexes = design
     with pytest.raises(SynthError, match="ERROR:"):
         synthesize([v], "no_such_top", workdir=tmp_path, data_files=hexes)
+
+
+def test_abc9_crash_falls_back_to_classic_abc(tmp_path, monkeypatch):
+    """yowasp's ABC9 aborts with a wasm trap on some designs; the fallback script
+    (synth_xilinx's map_luts with classic ABC) must be valid Yosys, give the same
+    flip-flops and carry chains, and say in the report that it was used."""
+    import hw.synth as hs
+
+    v = tmp_path / "pair.v"
+    adder = DESIGN_V.split("// ROM")[0]
+    pair = "module pair" + DESIGN_V.split("module pair")[1].split("module top")[0]
+    v.write_text(adder + pair)
+    ref = synthesize([v], "pair", workdir=tmp_path / "ref", parameters={"W": 8})
+    real, scripts = hs._run_yosys, []
+
+    def trap_once(script, workdir, log_name, timeout_s):
+        scripts.append(script)
+        if len(scripts) == 1:
+            raise SynthError("yosys failed (rc=1):     wasm trap: wasm `unreachable` instruction executed",
+                             error_line="    wasm trap: wasm `unreachable` instruction executed")
+        return real(script, workdir, log_name, timeout_s)
+
+    monkeypatch.setattr(hs, "_run_yosys", trap_once)
+    res = synthesize([v], "pair", workdir=tmp_path / "wd", parameters={"W": 8})
+    assert len(scripts) == 2 and "abc -luts" in scripts[1] and "-run begin:map_luts" in scripts[1]
+    assert res.total.ff == ref.total.ff and res.total.carry4 == ref.total.carry4 and res.total.lut > 0
+    assert any("ABC9 crashed" in w for w in res.warnings)
+    assert "ABC9 crashed" in (tmp_path / "wd" / "synth.md").read_text()
+
+    def other_error(script, workdir, log_name, timeout_s):
+        raise SynthError("yosys failed (rc=1): ERROR: something else")
+
+    monkeypatch.setattr(hs, "_run_yosys", other_error)
+    with pytest.raises(SynthError, match="something else"):
+        synthesize([v], "pair", workdir=tmp_path / "wd2", parameters={"W": 8})
