@@ -8,8 +8,9 @@ with its configs/methods/<name>.yaml parameters, is exported, compiled at one fo
 (the same PE/SIMD for every method, 256 cycles per frame for the dense baseline), and
 simulated in RTL (Verilator bulk harness) on the first N evaluation images, every
 output compared with the golden model. Columns: torch/golden/RTL accuracy, RTL
-mismatches, weight sparsity (fraction of stored weight bits that are 1 for the binary
-domain, of zero weights for grouped layers), weight-memory bits the hardware stores,
+mismatches, weight sparsity (share of weight entries that need no stored 1: B = 0 in
+binary-domain layers, zeros of grouped layers), weight-memory bits the hardware stores
+(and, for the block-sparse unit, its schedule ROM and row constants besides),
 measured and ideal cycles per frame, estimated and (--synth) Yosys LUTs.
 
     .venv/bin/python benchmarks/methods.py [--epochs 10] [--rtl 200] [--synth] [--methods bipolar,sibnn,...]
@@ -102,6 +103,8 @@ def run_method(name, data, out, epochs, seed, n_rtl, synth):
            "acc_rtl_subset": float((np.array(sim["labels_rtl"]) == y[:n_rtl]).mean()),
            "rtl_frames": sim["frames"], "rtl_mismatches": sim["rtl_mismatches"],
            "weight_sparsity": round(weight_sparsity(hw), 4), "weight_bits": est["weight_bits_total"],
+           # what a sparse unit stores besides its weights: schedule ROM and row constants
+           "schedule_bits": sum(l.get("schedule_bits", 0) + l.get("row_const_bits", 0) for l in est["layers"]),
            "cycles_measured": sim["cycles_per_frame_measured"], "cycles_ideal": est["cycles_per_frame_ideal"],
            "est_lut": est["est_luts_total"], "seconds": round(time.perf_counter() - t0, 1)}
     if synth:
@@ -163,15 +166,18 @@ def main():
     base = rows[0]
     lines = [f"Data: {source}; {a.epochs} epochs, seed {a.seed}; RTL on the first {a.rtl} evaluation images.", "",
              "| method | acc torch | acc golden (= HW) | golden == torch | RTL mismatches | weight sparsity | "
-             "weight bits (x base) | cycles/frame measured (ideal) | est. LUT | Yosys LUT (x base) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "weight bits (x base) | + schedule bits = total (x base) | cycles/frame measured (ideal) | est. LUT | "
+             "Yosys LUT (x base) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         y = r.get("yosys")
         yb = base.get("yosys")
         lines.append(
             f"| {r['method']} | {r['acc_torch']:.4f} | {r['acc_golden']:.4f} | {r['golden_eq_torch']:.2%} | "
             f"{r['rtl_mismatches']} of {r['rtl_frames']} | {r['weight_sparsity']:.1%} | {r['weight_bits']:,} "
-            f"({r['weight_bits'] / base['weight_bits']:.2f}) | {r['cycles_measured']:.1f} ({r['cycles_ideal']}) | "
+            f"({r['weight_bits'] / base['weight_bits']:.2f}) | {r['schedule_bits']:,} = "
+            f"{r['weight_bits'] + r['schedule_bits']:,} ({(r['weight_bits'] + r['schedule_bits']) / base['weight_bits']:.2f}) | "
+            f"{r['cycles_measured']:.1f} ({r['cycles_ideal']}) | "
             f"{r['est_lut']:,} | " + (f"{y['lut']:,} ({y['lut'] / yb['lut']:.2f})" if y and yb else "-") + " |")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

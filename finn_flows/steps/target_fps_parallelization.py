@@ -8,7 +8,8 @@ that keeps the layer and its stream neighbours at or under the target: the slidi
 window in front (its SIMD is the MVTU's) and the pool behind (its SIMD is the MVTU's
 PE). Resources are the per-layer estimates of step_estimates, weighed as shares of the
 part (LUT share + BRAM18 share), so a BRAM-heavy and a LUT-heavy choice are compared on
-what the chip has. Layers are independent in a streaming pipeline, so choosing each
+what the chip has. Block-sparse units (MVTUSparse) are folded the same way, their stored
+blocks and schedule length rebuilt for every candidate folding. Layers are independent in a streaming pipeline, so choosing each
 layer's cheapest feasible folding minimises the sum.
 
 The result is written as a FINN-style folding JSON (`auto_folding.json` in the build
@@ -24,7 +25,7 @@ import onnx
 
 from bnnforge.errors import BnnforgeError
 from ..hwgraph import get_attrs
-from .estimates import _mvtu_estimate, _pool_estimate, _window_estimate
+from .estimates import _mvtu_estimate, _mvtu_sparse_estimate, _pool_estimate, _window_estimate
 
 PARTS = {"xc7z020clg400-1": {"lut": 53200, "bram18": 280}, "xc7z020": {"lut": 53200, "bram18": 280}}
 
@@ -48,6 +49,21 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _unit_estimate(model, node, a, pe, simd) -> dict | None:
+    """Estimate of an MVTU, or of an MVTUSparse whose block schedule (stored blocks,
+    steps) is rebuilt for this folding; None for a folding the sparse layout refuses
+    (a group of a grouped layer straddling a PE x SIMD block)."""
+    if node.op_type == "MVTU":
+        return _mvtu_estimate(node.name, dict(a, PE=pe, SIMD=simd))
+    from ..sparse import sparse_layer
+
+    try:
+        sl = sparse_layer(model, node, pe, simd)
+    except BnnforgeError:
+        return None
+    return _mvtu_sparse_estimate(node.name, dict(a, PE=pe, SIMD=simd, NNZ=sl.nnz, STEPS=sl.steps))
+
+
 def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg400-1") -> tuple[dict, list]:
     """Cheapest folding meeting `target` cycles per frame: (FINN-style folding dict,
     per-layer plan rows). Raises naming the layer that cannot reach the target."""
@@ -57,7 +73,7 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
     nodes = list(model.graph.node)
     folding, plan = {"Defaults": {}}, []
     for k, node in enumerate(nodes):
-        if node.op_type != "MVTU":
+        if node.op_type not in ("MVTU", "MVTUSparse"):
             continue
         a = get_attrs(node)
         win = nodes[k - 1] if k > 0 and nodes[k - 1].op_type == "SlidingWindow" else None
@@ -68,7 +84,10 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
         best, fastest = None, None
         for pe in _divisors(a["MH"]):
             for simd in simds:
-                parts = [_mvtu_estimate(node.name, dict(a, PE=pe, SIMD=simd))]
+                mv = _unit_estimate(model, node, a, pe, simd)
+                if mv is None:
+                    continue
+                parts = [mv]
                 if wa is not None:
                     parts.append(_window_estimate(win.name, dict(wa, SIMD=simd)))
                 if pa is not None:
@@ -83,6 +102,8 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
                 key = (luts / cap["lut"] + bram / cap["bram18"], -cycles, pe * simd)
                 if best is None or key < best[0]:
                     best = (key, pe, simd, cycles, luts, bram, parts)
+        if fastest is None:
+            raise BnnforgeError(f"node {node.name!r}: no folding fits its block-sparse layout")
         if best is None:
             c, pe, simd = fastest
             raise BnnforgeError(

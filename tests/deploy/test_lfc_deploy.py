@@ -19,6 +19,7 @@ from tests.deploy.conftest import _build
 def test_lfc_project_driver_and_package(tmp_path):
     from bnnforge.cli import main
 
+    (tmp_path / "b").mkdir()
     bdir = _build(tmp_path / "b", topology="lfc", act="bipolar", folding="lfc_bnn_pynq.json", seed=41)
     proj = write_project(bdir, board="pynq-z1")
     if tcl_backend() is not None:
