@@ -173,8 +173,20 @@ def _pool_params(node, chw):
     return dict(ifm_dim=h, channels=c, kernel=ks[0])
 
 
+# Ops that need a whole feature map before their first output: a per-image statistic.
+WHOLE_FRAME_OPS = ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax")
+
+
 def _parse_chain(model):
     g = model.graph
+    for n in g.node:
+        if n.op_type in WHOLE_FRAME_OPS:
+            raise BnnforgeError(
+                f"node {n.name!r} ({n.op_type}): a per-image statistic feeding the activations (e.g. a "
+                "squeeze-excitation shift, SD-BNN's dynamic ASD) cannot stream: every output of the layer "
+                "would wait for the frame's last input, and the shift it computes is a real value per image, "
+                "not a constant a threshold can absorb; train with the static per-channel shift "
+                "(sdbnn, asd: static), which folds into the thresholds")
     consumers = _consumers(model)
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     outputs = {o.name for o in g.output}

@@ -41,7 +41,7 @@ def test_quant_weight_is_scale_times_two_integers(q):
 
 
 def test_bad_q_refused():
-    with pytest.raises(BnnforgeError):
+    with pytest.raises(BnnforgeError, match="q must be a power of two, got 6"):
         BinaryDomainLinear(8, 8, q=6)
 
 

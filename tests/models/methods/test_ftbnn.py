@@ -117,7 +117,7 @@ def test_grouped_linear_is_block_diagonal_and_exports_exactly(tmp_path):
     w = g.quant_weight().detach()
     assert torch.all(w[:3, 4:] == 0) and torch.all(w[3:, :4] == 0)
     assert set(w[:3, :4].unique().tolist()) <= {-1.0, 1.0}
-    with pytest.raises(BnnforgeError):
+    with pytest.raises(BnnforgeError, match="groups=4 must divide in_features=8 and out_features=6"):
         GroupedBinaryLinear(8, 6, groups=4)
     m = random_method_model("ftbnn", seed=4, groups=4)
     path = export_method_qonnx(m, tmp_path / "m.onnx")
