@@ -77,7 +77,9 @@ def yosys(build_dir):
     man = json.loads((r / "manifest.json").read_text())
     s = synthesize([r / f for f in man["files"]], man["top"], workdir=r)
     return {"lut": s.total.lut_total, "bram18": s.total.bram18, "ff": s.total.ff, "dsp": s.total.dsp,
-            "seconds": round(s.elapsed_s, 1)}
+            "seconds": round(s.elapsed_s, 1),
+            # hw.synth falls back to classic ABC where yowasp's ABC9 crashes
+            "lut_mapper": "abc" if any("ABC9 crashed" in w for w in s.warnings) else "abc9"}
 
 
 def main():
@@ -143,7 +145,9 @@ def main():
         y = r.get("yosys")
         rows.append(f"| {r['network']} | {r['folding']} | {r['build_seconds']} | {r['cycles_est']:,} | "
                     f"{r['cycles_measured']:,.1f} | {r['rtl_frames']}, {r['rtl_mismatches']} | {r['est_lut']:,} | "
-                    + (f"{y['lut']:,} ({y['lut'] / ANCHOR_LUT:.2f}x)" if y else "-") + f" | {r['est_bram18']} | "
+                    + (f"{y['lut']:,} ({y['lut'] / ANCHOR_LUT:.2f}x)" + (" (classic ABC)" if y.get("lut_mapper") == "abc"
+                                                                            else "") if y else "-")
+                    + f" | {r['est_bram18']} | "
                     + (f"{y['bram18']} ({y['bram18'] / 2:.1f})" if y else "-") + " |")
     gv = "; ".join(f"{k}: {v['agreement']:.2%} of {v['inputs']}" for k, v in results["golden_vs_torch"].items())
     (out / "cnv.md").write_text("\n".join(rows) + f"\n\nGolden argmax == torch: {gv}.\n")
