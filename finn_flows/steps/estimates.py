@@ -175,9 +175,9 @@ def plot_layers(est: dict, path: Path, target: int | None = None) -> None:
     from matplotlib.figure import Figure
 
     names = [l["name"] for l in est["layers"]]
-    fig = Figure(figsize=(max(9.0, 0.55 * len(names) * 3), 3.4))
+    fig = Figure(figsize=(max(6.0, 0.5 * len(names) + 1.5), 7.5))
     FigureCanvasAgg(fig)
-    ax = fig.subplots(1, 3)
+    ax = fig.subplots(3, 1, sharex=True)
     ax[0].bar(names, [l["cycles"] for l in est["layers"]], color="tab:blue")
     ax[0].set_title("cycles per frame (ideal)")
     if target:
@@ -187,8 +187,7 @@ def plot_layers(est: dict, path: Path, target: int | None = None) -> None:
     ax[1].set_title(f"estimated LUT (total {est['est_luts_total']:,})")
     ax[2].bar(names, [l["est_bram18"] for l in est["layers"]], color="tab:green")
     ax[2].set_title(f"estimated BRAM18 (total {est['est_bram18_total']})")
-    for a in ax:
-        a.tick_params(axis="x", rotation=60, labelsize=7)
+    ax[2].tick_params(axis="x", rotation=60, labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
