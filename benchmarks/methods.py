@@ -4,9 +4,9 @@ same way, in one table and one plot.
 Data: the real MNIST digits in ../shared/datasets/mnist-t10k when present (first 8,000
 for training, last 2,000 for evaluation), else scikit-learn's 8x8 digits. Every method
 trains the same MLP (input -> 256 -> 256 -> 10) for the same epochs with the same seed,
-with its configs/methods/<name>.yaml parameters, is exported, compiled at one folding
-(the same PE/SIMD for every method, 256 cycles per frame for the dense baseline), and
-simulated in RTL (Verilator bulk harness) on the first N evaluation images, every
+with its configs/methods/<name>.yaml parameters, is exported, compiled for one throughput
+(--target-cycles, 256 by default: each method gets its cheapest folding that meets it,
+so a sparse layer that skips blocks can use fewer lanes), and simulated in RTL (Verilator bulk harness) on the first N evaluation images, every
 output compared with the golden model. Columns: torch/golden/RTL accuracy, RTL
 mismatches, weight sparsity (share of weight entries that need no stored 1: B = 0 in
 binary-domain layers, zeros of grouped layers), weight-memory bits the hardware stores
@@ -30,18 +30,20 @@ import onnx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
-METHODS = ["bipolar", "sibnn", "binary_domain", "sdbnn", "margin", "ftbnn"]
-HW = ["tidy_up", "streamline", "convert_to_hw"]
+METHODS = ["bipolar", "sibnn", "binary_domain", "binary_domain_blocks", "sdbnn", "margin", "ftbnn"]
+HW = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding", "estimates",
+      "codegen"]
 
 
-def folding_for(hw: onnx.ModelProto, mw0: int) -> dict:
-    """One folding for every method: layer i gets the same PE/SIMD whatever its op."""
-    layers = [n for n in hw.graph.node if n.op_type.startswith("MVTU")]
-    simd0 = 49 if mw0 == 784 else 4
-    plan = [{"PE": 16, "SIMD": simd0}, {"PE": 16, "SIMD": 16}, {"PE": 10, "SIMD": 1}]
-    if len(layers) != len(plan):
-        raise SystemExit(f"expected {len(plan)} layers, got {[n.name for n in layers]}")
-    return {n.name: f for n, f in zip(layers, plan)}
+def method_args(name: str, mw0: int) -> tuple[str, dict]:
+    """(method, parameter overrides). binary_domain_blocks: the binary domain with our
+    block-sparsity regularizer (models.methods.binary_domain.BlockSparsityRegularizer)
+    in place of the paper's elementwise one, blocks of 16 x 49 inputs in layer 0 (16 x 16
+    on the 8x8 digits) and 16 x 16 in layer 1."""
+    if name == "binary_domain_blocks":
+        return "binary_domain", {"gamma": 0.0, "block_lambda": 0.03,
+                                 "blocks": [[16, 49 if mw0 == 784 else 16], [16, 16]]}
+    return name, {}
 
 
 def yosys(build_dir: Path) -> dict:
@@ -69,7 +71,7 @@ def weight_sparsity(hw: onnx.ModelProto) -> float:
     return zero / total if total else 0.0
 
 
-def run_method(name, data, out, epochs, seed, n_rtl, synth):
+def run_method(name, data, out, epochs, seed, n_rtl, synth, target):
     from finn_flows.builder import build
     from finn_flows.config import load_config
     from models.methods import train_method
@@ -78,15 +80,12 @@ def run_method(name, data, out, epochs, seed, n_rtl, synth):
     import torch
 
     t0 = time.perf_counter()
-    res = train_method(name, data, out / "train", epochs, seed, export=True)
+    method, params = method_args(name, int(np.prod(data.input_shape)))
+    res = train_method(method, data, out / "train", epochs, seed, export=True, params=params)
     model = res["model"].eval()
     onnx_path = res["onnx"]
-    cfg = load_config(None, model=onnx_path, output_dir=str(out / "pre"), steps=HW)
-    build(cfg, progress=False)
-    pre = onnx.load(str(out / "pre" / "final_model.onnx"))
-    mw0 = int(np.prod(data.input_shape))
-    cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"), folding=folding_for(pre, mw0),
-                      steps=HW + ["apply_folding", "estimates", "codegen"])
+    cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"), target_cycles_per_frame=target,
+                      steps=HW)
     build(cfg, progress=False)
     b = out / "build"
     streamlined = onnx.load(str(b / "intermediate_models" / "01_streamline.onnx"))
@@ -142,6 +141,8 @@ def main():
     ap.add_argument("--rtl", type=int, default=200, help="evaluation images simulated in RTL per method")
     ap.add_argument("--synth", action="store_true", help="Yosys LUTs for every method (about a minute each)")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--target-cycles", type=int, default=256,
+                    help="every method is folded automatically for this many cycles per frame")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = ap.parse_args()
     from models.data import load_dataset, load_mnist
@@ -157,14 +158,16 @@ def main():
     rows = []
     for name in a.methods.split(","):
         print(f"{name}: training {a.epochs} epochs on {source} ...", flush=True)
-        r = run_method(name, data, tmp / name, a.epochs, a.seed, a.rtl, a.synth)
+        r = run_method(name, data, tmp / name, a.epochs, a.seed, a.rtl, a.synth, a.target_cycles)
         rows.append(r)
         print(f"  acc torch {r['acc_torch']:.4f} golden {r['acc_golden']:.4f} (golden == torch "
               f"{r['golden_eq_torch']:.2%}); RTL {r['rtl_frames']} frames, {r['rtl_mismatches']} mismatches; "
               f"weight bits {r['weight_bits']:,}; cycles {r['cycles_measured']:.1f} (ideal {r['cycles_ideal']}); "
               f"LUT est {r['est_lut']:,}" + (f", Yosys {r['yosys']['lut']:,}" if "yosys" in r else ""), flush=True)
     base = rows[0]
-    lines = [f"Data: {source}; {a.epochs} epochs, seed {a.seed}; RTL on the first {a.rtl} evaluation images.", "",
+    lines = [f"Data: {source}; {a.epochs} epochs, seed {a.seed}; every method folded automatically for "
+             f"{a.target_cycles} cycles/frame (its cheapest folding by the resource model); RTL on the first "
+             f"{a.rtl} evaluation images.", "",
              "| method | acc torch | acc golden (= HW) | golden == torch | RTL mismatches | weight sparsity | "
              "weight bits (x base) | + schedule bits = total (x base) | cycles/frame measured (ideal) | est. LUT | "
              "Yosys LUT (x base) |",

@@ -19,7 +19,7 @@ import onnx
 
 from bnnforge.errors import BnnforgeError
 from finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
-from finn_flows.steps.estimates import weights_in_bram
+from finn_flows.steps.estimates import sparse_weights_in_bram, weights_in_bram
 from hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
@@ -215,8 +215,9 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
                   INPUT_SIGNED=int(a["input_signed"]) if kind == "int" else 0, ACC_BITS=acc, OUT_MODE=out_mode)
     if out_mode == 2:
         params["OUT_BITS"] = ob
-    params.update({k: rtl[k] for k in ("WEIGHT_KIND", "WEIGHT_M", "WEIGHT_Q", "NNZ", "STEPS", "WEIGHT_FILE",
-                                       "SCHED_FILE")})
+    params.update({k: rtl[k] for k in ("WEIGHT_KIND", "WEIGHT_M", "WEIGHT_Q", "NNZ", "STEPS")})
+    params["WEIGHT_RAM"] = int(sparse_weights_in_bram(sl.nnz, pe * simd))
+    params.update({k: rtl[k] for k in ("WEIGHT_FILE", "SCHED_FILE")})
     for k in ("THRESH_FILE", "ROWC_FILE"):
         if rtl[k]:
             params[k] = rtl[k]

@@ -40,6 +40,11 @@ def weights_in_bram(a: dict) -> bool:
     return depth >= 128 and a["MW"] * a["MH"] >= 16384
 
 
+def sparse_weights_in_bram(nnz: int, width: int) -> bool:
+    """The same rule for mvtu_sparse, over its NNZ stored words of PE*SIMD bits."""
+    return nnz >= 128 and nnz * width >= 16384
+
+
 def _mvtu_estimate(name: str, a: dict) -> dict:
     mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
     pixels = a.get("pixels", 1)
@@ -115,7 +120,7 @@ def _mvtu_sparse_estimate(name: str, a: dict) -> dict:
     buf_bits = 2 * sf * simd * ib
     out_mode = attr_str(a["out_mode"])
     nt = {"threshold": 1, "multithreshold": (1 << int(a.get("out_bits", 1))) - 1}.get(out_mode, 0)
-    if nnz >= 128 and wbits >= 16384:
+    if sparse_weights_in_bram(nnz, width):
         bram18, rom_luts = _bram18_for(width, nnz), 0
     else:
         bram18, rom_luts = 0, math.ceil(wbits / 32)

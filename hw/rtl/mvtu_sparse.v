@@ -69,6 +69,7 @@ module mvtu_sparse #(
     parameter WEIGHT_Q = 1,          // sparse01: non-zero, any sign
     parameter NNZ = 1,               // stored blocks (0 allowed)
     parameter STEPS = 2,             // schedule entries per frame
+    parameter WEIGHT_RAM = 0,        // weight memory: 0 the synthesis tool decides, 1 block RAM
     parameter WEIGHT_FILE = "weights.mem",
     parameter SCHED_FILE = "schedule.mem",
     parameter THRESH_FILE = "thresholds.mem",
@@ -330,8 +331,21 @@ generate
 endgenerate
 
 // ---------------------------------------------------------------- S1
-reg [PE*SIMD-1:0] wmem [0:WD-1];
-initial $readmemh(WEIGHT_FILE, wmem);
+// Weight memory (NNZ stored blocks). As in mvtu, WEIGHT_RAM = 1 asks for block RAM:
+// left alone, Yosys built a 256 x 256-bit block memory from about 4,500 LUTs.
+wire [PE*SIMD-1:0] wword;
+generate
+    if (WEIGHT_RAM == 1) begin : g_wbram
+        (* ram_style = "block", rom_style = "block" *)
+        reg [PE*SIMD-1:0] wmem [0:WD-1];
+        initial $readmemh(WEIGHT_FILE, wmem);
+        assign wword = wmem[wa];
+    end else begin : g_wauto
+        reg [PE*SIMD-1:0] wmem [0:WD-1];
+        initial $readmemh(WEIGHT_FILE, wmem);
+        assign wword = wmem[wa];
+    end
+endgenerate
 
 reg v1, first1, last1, empty1;
 reg [NFW-1:0] nf1;
@@ -349,7 +363,7 @@ end
 
 always @(posedge clk) begin
     if (en) begin
-        w1 <= wmem[wa];
+        w1 <= wword;
         x1 <= ibuf[ba_rd];
         first1 <= fold_first;
         last1 <= e_last;

@@ -42,7 +42,8 @@ from models.errors import BnnforgeError
 from models.layers import binary_activation
 from .common import ste_round, ste_sign01
 
-DEFAULTS = {"q": 8, "ec": 0.10, "gamma": 0.04, "latent_clip": 1.5, "act": "bipolar", "h_eps": 1e-4}
+DEFAULTS = {"q": 8, "ec": 0.10, "gamma": 0.04, "latent_clip": 1.5, "act": "bipolar", "h_eps": 1e-4,
+            "blocks": None, "block_lambda": 0.03, "block_margin": 0.05}
 # (EC, gamma) reference pairs from methods.md
 PRESETS = {
     "cifar10": [(0.5, 0.0), (0.25, 0.02), (0.10, 0.04), (0.05, 0.07), (0.04, 0.07), (0.03, 0.08),
@@ -179,6 +180,54 @@ class SparsityRegularizer:
             return h * 0.0
         lam = (self.gamma * ce / (h * (1.0 - self.gamma))).detach()
         return lam * h
+
+
+class BlockSparsityRegularizer:
+    """Hardware-aware block sparsity (our addition, not the paper's): a group lasso on
+    the B = 1 side of the latent weights of every PE x SIMD block,
+
+        lambda * sum over layers of mean over blocks of || relu(w_block + margin) ||_2,
+
+    pushes whole blocks below -margin (B = 0 everywhere in the block). mvtu_sparse
+    neither stores nor visits such a block, so the layer needs fewer weight words and
+    fewer schedule steps, i.e. fewer cycles at the same PE/SIMD or fewer lanes at the
+    same throughput. Elementwise sparsity (the paper's regularizer) leaves almost no
+    block empty. `blocks`: one (PE, SIMD) per binary-domain layer, in order, each
+    dividing that layer's (out, in) features; a hardware folding whose blocks tile
+    these (PE a divisor, or a multiple, of the trained one) keeps the empty ones."""
+
+    def __init__(self, blocks, block_lambda: float = 0.03, block_margin: float = 0.05):
+        self.blocks = [tuple(int(v) for v in b) for b in blocks]
+        if any(len(b) != 2 or min(b) < 1 for b in self.blocks):
+            raise BnnforgeError(f"blocks must be [PE, SIMD] pairs of positive integers, got {blocks}")
+        self.lam, self.margin = float(block_lambda), float(block_margin)
+
+    def _layers(self, model):
+        layers = [m for m in model.modules() if isinstance(m, BinaryDomainLinear)]
+        if len(layers) != len(self.blocks):
+            raise BnnforgeError(f"blocks gives {len(self.blocks)} [PE, SIMD] pairs for {len(layers)} "
+                                "binary-domain layers")
+        for i, (l, (pe, simd)) in enumerate(zip(layers, self.blocks)):
+            if l.out_features % pe or l.in_features % simd:
+                raise BnnforgeError(f"blocks[{i}] = [{pe}, {simd}] does not tile layer {i} "
+                                    f"({l.out_features} x {l.in_features})")
+        return layers
+
+    @staticmethod
+    def _split(w, pe, simd):
+        mh, mw = w.shape
+        return w.reshape(mh // pe, pe, mw // simd, simd).permute(0, 2, 1, 3).reshape(mh // pe, mw // simd, -1)
+
+    @torch.no_grad()
+    def occupancy(self, model) -> list[float]:
+        """Per layer, the fraction of blocks holding a 1 of B (what mvtu_sparse stores)."""
+        return [float((self._split(l.latent_weight > 0, pe, simd).any(-1)).float().mean())
+                for l, (pe, simd) in zip(self._layers(model), self.blocks)]
+
+    def __call__(self, model: nn.Module, ce: torch.Tensor | None = None) -> torch.Tensor:
+        terms = [self._split(F.relu(l.latent_weight + self.margin), pe, simd).pow(2).sum(-1).add(1e-12).sqrt().mean()
+                 for l, (pe, simd) in zip(self._layers(model), self.blocks)]
+        return self.lam * torch.stack(terms).sum()
 
 
 def hidden_block(in_f: int, out_f: int, q: int = 8, latent_clip: float = 1.5, act: str = "bipolar",

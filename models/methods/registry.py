@@ -80,6 +80,10 @@ def build_method_model(name: str, hidden=(256, 256), input_shape=(1, 8, 8), num_
     model = MethodNet(name, blocks, fan_in, spec, config=p, latent_clip=p.get("latent_clip", clip))
     if name == "binary_domain":
         model.add_regularizer(binary_domain.SparsityRegularizer(p["ec"], p["gamma"], p["h_eps"]))
+        if p.get("blocks"):
+            reg = binary_domain.BlockSparsityRegularizer(p["blocks"], p["block_lambda"], p["block_margin"])
+            reg._layers(model)  # a blocks list that does not tile the layers fails here, not mid-training
+            model.add_regularizer(reg)
     if name == "margin":
         model.add_regularizer(margin.BinaryL2Regularizer(p["l2_lambda"]))
     return model

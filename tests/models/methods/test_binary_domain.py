@@ -6,6 +6,7 @@ import torch
 
 from models.errors import BnnforgeError
 from models.export import check_export
+from models.methods import build_method_model
 from models.methods.binary_domain import BinaryDomainLinear, SparsityRegularizer
 from models.methods.export import export_method_qonnx, read_method_metadata, recover_binary_domain
 from tests.models.methods.helpers import images, random_method_model
@@ -120,3 +121,36 @@ def test_short_training_with_regularizer_lowers_ones_fraction(tmp_path):
     p_reg = reg["method_stats"]["ones_fraction"]
     assert p_reg < p_free - 0.1, (p_free, p_reg)
     assert reg["test_acc"] > 0.5
+
+
+def test_block_regularizer_value_occupancy_and_gradient():
+    """Group lasso on relu(w + margin) per PE x SIMD block: the value by hand, the share
+    of blocks holding a 1 of B, and no pull at all on a block already empty."""
+    import torch
+
+    from models.methods.binary_domain import BlockSparsityRegularizer
+
+    m = build_method_model("binary_domain", hidden=(4, 4), input_shape=(1, 2, 4), num_classes=2,
+                           blocks=[[2, 4], [2, 2]], block_lambda=0.5, block_margin=0.1, gamma=0.0)
+    l0, l1 = [x for x in m.modules() if isinstance(x, BinaryDomainLinear)]
+    with torch.no_grad():
+        l0.latent_weight.copy_(torch.full((4, 8), -0.5))
+        l0.latent_weight[0, 1] = 0.3                      # block (0, 0) holds a 1
+        l1.latent_weight.copy_(torch.full((4, 4), 0.2))   # every block holds 1s
+    reg = BlockSparsityRegularizer([[2, 4], [2, 2]], block_lambda=0.5, block_margin=0.1)
+    assert reg.occupancy(m) == [0.25, 1.0]
+    expect = 0.5 * ((0.4 + 0 + 0 + 0) / 4 + (4 * 0.3 * 2) / 4)   # per-block L2 norms, mean per layer
+    assert float(reg(m)) == pytest.approx(expect, rel=1e-5)
+    assert float(m.regularization(torch.tensor(1.0))) == pytest.approx(expect, rel=1e-5)  # registered on the model
+    l0.latent_weight.grad = None
+    reg(m).backward()
+    g = l0.latent_weight.grad
+    assert torch.all(g[2:, :] == 0) and torch.all(g[:, 4:] == 0)   # empty blocks: no pull
+    assert g[0, 1] > 0 and torch.count_nonzero(g[:2, :4]) == 1      # only the positive weight is pushed down
+
+
+def test_block_regularizer_bad_blocks_refused():
+    with pytest.raises(BnnforgeError, match=r"blocks\[0\] = \[3, 4\] does not tile layer 0 \(16 x 64\)"):
+        build_method_model("binary_domain", hidden=(16, 8), blocks=[[3, 4], [2, 2]])
+    with pytest.raises(BnnforgeError, match="blocks gives 1 \\[PE, SIMD\\] pairs for 2"):
+        build_method_model("binary_domain", hidden=(16, 8), blocks=[[2, 4]])
