@@ -4,9 +4,9 @@ same way, in one table and one plot.
 Data: the real MNIST digits in ../shared/datasets/mnist-t10k when present (first 8,000
 for training, last 2,000 for evaluation), else scikit-learn's 8x8 digits. Every method
 trains the same MLP (input -> 256 -> 256 -> 10) for the same epochs with the same seed,
-with its configs/methods/<name>.yaml parameters, is exported, compiled for one throughput
-(--target-cycles, 256 by default: each method gets its cheapest folding that meets it,
-so a sparse layer that skips blocks can use fewer lanes), and simulated in RTL (Verilator bulk harness) on the first N evaluation images, every
+with its configs/methods/<name>.yaml parameters, is exported, compiled at one folding
+(the same PE/SIMD for every method; or, with --target-cycles, each method's cheapest
+folding for that throughput by the resource model), and simulated in RTL (Verilator bulk harness) on the first N evaluation images, every
 output compared with the golden model. Columns: torch/golden/RTL accuracy, RTL
 mismatches, weight sparsity (share of weight entries that need no stored 1: B = 0 in
 binary-domain layers, zeros of grouped layers), weight-memory bits the hardware stores
@@ -33,6 +33,16 @@ MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
 METHODS = ["bipolar", "sibnn", "binary_domain", "binary_domain_blocks", "sdbnn", "margin", "ftbnn"]
 HW = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding", "estimates",
       "codegen"]
+
+
+def folding_for(hw: onnx.ModelProto, mw0: int) -> dict:
+    """The default: one folding for every method, layer i with the same PE/SIMD whatever
+    its op (256 cycles per frame for a dense layer)."""
+    layers = [n for n in hw.graph.node if n.op_type.startswith("MVTU")]
+    plan = [{"PE": 16, "SIMD": 49 if mw0 == 784 else 4}, {"PE": 16, "SIMD": 16}, {"PE": 10, "SIMD": 1}]
+    if len(layers) != len(plan):
+        raise SystemExit(f"expected {len(plan)} layers, got {[n.name for n in layers]}")
+    return {n.name: f for n, f in zip(layers, plan)}
 
 
 def method_args(name: str, mw0: int) -> tuple[str, dict]:
@@ -84,8 +94,15 @@ def run_method(name, data, out, epochs, seed, n_rtl, synth, target):
     res = train_method(method, data, out / "train", epochs, seed, export=True, params=params)
     model = res["model"].eval()
     onnx_path = res["onnx"]
-    cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"), target_cycles_per_frame=target,
-                      steps=HW)
+    if target:
+        cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"), target_cycles_per_frame=target,
+                          steps=HW)
+    else:
+        cfg = load_config(None, model=onnx_path, output_dir=str(out / "pre"), steps=HW[:3])
+        build(cfg, progress=False)
+        pre = onnx.load(str(out / "pre" / "final_model.onnx"))
+        cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"),
+                          folding=folding_for(pre, int(np.prod(data.input_shape))), steps=HW[:3] + HW[4:])
     build(cfg, progress=False)
     b = out / "build"
     streamlined = onnx.load(str(b / "intermediate_models" / "01_streamline.onnx"))
@@ -141,8 +158,9 @@ def main():
     ap.add_argument("--rtl", type=int, default=200, help="evaluation images simulated in RTL per method")
     ap.add_argument("--synth", action="store_true", help="Yosys LUTs for every method (about a minute each)")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--target-cycles", type=int, default=256,
-                    help="every method is folded automatically for this many cycles per frame")
+    ap.add_argument("--target-cycles", type=int, default=None,
+                    help="fold every method automatically for this many cycles per frame (default: one fixed "
+                         "folding for all, 256 cycles for dense layers)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = ap.parse_args()
     from models.data import load_dataset, load_mnist
@@ -165,9 +183,10 @@ def main():
               f"weight bits {r['weight_bits']:,}; cycles {r['cycles_measured']:.1f} (ideal {r['cycles_ideal']}); "
               f"LUT est {r['est_lut']:,}" + (f", Yosys {r['yosys']['lut']:,}" if "yosys" in r else ""), flush=True)
     base = rows[0]
-    lines = [f"Data: {source}; {a.epochs} epochs, seed {a.seed}; every method folded automatically for "
-             f"{a.target_cycles} cycles/frame (its cheapest folding by the resource model); RTL on the first "
-             f"{a.rtl} evaluation images.", "",
+    fold = (f"every method folded automatically for {a.target_cycles} cycles/frame" if a.target_cycles else
+            "one folding for every method: (PE, SIMD) = (16, 49 or 4), (16, 16), (10, 1)")
+    lines = [f"Data: {source}; {a.epochs} epochs, seed {a.seed}; {fold}; RTL on the first {a.rtl} evaluation "
+             "images.", "",
              "| method | acc torch | acc golden (= HW) | golden == torch | RTL mismatches | weight sparsity | "
              "weight bits (x base) | + schedule bits = total (x base) | cycles/frame measured (ideal) | est. LUT | "
              "Yosys LUT (x base) |",
