@@ -72,19 +72,7 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                          source_node=attr_str(a.get("source_node", node.name)))
             pixels = 1
             if fused:
-                t = initializer(model, nxt.input[1])
-                tname = f"mvtu{layer}_thresholds"
-                inits[tname] = numpy_helper.from_array(t.astype(np.int64), tname)
-                ins.append(tname)
-                ta = get_attrs(nxt)
-                if nxt.op_type == "MultiThreshold":
-                    k = int(ta["out_bits"])
-                    if t.shape != (mh, (1 << k) - 1) or np.any(np.diff(t, axis=1) < 0):
-                        raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {mh} sorted "
-                                            f"rows of 2^{k}-1 for a {k}-bit output")
-                    attrs.update(out_mode="multithreshold", out_bits=k, output_kind="int")
-                else:
-                    attrs.update(out_mode="threshold", output_kind=attr_str(ta["output_kind"]))
+                _fuse_thresholds(model, nxt, layer, mh, inits, ins, attrs)
                 out = nxt.output[0]
                 i += 2
             else:
@@ -108,6 +96,25 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     del model.graph.initializer[:]
     model.graph.initializer.extend(t for name, t in inits.items() if name in used)
     return model
+
+
+def _fuse_thresholds(model, nxt, layer: int, mh: int, inits: dict, ins: list, attrs: dict) -> None:
+    """A Threshold or MultiThreshold after a matrix product: its thresholds become the
+    unit's third input and set its output mode (1 bit, or k bits from 2^k-1 sorted
+    thresholds per output)."""
+    t = initializer(model, nxt.input[1]).astype(np.int64)
+    tname = f"mvtu{layer}_thresholds"
+    inits[tname] = numpy_helper.from_array(t, tname)
+    ins.append(tname)
+    ta = get_attrs(nxt)
+    if nxt.op_type == "MultiThreshold":
+        k = int(ta["out_bits"])
+        if t.shape != (mh, (1 << k) - 1) or np.any(np.diff(t, axis=1) < 0):
+            raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {mh} sorted "
+                                f"rows of 2^{k}-1 for a {k}-bit output")
+        attrs.update(out_mode="multithreshold", out_bits=k, output_kind="int")
+    else:
+        attrs.update(out_mode="threshold", output_kind=attr_str(ta["output_kind"]))
 
 
 def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits) -> int:
@@ -144,19 +151,7 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits) -> int:
     nxt = nodes[i + 1] if i + 1 < len(nodes) else None
     used = 1
     if nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold") and nxt.input[0] == node.output[0]:
-        t = initializer(model, nxt.input[1]).astype(np.int64)
-        tname = f"mvtu{layer}_thresholds"
-        inits[tname] = numpy_helper.from_array(t, tname)
-        ins.append(tname)
-        ta = get_attrs(nxt)
-        if nxt.op_type == "MultiThreshold":
-            k = int(ta["out_bits"])
-            if t.shape != (mh, (1 << k) - 1) or np.any(np.diff(t, axis=1) < 0):
-                raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {mh} sorted "
-                                    f"rows of 2^{k}-1 for a {k}-bit output")
-            attrs.update(out_mode="multithreshold", out_bits=k, output_kind="int")
-        else:
-            attrs.update(out_mode="threshold", output_kind=attr_str(ta["output_kind"]))
+        _fuse_thresholds(model, nxt, layer, mh, inits, ins, attrs)
         if len(nxt.input) > 2 and nxt.input[2]:
             flip = initializer(model, nxt.input[2]).astype(np.uint8).reshape(-1)
             if flip.shape != (mh,) or np.any(flip > 1):
