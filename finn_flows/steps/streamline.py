@@ -353,8 +353,10 @@ def _quantize(y, node, model):
                      rounding_mode=a.get("rounding_mode", b"ROUND").decode()) > 0
 
 
-def _thresholds(layer, d_max, model):
-    """Integer thresholds and row flips of one layer, exactly as the graph computes."""
+def _ops_on_every_accumulator(layer, d_max, model):
+    """(d, y): every accumulator value d in [-D, D] as a column, and the graph's float
+    ops after the layer applied to it for every output channel ([2D+1, MH], or with
+    two trailing unit axes for a conv)."""
     mh = layer.weights.shape[0]
     d = np.arange(-d_max, d_max + 1, dtype=np.float64)[:, None]
     x = d * layer.in_scale * np.ones((1, mh))
@@ -363,6 +365,13 @@ def _thresholds(layer, d_max, model):
     y = _apply_ops(x, layer.ops, model)
     if y.shape != x.shape:
         raise BnnforgeError(f"node {layer.matmul.name!r}: ops after it change the output shape to {y.shape}")
+    return d, y
+
+
+def _thresholds(layer, d_max, model):
+    """Integer thresholds and row flips of one layer, exactly as the graph computes."""
+    mh = layer.weights.shape[0]
+    d, y = _ops_on_every_accumulator(layer, d_max, model)
     on = _quantize(y, layer.act, model).reshape(len(d), mh)  # [2D+1, MH] booleans
     up = np.all(on[1:] >= on[:-1], axis=0)
     down = np.all(on[1:] <= on[:-1], axis=0)
@@ -405,13 +414,7 @@ def _multithresholds(layer, d_max, model):
     (D + 1 when no d reaches level j), sorted ascending by construction."""
     mh, k = layer.weights.shape[0], layer.act_bits
     nt = (1 << k) - 1
-    d = np.arange(-d_max, d_max + 1, dtype=np.float64)[:, None]
-    x = d * layer.in_scale * np.ones((1, mh))
-    if layer.conv is not None:
-        x = x[:, :, None, None]
-    y = _apply_ops(x, layer.ops, model)
-    if y.shape != x.shape:
-        raise BnnforgeError(f"node {layer.matmul.name!r}: ops after it change the output shape to {y.shape}")
+    d, y = _ops_on_every_accumulator(layer, d_max, model)
     lv = _quantize_levels(y, layer.act, model).reshape(len(d), mh)  # [2D+1, MH] levels 0..2^k-1
     if lv.min() < 0 or lv.max() > nt:
         raise BnnforgeError(f"node {layer.act.name!r} (Quant): levels outside 0..{nt} for a {k}-bit activation")
