@@ -162,7 +162,8 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
     """An MVTUSparse node -> mvtu_sparse: schedule and memory images for its PE/SIMD
     built and written by hw.memfiles_sparse (files layer<i>_weights/_schedule/_rowconst/
     _thresholds.mem, named from the layer index only), RTL parameters, stage entry.
-    Cycles per vector: max(SF, STEPS) (docs/hw_interfaces.md)."""
+    Cycles per vector: max(SF, STEPS) (docs/hw_interfaces.md), times the pixels of a
+    sliding window in front."""
     from finn_flows.sparse import sparse_layer
 
     name = comment_safe(node.name)
@@ -224,17 +225,19 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
     if flip is not None and flip.any():
         params["OUT_FLIP"] = int("".join(str(int(b)) for b in flip[::-1]), 2)  # bit o = output o
     stats = sl.stats()
-    cycles = max(sl.sf, sl.steps)
+    pixels = int(a.get("pixels", 1))   # behind a sliding window: one vector per output pixel
+    cycles = pixels * max(sl.sf, sl.steps)
     q = dict(index=i, kind="sparse", source=name)
     q.update({k: v for k, v in params.items() if k != "OUT_FLIP"})
     q.update(OUT_BITS=params.get("OUT_BITS", 1), THRESH_FILE=params.get("THRESH_FILE", ""),
              ROWC_FILE=params.get("ROWC_FILE", ""), OUT_FLIP_COUNT=int(flip.sum()) if flip is not None else 0,
-             pixels=1, in_width=simd * ib, out_width=pe * ob, stats=stats)
+             pixels=pixels, in_width=simd * ib, out_width=pe * ob, stats=stats)
     stage = dict(kind="mvtu_sparse", module="mvtu_sparse", source=name, layer=q, params=params,
-                 in_width=q["in_width"], out_width=q["out_width"], in_beats=mw // simd, cycles=cycles,
+                 in_width=q["in_width"], out_width=q["out_width"], in_beats=pixels * mw // simd, cycles=cycles,
                  comment=f"{mw}x{mh}, SIMD {simd}, PE {pe}, mode {params['MODE']}, {rtl['WEIGHT_KIND']} "
                          f"m={rtl['WEIGHT_M']} q={rtl['WEIGHT_Q']}, {sl.nnz}/{sl.nf * sl.sf} blocks stored, "
-                         f"{sl.steps} steps" + (f", {ob}-bit outputs" if out_mode == 2 else ""))
+                         f"{sl.steps} steps" + (f", {ob}-bit outputs" if out_mode == 2 else "")
+                         + (f", {pixels} pixels" if pixels > 1 else ""))
     return q, stage
 
 

@@ -8,7 +8,8 @@ Weights become bits (1 = +1) as the hardware stores them. An MVTU after a slidin
 window runs once per output pixel (attribute `pixels`).
 SparseMatMul (+ Threshold | MultiThreshold) -> MVTUSparse (block-sparse unit
 mvtu_sparse, see _sparse_to_hw); it shares the layer numbering with MVTU
-(e.g. MVTUSparse_0, MVTUSparse_1, MVTU_2) and is folded the same way.
+(e.g. MVTUSparse_0, MVTUSparse_1, MVTU_2) and is folded the same way. Behind a sliding
+window (grouped or binary-domain convolutions) it runs once per output pixel too.
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
         if node.op_type == "Im2Col":
             a = get_attrs(node)
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
-            if nxt is None or nxt.op_type != "BinaryMatMul":
-                raise BnnforgeError(f"node {node.name!r}: Im2Col must feed a BinaryMatMul")
+            if nxt is None or nxt.op_type not in ("BinaryMatMul", "SparseMatMul"):
+                raise BnnforgeError(f"node {node.name!r}: Im2Col must feed a BinaryMatMul or SparseMatMul")
             m = get_attrs(nxt)
             kind = attr_str(m["input_kind"])
             eb = int(m["input_bits"]) if kind == "int" else 1
@@ -82,7 +83,7 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             out_nodes.append(helper.make_node("MVTU", ins, [out], name=f"MVTU_{layer}", domain=DOMAIN, **attrs))
             layer += 1
         elif node.op_type == "SparseMatMul":
-            i += _sparse_to_hw(model, nodes, i, layer, out_nodes, inits)
+            i += _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels)
             layer += 1
             pixels = 1
         elif node.op_type == "LabelSelect":
@@ -117,7 +118,7 @@ def _fuse_thresholds(model, nxt, layer: int, mh: int, inits: dict, ins: list, at
         attrs.update(out_mode="threshold", output_kind=attr_str(ta["output_kind"]))
 
 
-def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits) -> int:
+def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> int:
     """SparseMatMul (+ Threshold | MultiThreshold, with its optional output flips) ->
     MVTUSparse_<layer> (hw/rtl/mvtu_sparse.v). Returns the number of nodes consumed.
 
@@ -146,7 +147,7 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits) -> int:
     ins = [node.input[0], wname]
     attrs = dict(MW=mw, MH=mh, PE=1, SIMD=1, mode=MODE_OF_KIND[kind], input_kind=kind,
                  input_bits=int(a["input_bits"]), input_signed=int(a["input_signed"]), acc_bits=acc_bits,
-                 pixels=1, weight_kind=wkind, m=int(a["m"]), q=int(a["q"]),
+                 pixels=pixels, weight_kind=wkind, m=int(a["m"]), q=int(a["q"]),
                  source_node=attr_str(a.get("source_node", node.name)))
     nxt = nodes[i + 1] if i + 1 < len(nodes) else None
     used = 1

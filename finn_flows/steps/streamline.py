@@ -135,9 +135,9 @@ def _conv_params(node, model, chw, kind):
     dil = list(a.get("dilations", [1, 1]))
     if any(d != 1 for d in dil):
         raise BnnforgeError(f"node {name!r} (Conv): dilations {dil} are not supported (only 1)")
-    if a.get("group", 1) != 1:
-        raise BnnforgeError(f"node {name!r} (Conv): group={a.get('group')} is not supported by the "
-                            "convolution lowering (only group=1)")
+    group = int(a.get("group", 1))
+    if group < 1 or c % group:
+        raise BnnforgeError(f"node {name!r} (Conv): group={group} does not divide its {c} input channels")
     pads = list(a.get("pads", [0, 0, 0, 0]))
     if len(set(pads)) != 1:
         raise BnnforgeError(f"node {name!r} (Conv): asymmetric pads {pads}; only the same padding on every side is supported")
@@ -151,7 +151,45 @@ def _conv_params(node, model, chw, kind):
         raise BnnforgeError(f"node {name!r} (Conv): kernel {k} is larger than the padded map {h + 2 * pad}")
     if len(node.input) > 2:
         raise BnnforgeError(f"node {name!r} (Conv): a bias input is not supported (use BatchNorm after the conv)")
-    return dict(ifm_dim=h, channels=c, kernel=k, stride=s, pad=pad, ofm_dim=(h + 2 * pad - k) // s + 1)
+    return dict(ifm_dim=h, channels=c, kernel=k, stride=s, pad=pad, ofm_dim=(h + 2 * pad - k) // s + 1,
+                group=group)
+
+
+def _conv_matrix(w: np.ndarray, conv: dict, name: str, sparse: bool):
+    """The lowered conv's integer matrix [OC, K*K*C] in the sliding window's (ky, kx, c)
+    column order, and its weight kind (finn_flows/sparse.py).
+
+    A grouped conv (group G) is block-diagonal in the channel axis: output o reads only
+    the C/G input channels of its group, so its row is 0 at every other channel of every
+    kernel position. Those zeros make a {-1,+1} conv a {-1,0,+1} (pm1_blocks) matrix,
+    whose zero PE x SIMD blocks mvtu_sparse neither stores nor visits when SIMD divides
+    C/G and PE divides OC/G."""
+    from ..sparse import classify_weights
+
+    oc, cg, k, _ = w.shape
+    g, c = conv["group"], conv["channels"]
+    if cg * g != c:
+        raise BnnforgeError(f"node {name!r} (Conv): weights for {cg} input channels per group x group={g} "
+                            f"do not match the {c} input channels")
+    if oc % g:
+        raise BnnforgeError(f"node {name!r} (Conv): group={g} does not divide its {oc} output channels")
+    full = np.zeros((oc, c, k, k), dtype=np.float64)
+    og = oc // g
+    for j in range(g):
+        full[j * og:(j + 1) * og, j * cg:(j + 1) * cg] = w[j * og:(j + 1) * og]
+    if g > 1 and np.all(np.abs(w) == 1) and not sparse:
+        kind, m, q = "pm1_blocks", 0, 1
+    else:
+        try:
+            kind, m, q = classify_weights(full, name, op="Conv", sparse=sparse)
+        except BnnforgeError as e:
+            if g == 1:
+                raise
+            raise BnnforgeError(f"{e}; with group={g} the zeros outside the groups count as one more "
+                                "value, so a grouped conv needs {-1,+1} weights, or two levels one of "
+                                "which is 0") from None
+    mat = full.transpose(0, 2, 3, 1).reshape(oc, -1)   # rows in (ky, kx, c) order
+    return mat.astype(np.int8 if kind == "binary" else np.int64), kind, m, q
 
 
 def _pool_params(node, chw):
@@ -249,16 +287,16 @@ def _parse_chain(model):
         elif op == "Conv" and layer is None:
             if node.input[1] not in consts:
                 raise BnnforgeError(f"node {node.name!r} (Conv): weights are not a constant")
+            from ..hwgraph import get_meta
             w = consts[node.input[1]]
-            if not np.all(np.abs(w) == 1):
-                raise BnnforgeError(f"node {node.name!r} (Conv): weights are not in {{-1,+1}} after tidy-up")
             conv = _conv_params(node, model, chw, cur_kind)
-            if w.shape[1] != conv["channels"]:
-                raise BnnforgeError(f"node {node.name!r} (Conv): weights for {w.shape[1]} input channels, "
-                                    f"input has {conv['channels']}")
-            # filter rows in the sliding window's (ky, kx, c) order
-            wm = w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1).astype(np.int8)
+            if w.ndim != 4 or w.shape[2:] != (conv["kernel"], conv["kernel"]):
+                raise BnnforgeError(f"node {node.name!r} (Conv): weight shape {list(w.shape)} does not match "
+                                    f"its {conv['kernel']}x{conv['kernel']} kernel")
+            wm, wkind, m_, q_ = _conv_matrix(w, conv, node.name,
+                                             sparse=node.name in get_meta(model, "sparse_weights", []))
             layer = _Layer(node, wm, conv=conv)
+            layer.weight_kind, layer.m, layer.q = wkind, m_, q_
             layer.in_scale = cur_scale
             layer.in_kind = cur_kind
             layers.append(layer)

@@ -2,7 +2,7 @@
 
 After this step every MatMul weight is a constant initializer holding exactly
 {-1,+1}, and any per-output-channel weight scale is an explicit Mul after the
-MatMul, where streamlining folds it into the thresholds. Exception, MatMul only: a
+MatMul (or Conv), where streamlining folds it into the thresholds. Exception: a
 multi-bit Quant weight that is exactly an integer grid of one of the sparse forms
 (finn_flows/sparse.py: two levels {m, m+q} of the binary domain, or {-1, 0, +1} of
 grouped layers) keeps those integers (divided by their gcd) and gets the scale as the Mul.
@@ -94,13 +94,13 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _split_weights(w: np.ndarray, node: onnx.NodeProto, qnode: onnx.NodeProto, model: onnx.ModelProto,
                    channel_axis: int):
-    """{-1,+1} weights times a per-channel scale. A MatMul weight from a multi-bit Quant
+    """{-1,+1} weights times a per-channel scale. A MatMul or Conv weight from a multi-bit Quant
     is first tried as the exact integer grid of a sparse form (finn_flows.sparse): two
     levels {m, m+q} (binary domain, even a symmetric one; a signed quantizer exactly as
     wide as its levels need) or ternary {-1,0,+1} (grouped layers; the signed narrow 2-bit
-    grid), times a scale; such MatMuls are listed in the `bnnforge.sparse_weights`
+    grid), times a scale; such layers are listed in the `bnnforge.sparse_weights`
     metadata, so streamlining gives them the sparse unit."""
-    if node.op_type == "MatMul" and qnode.op_type == "Quant" and len(qnode.input) > 3:
+    if node.op_type in ("MatMul", "Conv") and qnode.op_type == "Quant" and len(qnode.input) > 3:
         from ..hwgraph import get_attrs, get_meta, initializer, set_meta
         from ..sparse import split_weights
 

@@ -157,17 +157,24 @@ def test_unsupported_conv_geometry_names_the_layer(tmp_path, what, edit, message
     assert not (tmp_path / "b").exists()
 
 
-def test_grouped_conv_refused_naming_the_layer(tmp_path):
+@pytest.mark.parametrize("group, message", [
+    (2, r"node 'Conv_1' \(Conv\): weights for 8 input channels per group x group=2 do not match the 8 input"),
+    (3, r"node 'Conv_1' \(Conv\): group=3 does not divide its 8 input channels"),
+])
+def test_inconsistent_conv_group_refused_naming_the_layer(tmp_path, group, message):
+    """Grouped convs compile (tests/flows/test_conv_methods.py); a group attribute that
+    does not fit the weights or the channels is refused, naming the node."""
     def edit(model, conv):
         _set_group = [a for a in conv.attribute if a.name == "group"]
         if _set_group:
-            _set_group[0].i = 2
+            _set_group[0].i = group
         else:
-            conv.attribute.append(onnx.helper.make_attribute("group", 2))
+            conv.attribute.append(onnx.helper.make_attribute("group", group))
     path, _ = _conv_onnx(tmp_path, edit)
     cfg = load_config(None, model=str(path), output_dir=str(tmp_path / "b"), steps=HW_STEPS)
-    with pytest.raises(BnnforgeError, match=r"node 'Conv_1' \(Conv\): group=2 is not supported"):
+    with pytest.raises(BnnforgeError, match=message):
         build(cfg, progress=False)
+    assert not (tmp_path / "b").exists()
 
 
 def test_pool_that_does_not_tile_names_the_layer(tmp_path):
