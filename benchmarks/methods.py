@@ -16,6 +16,14 @@ measured and ideal cycles per frame, estimated and (--synth) Yosys LUTs.
     .venv/bin/python benchmarks/methods.py [--epochs 10] [--rtl 200] [--synth] [--methods bipolar,sibnn,...]
 
 Writes benchmarks/results/methods.md, .json and .png.
+
+With --conv, the conv forms of the methods that are about convolutions (FTBNN's group
+execution, the binary domain's sparse kernels) against the bipolar conv baseline: the
+net of configs/methods/<method>_cnv.yaml (MNIST: 3x3 convs 16, 32, 32 with 2x2 pools
+after the second and third, FC 64, 10), one folding for all (conv0 PE 16 SIMD 1,
+conv1 16 x 8, conv2 16 x 16, fc 16 x 32, 10 x 8). Writes methods_cnv.md, .json, .png.
+
+    .venv/bin/python benchmarks/methods.py --conv [--synth]
 """
 import argparse
 import json
@@ -31,15 +39,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
 METHODS = ["bipolar", "sibnn", "binary_domain", "binary_domain_blocks", "sdbnn", "margin", "ftbnn"]
+CONV_METHODS = ["bipolar", "ftbnn", "binary_domain", "binary_domain_blocks"]
+# conv0 (MW 9, one input channel: SIMD 1), conv1 (144 x 32), conv2 (288 x 32), fc (800 x 64), last (64 x 10);
+# SIMD 8 / 16 are the channels per group of conv1 / conv2 with 2 groups, so grouped blocks align
+CONV_PLAN = [{"PE": 16, "SIMD": 1}, {"PE": 16, "SIMD": 8}, {"PE": 16, "SIMD": 16}, {"PE": 16, "SIMD": 32},
+             {"PE": 10, "SIMD": 8}]
 HW = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding", "estimates",
       "codegen"]
 
 
-def folding_for(hw: onnx.ModelProto, mw0: int, override: dict | None = None) -> dict:
+def folding_for(hw: onnx.ModelProto, mw0: int, override: dict | None = None, conv: bool = False) -> dict:
     """The default: one folding for every method, layer i with the same PE/SIMD whatever
     its op (256 cycles per frame for a dense layer), unless the method overrides a layer."""
     layers = [n for n in hw.graph.node if n.op_type.startswith("MVTU")]
-    plan = [{"PE": 16, "SIMD": 49 if mw0 == 784 else 4}, {"PE": 16, "SIMD": 16}, {"PE": 10, "SIMD": 1}]
+    plan = [dict(f) for f in CONV_PLAN] if conv else \
+        [{"PE": 16, "SIMD": 49 if mw0 == 784 else 4}, {"PE": 16, "SIMD": 16}, {"PE": 10, "SIMD": 1}]
     for i, f in (override or {}).items():
         plan[i] = f
     if len(layers) != len(plan):
@@ -47,14 +61,18 @@ def folding_for(hw: onnx.ModelProto, mw0: int, override: dict | None = None) -> 
     return {n.name: f for n, f in zip(layers, plan)}
 
 
-def method_args(name: str, mw0: int) -> tuple[str, dict, dict]:
+def method_args(name: str, mw0: int, conv: bool = False) -> tuple[str, dict, dict]:
     """(method, parameter overrides, folding overrides by layer index).
 
     binary_domain_blocks: the binary domain with our block-sparsity regularizer
     (models.methods.binary_domain.BlockSparsityRegularizer) in place of the paper's
     elementwise one, blocks of 16 x 49 inputs in layer 0 (16 x 4 on the 8x8 digits) and
     16 x 16 in layer 1. Its layer 0 then skips about half of its blocks, which leaves room
-    to halve that layer's PE at the same 256 cycles per frame: the folding override."""
+    to halve that layer's PE at the same 256 cycles per frame: the folding override.
+    Conv nets: blocks of the conv folding (CONV_PLAN), no override."""
+    if name == "binary_domain_blocks" and conv:
+        return ("binary_domain", {"gamma": 0.0, "block_lambda": 0.03,
+                                  "blocks": [[f["PE"], f["SIMD"]] for f in CONV_PLAN[:4]]}, {})
     if name == "binary_domain_blocks":
         simd0 = 49 if mw0 == 784 else 4
         return ("binary_domain", {"gamma": 0.0, "block_lambda": 0.03, "blocks": [[16, simd0], [16, 16]]},
@@ -87,7 +105,7 @@ def weight_sparsity(hw: onnx.ModelProto) -> float:
     return zero / total if total else 0.0
 
 
-def run_method(name, data, out, epochs, seed, n_rtl, synth, target):
+def run_method(name, data, out, epochs, seed, n_rtl, synth, target, conv=False):
     from finn_flows.builder import build
     from finn_flows.config import load_config
     from models.methods import train_method
@@ -96,8 +114,9 @@ def run_method(name, data, out, epochs, seed, n_rtl, synth, target):
     import torch
 
     t0 = time.perf_counter()
-    method, params, fold_override = method_args(name, int(np.prod(data.input_shape)))
-    res = train_method(method, data, out / "train", epochs, seed, export=True, params=params)
+    method, params, fold_override = method_args(name, int(np.prod(data.input_shape)), conv)
+    res = train_method(method, data, out / "train", epochs, seed, export=True, params=params,
+                       config=f"{method}_cnv" if conv else None, progress=True)
     model = res["model"].eval()
     onnx_path = res["onnx"]
     if target:
@@ -108,7 +127,7 @@ def run_method(name, data, out, epochs, seed, n_rtl, synth, target):
         build(cfg, progress=False)
         pre = onnx.load(str(out / "pre" / "final_model.onnx"))
         cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"),
-                          folding=folding_for(pre, int(np.prod(data.input_shape)), fold_override),
+                          folding=folding_for(pre, int(np.prod(data.input_shape)), fold_override, conv),
                           steps=HW[:3] + HW[4:])
     build(cfg, progress=False)
     b = out / "build"
@@ -165,7 +184,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rtl", type=int, default=200, help="evaluation images simulated in RTL per method")
     ap.add_argument("--synth", action="store_true", help="Yosys LUTs for every method (about a minute each)")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=None, help="comma-separated (default: all of the chosen form)")
+    ap.add_argument("--conv", action="store_true",
+                    help="the conv forms (configs/methods/<method>_cnv.yaml) of " + ", ".join(CONV_METHODS))
     ap.add_argument("--target-cycles", type=int, default=None,
                     help="fold every method automatically for this many cycles per frame (default: one fixed "
                          "folding for all, 256 cycles for dense layers)")
@@ -182,9 +203,15 @@ def main():
         data, source = load_dataset("digits"), "8x8 digits (no ../shared MNIST)"
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-methods-"))
     rows = []
-    for name in a.methods.split(","):
+    methods = a.methods.split(",") if a.methods else (CONV_METHODS if a.conv else METHODS)
+    known = CONV_METHODS if a.conv else METHODS
+    bad = [m for m in methods if m not in known]
+    if bad:
+        raise SystemExit(f"unknown method(s) {', '.join(bad)} for the {'conv' if a.conv else 'MLP'} form; "
+                         f"choices: {', '.join(known)}")
+    for name in methods:
         print(f"{name}: training {a.epochs} epochs on {source} ...", flush=True)
-        r = run_method(name, data, tmp / name, a.epochs, a.seed, a.rtl, a.synth, a.target_cycles)
+        r = run_method(name, data, tmp / name, a.epochs, a.seed, a.rtl, a.synth, a.target_cycles, a.conv)
         rows.append(r)
         print(f"  acc torch {r['acc_torch']:.4f} golden {r['acc_golden']:.4f} (golden == torch "
               f"{r['golden_eq_torch']:.2%}); RTL {r['rtl_frames']} frames, {r['rtl_mismatches']} mismatches; "
@@ -192,9 +219,11 @@ def main():
               f"LUT est {r['est_lut']:,}" + (f", Yosys {r['yosys']['lut']:,}" if "yosys" in r else ""), flush=True)
     base = rows[0]
     fold = (f"every method folded automatically for {a.target_cycles} cycles/frame" if a.target_cycles else
-            "one folding for every method: (PE, SIMD) = (16, 49 or 4), (16, 16), (10, 1)")
-    lines = [f"Data: {source}; {a.epochs} epochs, seed {a.seed}; {fold}; RTL on the first {a.rtl} evaluation "
-             "images.", "",
+            "one folding for every method: (PE, SIMD) = " +
+            (", ".join(f"({f['PE']}, {f['SIMD']})" for f in CONV_PLAN) if a.conv else "(16, 49 or 4), (16, 16), (10, 1)"))
+    net = ("conv net of configs/methods/<method>_cnv.yaml" if a.conv else "MLP input -> 256 -> 256 -> 10")
+    lines = [f"Data: {source}; {net}; {a.epochs} epochs, seed {a.seed}; {fold}; RTL on the first {a.rtl} "
+             "evaluation images.", "",
              "| method | acc torch | acc golden (= HW) | golden == torch | RTL mismatches | weight sparsity | "
              "weight bits (x base) | + schedule bits = total (x base) | cycles/frame measured (ideal) | est. LUT | "
              "Yosys LUT (x base) |",
@@ -211,11 +240,12 @@ def main():
             f"{r['est_lut']:,} | " + (f"{y['lut']:,} ({y['lut'] / yb['lut']:.2f})" if y and yb else "-") + " |")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "methods.json").write_text(json.dumps({"source": source, "epochs": a.epochs, "rows": rows}, indent=2))
-    (out / "methods.md").write_text("\n".join(lines) + "\n\n![methods](methods.png)\n")
-    plot(rows, out / "methods.png")
+    stem = "methods_cnv" if a.conv else "methods"
+    (out / f"{stem}.json").write_text(json.dumps({"source": source, "epochs": a.epochs, "rows": rows}, indent=2))
+    (out / f"{stem}.md").write_text("\n".join(lines) + f"\n\n![methods]({stem}.png)\n")
+    plot(rows, out / f"{stem}.png")
     print("\n".join(lines))
-    print(f"written: {out / 'methods.md'}")
+    print(f"written: {out / (stem + '.md')}")
 
 
 if __name__ == "__main__":

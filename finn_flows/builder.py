@@ -62,7 +62,12 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
         for i, name in enumerate(bar):
             bar.set_postfix_str(name)
             t0 = time.perf_counter()
-            model = step_function(name)(model, cfg)
+            try:
+                model = step_function(name)(model, cfg)
+            except onnx.shape_inference.InferenceError as e:
+                # qonnx's shape inference meets declared shapes that contradict the graph
+                raise BnnforgeError(f"{cfg.model}: tensor shapes contradict each other (step {name}: "
+                                    f"{str(e).splitlines()[0][:200]})") from None
             timings[name] = round(time.perf_counter() - t0, 3)
             onnx.save(model, str(work / "intermediate_models" / f"{i:02d}_{name}.onnx"))
         summary = {"steps": list(cfg.steps), "step_seconds": timings,

@@ -44,6 +44,11 @@ def assets(tmp_path_factory):
                             onnx.helper.make_node("Tanh", [bn.output[0]], ["tanh_out"], name="my_tanh"))
     onnx.save(model, str(d / "tanh.onnx"))
 
+    model = onnx.load(str(good))  # the first weight cut to 32 of its 784 inputs: shapes contradict
+    t = next(t for t in model.graph.initializer if t.name == "layers.2.weight")
+    t.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(onnx.numpy_helper.to_array(t)[:, :32]), t.name))
+    onnx.save(model, str(d / "bad_shape.onnx"))
+
     cnv = random_model("cnv", "bipolar", seed=4)
     export_qonnx(cnv, d / "cnv.onnx", (1, 3, 32, 32))
     model = onnx.load(str(d / "cnv.onnx"))  # a 3x3 pool over the 28x28 map
@@ -91,6 +96,8 @@ def _cases(d):
         "model empty": (build + ["--model", str(d / "empty.onnx")], "empty.onnx: not a valid ONNX model"),
         "model truncated": (build + ["--model", str(d / "truncated.onnx")], "truncated.onnx: not a valid ONNX model"),
         "model garbage": (build + ["--model", str(d / "garbage.onnx")], "garbage.onnx: not a valid ONNX model"),
+        "contradicting shapes": (build + ["--model", str(d / "bad_shape.onnx")],
+                                 r"bad_shape.onnx: tensor shapes contradict each other \(step tidy_up: \[ShapeInferenceError\]"),
         "unsupported op": (build + ["--model", str(d / "tanh.onnx")], "unsupported op Tanh"),
         "signed 2-bit activation": (build + ["--model", str(d / "act2bit.onnx")],
                                     r"node '[^']*Quant[^']*' \(Quant\): signed 2-bit activation"),

@@ -8,7 +8,8 @@
   ftbnn          FTBNN: FPReLU before the sign, grouped (block-diagonal) binary layers
 plus the baselines bipolar / unipolar with the same widths.
 
-  build_method_model(name, hidden=(256, 256), **params) -> MethodNet
+  build_method_model(name, hidden=(256, 256), conv=(), pool_after=(), conv_pad=0, **params) -> MethodNet
+      (conv: 3x3 conv channels before the FC layers; every method has a conv block)
   train_method(name, data, out_dir, epochs, seed, ...)   -> metrics dict
   export_method_qonnx(model, path), recover_binary_domain(onnx_path_or_proto)
 """

@@ -22,8 +22,8 @@ in integers. Initialization is the closed form for the initial sign partition:
 beta = mean(w | w > 0), alpha = mean(w | w <= 0).
 
 Export: the weight is `Quant(W, scale=c/q, zero_point=0, bit_width=k, signed=1,
-narrow=0, ROUND)` on a constant, feeding the Gemm/MatMul; the integer matrix is
-round(W / scale). `models.methods.export.recover_binary_domain` gets (B, m, q, scale)
+narrow=0, ROUND)` on a constant, feeding the Gemm/MatMul (BinaryDomainLinear) or the
+Conv's weight input (BinaryDomainConv2d); the integer matrix is round(W / scale). `models.methods.export.recover_binary_domain` gets (B, m, q, scale)
 back from an exported graph.
 
 Regularizer: p = mean(B) over all binary-domain layers (identity STE for the count),
@@ -60,16 +60,19 @@ def _int_bits(lo: int, hi: int) -> int:
     return k
 
 
-class BinaryDomainLinear(nn.Module):
-    """Linear layer (no bias) with weights in {alpha, beta} = (c/q) * {m, m + q}."""
+class BinaryDomainLayer(nn.Module):
+    """Weights in {alpha, beta} = (c/q) * {m, m + q} on a latent weight of any shape.
 
-    def __init__(self, in_features: int, out_features: int, q: int = 8, latent_clip: float = 1.5):
+    Holds the weight math shared by the linear and the convolutional form; a subclass
+    says how the weight is applied (`_weight_op`) and how the hardware lays it out as a
+    matrix (`hw_matrix`)."""
+
+    def __init__(self, weight_shape: tuple, q: int = 8, latent_clip: float = 1.5):
         super().__init__()
         if q < 1 or q & (q - 1):
             raise BnnforgeError(f"q must be a power of two, got {q}")
-        self.in_features, self.out_features, self.q = in_features, out_features, int(q)
-        self.latent_clip = latent_clip
-        self.latent_weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.q, self.latent_clip = int(q), latent_clip
+        self.latent_weight = nn.Parameter(torch.empty(*weight_shape))
         nn.init.kaiming_uniform_(self.latent_weight, a=math.sqrt(5))
         self.log_c = nn.Parameter(torch.zeros(()))
         self.ratio = nn.Parameter(torch.full((), -0.5))
@@ -133,8 +136,15 @@ class BinaryDomainLinear(nn.Module):
     # ---- forward / export -----------------------------------------------------------
     def forward(self, x):
         if torch.onnx.is_in_onnx_export():
-            return F.linear(x, self._export_weight())
-        return F.linear(x, self.quant_weight())
+            return self._weight_op(x, self._export_weight())
+        return self._weight_op(x, self.quant_weight())
+
+    def _weight_op(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def hw_matrix(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` (shaped like the weight) as the hardware's [out, fan_in] weight matrix."""
+        raise NotImplementedError
 
     def _export_weight(self) -> torch.Tensor:
         from brevitas.export.onnx.qonnx.function import BrevitasQuantTorchScriptFn
@@ -154,14 +164,55 @@ class BinaryDomainLinear(nn.Module):
     def ones_fraction(self) -> torch.Tensor:
         return self.bits().mean() * 1.0
 
+
+class BinaryDomainLinear(BinaryDomainLayer):
+    """Linear layer (no bias) with weights in {alpha, beta} = (c/q) * {m, m + q}."""
+
+    def __init__(self, in_features: int, out_features: int, q: int = 8, latent_clip: float = 1.5):
+        super().__init__((out_features, in_features), q=q, latent_clip=latent_clip)
+        self.in_features, self.out_features = in_features, out_features
+
+    def _weight_op(self, x, w):
+        return F.linear(x, w)
+
+    def hw_matrix(self, t):
+        return t
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, q={self.q}"
+
+
+class BinaryDomainConv2d(BinaryDomainLayer):
+    """k x k convolution (stride 1, zero padding, no bias) with weights in {alpha, beta}.
+
+    Exports like the linear form: Quant(W, scale=c/q, ...) on a constant feeding the
+    Conv's weight input."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 0,
+                 q: int = 8, latent_clip: float = 1.5):
+        if kernel_size < 1 or padding < 0:
+            raise BnnforgeError(f"BinaryDomainConv2d: kernel_size must be >= 1 and padding >= 0, "
+                                f"got {kernel_size} and {padding}")
+        super().__init__((out_channels, in_channels, kernel_size, kernel_size), q=q, latent_clip=latent_clip)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.padding = int(kernel_size), int(padding)
+
+    def _weight_op(self, x, w):
+        return F.conv2d(x, w, padding=self.padding)
+
+    def hw_matrix(self, t):
+        # The sliding window unit emits each pixel's patch as (ky, kx, c), channels fastest.
+        return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"kernel_size={self.kernel_size}, padding={self.padding}, q={self.q}")
 
 
 class SparsityRegularizer:
     """lambda * relu(p - EC), lambda = gamma * CE / (h * (1 - gamma)) detached (0 while h <= eps).
 
-    p is the fraction of B = 1 bits over all BinaryDomainLinear layers of the model."""
+    p is the fraction of B = 1 bits over all binary-domain layers (linear and conv) of the model."""
 
     def __init__(self, ec: float = 0.10, gamma: float = 0.04, h_eps: float = 1e-4):
         if not 0.0 <= gamma < 1.0:
@@ -169,7 +220,7 @@ class SparsityRegularizer:
         self.ec, self.gamma, self.h_eps = float(ec), float(gamma), float(h_eps)
 
     def ones_fraction(self, model: nn.Module) -> torch.Tensor:
-        layers = [m for m in model.modules() if isinstance(m, BinaryDomainLinear)]
+        layers = [m for m in model.modules() if isinstance(m, BinaryDomainLayer)]
         ones = sum(m.bits().sum() for m in layers)
         total = sum(m.latent_weight.numel() for m in layers)
         return ones / total
@@ -194,7 +245,11 @@ class BlockSparsityRegularizer:
     same throughput. Elementwise sparsity (the paper's regularizer) leaves almost no
     block empty. `blocks`: one (PE, SIMD) per binary-domain layer, in order, each
     dividing that layer's (out, in) features; a hardware folding whose blocks tile
-    these (PE a divisor, or a multiple, of the trained one) keeps the empty ones."""
+    these (PE a divisor, or a multiple, of the trained one) keeps the empty ones.
+
+    A convolution is a matrix [out, K*K*C] to the hardware, columns in (ky, kx, c) order
+    (channels fastest); its blocks are cut from that matrix, and SIMD must divide C so
+    that a SIMD chunk never straddles two kernel positions."""
 
     def __init__(self, blocks, block_lambda: float = 0.03, block_margin: float = 0.05):
         self.blocks = [tuple(int(v) for v in b) for b in blocks]
@@ -203,29 +258,37 @@ class BlockSparsityRegularizer:
         self.lam, self.margin = float(block_lambda), float(block_margin)
 
     def _layers(self, model):
-        layers = [m for m in model.modules() if isinstance(m, BinaryDomainLinear)]
+        layers = [m for m in model.modules() if isinstance(m, BinaryDomainLayer)]
         if len(layers) != len(self.blocks):
             raise BnnforgeError(f"blocks gives {len(self.blocks)} [PE, SIMD] pairs for {len(layers)} "
                                 "binary-domain layers")
         for i, (l, (pe, simd)) in enumerate(zip(layers, self.blocks)):
-            if l.out_features % pe or l.in_features % simd:
-                raise BnnforgeError(f"blocks[{i}] = [{pe}, {simd}] does not tile layer {i} "
-                                    f"({l.out_features} x {l.in_features})")
+            rows, cols = l.hw_matrix(l.latent_weight).shape
+            if rows % pe or cols % simd:
+                raise BnnforgeError(f"blocks[{i}] = [{pe}, {simd}] does not tile layer {i} ({rows} x {cols})")
+            if isinstance(l, BinaryDomainConv2d) and l.in_channels % simd:
+                raise BnnforgeError(
+                    f"blocks[{i}] = [{pe}, {simd}]: layer {i} is a {l.kernel_size}x{l.kernel_size} convolution "
+                    f"over {l.in_channels} channels; SIMD must divide the channel count so that a SIMD "
+                    "chunk never straddles two kernel positions")
         return layers
 
     @staticmethod
-    def _split(w, pe, simd):
+    def _split(layer, t, pe, simd):
+        """`t` (shaped like layer's weight) as [row blocks, column blocks, pe * simd]."""
+        w = layer.hw_matrix(t)
         mh, mw = w.shape
         return w.reshape(mh // pe, pe, mw // simd, simd).permute(0, 2, 1, 3).reshape(mh // pe, mw // simd, -1)
 
     @torch.no_grad()
     def occupancy(self, model) -> list[float]:
         """Per layer, the fraction of blocks holding a 1 of B (what mvtu_sparse stores)."""
-        return [float((self._split(l.latent_weight > 0, pe, simd).any(-1)).float().mean())
+        return [float((self._split(l, l.latent_weight > 0, pe, simd).any(-1)).float().mean())
                 for l, (pe, simd) in zip(self._layers(model), self.blocks)]
 
     def __call__(self, model: nn.Module, ce: torch.Tensor | None = None) -> torch.Tensor:
-        terms = [self._split(F.relu(l.latent_weight + self.margin), pe, simd).pow(2).sum(-1).add(1e-12).sqrt().mean()
+        terms = [self._split(l, F.relu(l.latent_weight + self.margin), pe, simd)
+                 .pow(2).sum(-1).add(1e-12).sqrt().mean()
                  for l, (pe, simd) in zip(self._layers(model), self.blocks)]
         return self.lam * torch.stack(terms).sum()
 
@@ -235,3 +298,11 @@ def hidden_block(in_f: int, out_f: int, q: int = 8, latent_clip: float = 1.5, ac
     """BinaryDomainLinear -> BatchNorm -> 1-bit activation (bipolar by default)."""
     return [BinaryDomainLinear(in_f, out_f, q=q, latent_clip=latent_clip), nn.BatchNorm1d(out_f),
             binary_activation(act, out_f)]
+
+
+def conv_block(in_c: int, out_c: int, padding: int = 0, q: int = 8, latent_clip: float = 1.5,
+               act: str = "bipolar", **_) -> list[nn.Module]:
+    """BinaryDomainConv2d (3x3) -> BatchNorm -> 1-bit activation; also for the first conv
+    (multi-bit image input): the {m, m + q} integer weights take any input width."""
+    return [BinaryDomainConv2d(in_c, out_c, 3, padding=padding, q=q, latent_clip=latent_clip),
+            nn.BatchNorm2d(out_c), binary_activation(act, out_c)]

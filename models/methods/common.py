@@ -1,10 +1,11 @@
-"""Pieces shared by the five methods: the digits-sized MLP every method plugs its
-hidden blocks into, and small straight-through helpers.
+"""Pieces shared by the five methods: the digits-sized MLP (optionally with 3x3 convs in
+front) every method plugs its blocks into, and small straight-through helpers.
 
 `MethodNet` has the same outer shape as `models.topologies.BinaryNet` for `digits_mlp`
-(4-bit inputs, flatten, hidden blocks, an unscaled {-1,+1} last layer and one positive
-per-tensor affine map), so `models.train.train`, `models.export.export_qonnx` and
-`check_export` work on it unchanged. Hidden blocks come from the method modules.
+/ `digits_cnv` (4-bit inputs, conv blocks with max pools, flatten, hidden blocks, an
+unscaled {-1,+1} last layer and one positive per-tensor affine map), so
+`models.train.train`, `models.export.export_qonnx` and `check_export` work on it
+unchanged. Conv and hidden blocks come from the method modules.
 
 Hooks the training loop uses (all optional on a module):
   clip_latent_()            called after every optimizer step (via clip_latent_weights)
@@ -26,13 +27,20 @@ from models.quantizers import BinaryWeightNoScale, Uint4InputQuant
 
 @dataclass(frozen=True)
 class MLPSpec:
-    """Digits-sized MLP: 8x8 images in [0, 1], 4-bit inputs, hidden widths, 10 classes."""
+    """Digits-sized MLP: 8x8 images in [0, 1], 4-bit inputs, hidden widths, 10 classes.
+
+    With `conv` (output channels of 3x3 convs, stride 1, padding `conv_pad`, a 2x2 max
+    pool after the convs listed in `pool_after`) the convs come first and `hidden` holds
+    the fully-connected widths after them; `kind` is then "cnv"."""
     input_shape: tuple = (1, 8, 8)
     hidden: tuple = (256, 256)
     num_classes: int = 10
     kind: str = "fc"
     input_quant: str = "uint4"
     description: str = field(default="8x8 digits MLP (method variant)")
+    conv: tuple = ()
+    pool_after: tuple = ()
+    conv_pad: int = 0
 
 
 def ste_sign01(w: torch.Tensor) -> torch.Tensor:
@@ -48,19 +56,24 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
 
 
 class MethodNet(nn.Module):
-    """input quantizer -> flatten -> hidden blocks -> {-1,+1} last layer -> positive affine.
+    """input quantizer -> conv blocks -> flatten -> hidden blocks -> {-1,+1} last layer
+    -> positive affine.
 
     `blocks`: one list of modules per hidden layer (weight layer, norm, pre-activation
-    modules, activation quantizer), built by a method module.
+    modules, activation quantizer), built by a method module; `conv_blocks` the same per
+    conv (a max pool, when there is one, closes its block).
     """
 
     def __init__(self, method: str, blocks: list[list[nn.Module]], last_in: int, spec: MLPSpec,
-                 config: dict | None = None, latent_clip: float | None = 1.0):
+                 config: dict | None = None, latent_clip: float | None = 1.0,
+                 conv_blocks: list[list[nn.Module]] = ()):
         super().__init__()
         self.method, self.spec, self.config = method, spec, dict(config or {})
         self.latent_clip = latent_clip
-        layers: list[nn.Module] = [QuantIdentity(act_quant=Uint4InputQuant, return_quant_tensor=False),
-                                   nn.Flatten()]
+        layers: list[nn.Module] = [QuantIdentity(act_quant=Uint4InputQuant, return_quant_tensor=False)]
+        for block in conv_blocks:
+            layers += block
+        layers.append(nn.Flatten())
         for block in blocks:
             layers += block
         # Last layer: unscaled {-1,+1} weights and one positive scale + bias, so the
@@ -102,8 +115,13 @@ class MethodNet(nn.Module):
         self._regularizers.append(fn)
 
     def meta(self) -> dict:
-        return {"topology": "method_mlp", "method": self.method, "hidden": list(self.spec.hidden),
-                "input_shape": list(self.spec.input_shape), "num_classes": self.spec.num_classes}
+        meta = {"topology": "method_cnv" if self.spec.conv else "method_mlp", "method": self.method,
+                "hidden": list(self.spec.hidden), "input_shape": list(self.spec.input_shape),
+                "num_classes": self.spec.num_classes}
+        if self.spec.conv:
+            meta.update(conv=list(self.spec.conv), pool_after=list(self.spec.pool_after),
+                        conv_pad=self.spec.conv_pad)
+        return meta
 
 
 def _latent_weight(m: nn.Module) -> torch.Tensor:

@@ -4,7 +4,7 @@
 `bnnforge.method` (JSON: method name, its parameters, and for binary_domain the
 quantization step q), so a compiler can read q even when a layer's B is all 0 or all 1.
 
-`recover_binary_domain(model)` finds every MatMul/Gemm whose weight comes from a
+`recover_binary_domain(model)` finds every MatMul/Gemm/Conv whose weight comes from a
 `Quant` on a constant (possibly through a Transpose), evaluates it with qonnx's own
 quantizer code, and returns per layer (B, m, q, scale) with
     W = scale * (q * B + m)       B in {0,1}, m and q integers
@@ -30,8 +30,8 @@ def export_method_qonnx(model, path: str | os.PathLike, input_shape=None) -> Pat
     input_shape = input_shape or (1,) + tuple(model.spec.input_shape)
     path = export_qonnx(model, path, input_shape)
     meta = {"method": getattr(model, "method", None), "params": getattr(model, "config", {})}
-    from .binary_domain import BinaryDomainLinear
-    qs = sorted({m.q for m in model.modules() if isinstance(m, BinaryDomainLinear)})
+    from .binary_domain import BinaryDomainLayer
+    qs = sorted({m.q for m in model.modules() if isinstance(m, BinaryDomainLayer)})
     if qs:
         meta["binary_domain_q"] = qs[0] if len(qs) == 1 else qs
     m = onnx.load(str(path))
@@ -53,13 +53,14 @@ def _attrs(node):
 
 
 def recover_binary_domain(model, q: int | None = None) -> list[dict]:
-    """(B, m, q, scale) for every MatMul/Gemm layer whose weight is a Quant with a
+    """(B, m, q, scale) for every MatMul/Gemm/Conv layer whose weight is a Quant with a
     non-{-1,+1} integer grid.
 
     `model`: path or ModelProto of an exported (or tidied) graph. `q`: the step to use
     when it cannot be read from the metadata and a layer has only one weight level.
-    B is returned in torch layout [out_features, in_features]. Raises BnnforgeError when
-    the dequantized weights are not exactly scale * (q * B + m)."""
+    B is returned in torch layout: [out_features, in_features], or [out, in, k, k] for a
+    Conv. Raises BnnforgeError when the dequantized weights are not exactly
+    scale * (q * B + m)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.general.intquant import int_quant
     from qonnx.util.cleanup import cleanup_model
@@ -73,7 +74,7 @@ def recover_binary_domain(model, q: int | None = None) -> list[dict]:
     producer = {o: n for n in g.node for o in n.output}
     out = []
     for node in g.node:
-        if node.op_type not in ("MatMul", "Gemm"):
+        if node.op_type not in ("MatMul", "Gemm", "Conv"):
             continue
         src, transposed = node.input[1], False
         p = producer.get(src)
@@ -93,7 +94,8 @@ def recover_binary_domain(model, q: int | None = None) -> list[dict]:
         if not np.array_equal((s * ints.astype(np.float32)).astype(np.float32), deq.astype(np.float32)):
             raise BnnforgeError(f"node {node.name!r}: Quant weight is not exactly scale * integer")
         # torch layout [out, in]: MatMul weights are [in, out]; through a Transpose the
-        # constant itself is already [out, in]; Gemm(transB=1) holds [out, in] too.
+        # constant itself is already [out, in]; Gemm(transB=1) holds [out, in] too, and a
+        # Conv weight is [out, in, k, k] as in torch.
         if node.op_type == "MatMul" and not transposed:
             ints = ints.T
         elif node.op_type == "Gemm" and not _attrs(node).get("transB", 0):

@@ -20,7 +20,8 @@ b < 0: on for x < 0 and x > 0, off at 0) cannot be one threshold: export refuses
 a message naming the channel. `FPReLU.exact_export = True` emits the exact piecewise form
 a*Relu(x) - b*Relu(-x) instead (the compiler does not accept Relu between layers).
 The grouped weight exports as Quant(W, scale 1, 2-bit signed narrow) on a constant
-block-diagonal {-1, 0, +1} matrix.
+block-diagonal {-1, 0, +1} matrix. A grouped convolution exports as Conv(group=G) whose
+weight [O, C/G, k, k] is BipolarQuant on a constant.
 """
 from __future__ import annotations
 
@@ -146,3 +147,18 @@ def hidden_block(in_f: int, out_f: int, groups: int = 2, fprelu_a: float = 1.0, 
         lin = GroupedBinaryLinear(in_f, out_f, groups)
     return [lin, nn.BatchNorm1d(out_f), FPReLU(out_f, fprelu_a, fprelu_b, next_kind=act),
             binary_activation(act, out_f)]
+
+
+def conv_block(in_c: int, out_c: int, padding: int = 0, groups: int = 2, fprelu_a: float = 1.0,
+               fprelu_b: float = 0.25, act: str = "bipolar", first: bool = False, **_) -> list[nn.Module]:
+    """(Grouped) 3x3 binary conv -> BatchNorm -> FPReLU -> 1-bit activation.
+
+    The first conv (multi-bit image input) is never grouped."""
+    if groups == 1 or first:
+        conv = QuantConv2d(in_c, out_c, 3, padding=padding, bias=False, weight_quant=BinaryWeightNoScale)
+    else:
+        if groups < 1 or in_c % groups or out_c % groups:
+            raise BnnforgeError(f"groups={groups} must divide in_channels={in_c} and out_channels={out_c}")
+        conv = grouped_binary_conv(in_c, out_c, 3, groups=groups, padding=padding)
+    return [conv, nn.BatchNorm2d(out_c), FPReLU(out_c, fprelu_a, fprelu_b, next_kind=act),
+            binary_activation(act, out_c)]

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from brevitas.core.function_wrapper import CeilSte
 from brevitas.inject.enum import RestrictValueType, ScalingImplType
-from brevitas.nn import QuantIdentity, QuantLinear
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant.base import UintQuant
 from brevitas.quant.solver import ActQuantSolver
 
@@ -112,8 +112,19 @@ def plot_weight_histogram(models: dict, path, bins: int = 60) -> None:
     fig.savefig(str(path), format="png")
 
 
+def kbit_activation(act_bits: int = 2, act_max_init: float = 2.0) -> nn.Module:
+    return QuantIdentity(act_quant=KBitActQuant.let(bit_width=int(act_bits), max_val=float(act_max_init)),
+                         return_quant_tensor=False)
+
+
 def hidden_block(in_f: int, out_f: int, act_bits: int = 2, act_max_init: float = 2.0, **_) -> list[nn.Module]:
     """QuantLinear (sign, no scale) -> BatchNorm -> unsigned k-bit activation."""
-    act_q = KBitActQuant.let(bit_width=int(act_bits), max_val=float(act_max_init))
     return [QuantLinear(in_f, out_f, bias=False, weight_quant=BinaryWeightNoScale), nn.BatchNorm1d(out_f),
-            QuantIdentity(act_quant=act_q, return_quant_tensor=False)]
+            kbit_activation(act_bits, act_max_init)]
+
+
+def conv_block(in_c: int, out_c: int, padding: int = 0, act_bits: int = 2, act_max_init: float = 2.0,
+               **_) -> list[nn.Module]:
+    """3x3 QuantConv2d (sign, no scale) -> BatchNorm -> unsigned k-bit activation."""
+    return [QuantConv2d(in_c, out_c, 3, padding=padding, bias=False, weight_quant=BinaryWeightNoScale),
+            nn.BatchNorm2d(out_c), kbit_activation(act_bits, act_max_init)]

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from brevitas.core.bit_width import BitWidthConst
 from brevitas.core.utils import StatelessBuffer
-from brevitas.nn import QuantIdentity, QuantLinear
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant.binary import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 
 from models.errors import BnnforgeError
@@ -116,6 +116,13 @@ def wsd_linear(in_f: int, out_f: int, weight_quant, factor: float = 0.01) -> Qua
     return layer
 
 
+def wsd_conv(in_c: int, out_c: int, weight_quant, factor: float = 0.01, padding: int = 0) -> QuantConv2d:
+    """3x3 QuantConv2d (no bias) with the WSD parametrization on its weight."""
+    layer = QuantConv2d(in_c, out_c, 3, padding=padding, bias=False, weight_quant=weight_quant)
+    parametrize.register_parametrization(layer, "weight", WeightSelfDistribution(out_c, factor))
+    return layer
+
+
 class StaticActivationShift(nn.Module):
     """a' = a + d_c, d_c learned per channel (dim 1), init 0."""
 
@@ -155,23 +162,37 @@ def _quants(ede_preset="vgg_small", ede_t_min=None, ede_t_max=None):
             EDEBinaryWeightQuant.let(ede_t_min=t_min, ede_t_max=t_max))
 
 
-def hidden_block(in_f: int, out_f: int, ede_preset: str = "vgg_small", asd: str = "static",
-                 se_reduction: int = 16, wsd_factor: float = 0.01, ede_weights: bool = True,
-                 ede_t_min: float | None = None, ede_t_max: float | None = None, **_) -> list[nn.Module]:
-    """WSD QuantLinear (sign, no scale) -> BatchNorm -> ASD (static or SE) -> sign (EDE)."""
+def _shift_and_quants(channels, ede_preset, asd, se_reduction, ede_weights, ede_t_min, ede_t_max):
+    """(ASD module, activation quantizer, weight quantizer) of one block."""
     act_q, w_q = _quants(ede_preset, ede_t_min, ede_t_max)
     if not ede_weights:
         from models.quantizers import BinaryWeightNoScale
         w_q = BinaryWeightNoScale
     if asd == "static":
-        shift = StaticActivationShift(out_f)
+        shift = StaticActivationShift(channels)
     elif asd == "se":
-        shift = SEActivationShift(out_f, se_reduction)
+        shift = SEActivationShift(channels, se_reduction)
     elif asd == "none":
         shift = nn.Identity()
     else:
         raise BnnforgeError(f"unknown ASD form {asd!r}; choices: static, se, none")
+    return shift, act_q, w_q
+
+
+def hidden_block(in_f: int, out_f: int, ede_preset: str = "vgg_small", asd: str = "static",
+                 se_reduction: int = 16, wsd_factor: float = 0.01, ede_weights: bool = True,
+                 ede_t_min: float | None = None, ede_t_max: float | None = None, **_) -> list[nn.Module]:
+    """WSD QuantLinear (sign, no scale) -> BatchNorm -> ASD (static or SE) -> sign (EDE)."""
+    shift, act_q, w_q = _shift_and_quants(out_f, ede_preset, asd, se_reduction, ede_weights, ede_t_min, ede_t_max)
     return [wsd_linear(in_f, out_f, w_q, wsd_factor), nn.BatchNorm1d(out_f), shift,
             QuantIdentity(act_quant=act_q, return_quant_tensor=False)]
 
 
+def conv_block(in_c: int, out_c: int, padding: int = 0, ede_preset: str = "vgg_small", asd: str = "static",
+               se_reduction: int = 16, wsd_factor: float = 0.01, ede_weights: bool = True,
+               ede_t_min: float | None = None, ede_t_max: float | None = None, **_) -> list[nn.Module]:
+    """WSD 3x3 QuantConv2d (sign, no scale) -> BatchNorm -> ASD (static or SE, per image
+    over the whole map) -> sign (EDE)."""
+    shift, act_q, w_q = _shift_and_quants(out_c, ede_preset, asd, se_reduction, ede_weights, ede_t_min, ede_t_max)
+    return [wsd_conv(in_c, out_c, w_q, wsd_factor, padding), nn.BatchNorm2d(out_c), shift,
+            QuantIdentity(act_quant=act_q, return_quant_tensor=False)]

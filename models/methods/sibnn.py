@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from brevitas.core.function_wrapper import TensorClampSte
-from brevitas.nn import QuantIdentity, QuantLinear
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 
 from models.quantizers import BinaryWeightPerChannelScale, UnipolarActQuant
 
@@ -95,3 +95,10 @@ def hidden_block(in_f: int, out_f: int, **cfg) -> list[nn.Module]:
     return [QuantLinear(in_f, out_f, bias=False, weight_quant=BinaryWeightPerChannelScale),
             nn.BatchNorm1d(out_f),
             *sibnn_activation(out_f, **{k: cfg[k] for k in DEFAULTS if k in cfg})]
+
+
+def conv_block(in_c: int, out_c: int, padding: int = 0, **cfg) -> list[nn.Module]:
+    """3x3 QuantConv2d (sign * mean|w| per output channel) -> BatchNorm -> (x - b) * s -> 1[y > 0]."""
+    return [QuantConv2d(in_c, out_c, 3, padding=padding, bias=False, weight_quant=BinaryWeightPerChannelScale),
+            nn.BatchNorm2d(out_c),
+            *sibnn_activation(out_c, **{k: cfg[k] for k in DEFAULTS if k in cfg})]

@@ -1,11 +1,14 @@
-"""train_method: train the digits MLP with one method (or a baseline), same code path
-as `bnnforge train` (models.train.train), plus the method's hooks:
+"""train_method: train the digits MLP (or, with `conv` in the config, a small conv net)
+with one method (or a baseline), same code path as `bnnforge train` (models.train.train),
+plus the method's hooks:
 
   clip_latent_weights      after every optimizer step (model method, as for BinaryNet)
   on_epoch_start(e, E)     before each epoch (EDE temperature of SD-BNN)
   regularization(ce)       added to the loss (binary_domain sparsity, margin Binary-L2)
 
 CLI:  .venv/bin/python -m models.methods.train --method sibnn --out runs/m/sibnn --epochs 20 --seed 0
+      .venv/bin/python -m models.methods.train --method ftbnn --config configs/methods/ftbnn_cnv.yaml \\
+          --dataset mnist --data-dir ../shared/datasets/mnist-t10k --out runs/m/ftbnn_cnv
 """
 from __future__ import annotations
 
@@ -25,11 +28,11 @@ TRAIN_KEYS = ("batch_size", "lr", "schedule", "weight_decay", "step_size", "gamm
 
 def method_stats(model) -> dict:
     """Method-specific numbers for the comparison: sparsity, margins, EDE state, ..."""
-    from .binary_domain import BinaryDomainLinear, SparsityRegularizer
+    from .binary_domain import BinaryDomainLayer, SparsityRegularizer
     from .margin import margin_stats
 
     stats = dict(margin_stats(model))
-    bd = [m for m in model.modules() if isinstance(m, BinaryDomainLinear)]
+    bd = [m for m in model.modules() if isinstance(m, BinaryDomainLayer)]
     if bd:
         with torch.no_grad():
             stats["ones_fraction"] = float(SparsityRegularizer().ones_fraction(model))
@@ -40,13 +43,15 @@ def method_stats(model) -> dict:
 
 
 def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config: dict | str | None = None,
-                 hidden=None, params: dict | None = None, batch_size: int | None = None,
+                 hidden=None, conv=None, pool_after=None, conv_pad: int | None = None,
+                 params: dict | None = None, batch_size: int | None = None,
                  lr: float | None = None, progress: bool = False, num_threads: int | None = 1,
                  export: bool = False, **train_kw) -> dict:
     """Train method `name` on `data` (a models.data.DatasetSplit) into `out_dir`.
 
     Defaults come from configs/methods/<name>.yaml (or `config`: a dict or a path);
-    `hidden`, `params`, `batch_size`, `lr` and `train_kw` override them. Seeds the
+    `hidden`, `conv`, `pool_after`, `conv_pad`, `params`, `batch_size`, `lr` and
+    `train_kw` override them (conv=() asks for the MLP whatever the config says). Seeds the
     weight init with `seed` too. Returns models.train.train's metrics plus
     "method", "params", "method_stats" and, with export=True, "onnx" (out_dir/model.onnx)
     and "export_check" (max abs diff torch vs qonnx on 16 test images)."""
@@ -63,9 +68,15 @@ def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config
         tr["lr"] = float(lr)
     tr.update(train_kw)
     hidden = tuple(hidden or cfg.get("hidden", (256, 256)))
+    conv = tuple(cfg.get("conv", ()) if conv is None else conv)
+    # the config's pools and padding belong to its convs: an MLP override drops them
+    cfg_pools, cfg_pad = (cfg.get("pool_after", ()), cfg.get("conv_pad", 0)) if conv else ((), 0)
+    pool_after = tuple(cfg_pools if pool_after is None else pool_after)
+    conv_pad = cfg_pad if conv_pad is None else conv_pad
     seed_everything(int(seed))
     model = build_method_model(name, hidden=hidden, input_shape=data.input_shape,
-                               num_classes=data.num_classes, **p)
+                               num_classes=data.num_classes, conv=conv, pool_after=pool_after,
+                               conv_pad=conv_pad, **p)
     meta = dict(model.meta(), params={k: v for k, v in model.config.items()})
     t0 = time.perf_counter()
     res = train(model, data, out_dir, epochs=int(epochs), seed=int(seed), meta=meta, progress=progress,
