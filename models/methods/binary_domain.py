@@ -171,12 +171,18 @@ class BinaryDomainLinear(BinaryDomainLayer):
     def __init__(self, in_features: int, out_features: int, q: int = 8, latent_clip: float = 1.5):
         super().__init__((out_features, in_features), q=q, latent_clip=latent_clip)
         self.in_features, self.out_features = in_features, out_features
+        # (C, H, W) when the input is a flattened feature map (set by the conv network)
+        self.input_chw = None
 
     def _weight_op(self, x, w):
         return F.linear(x, w)
 
     def hw_matrix(self, t):
-        return t
+        if self.input_chw is None:
+            return t
+        # torch flattens (c, y, x); the hardware streams the map channels-last, (y, x, c)
+        c, h, w = self.input_chw
+        return t.reshape(t.shape[0], c, h, w).permute(0, 2, 3, 1).reshape(t.shape[0], -1)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, q={self.q}"

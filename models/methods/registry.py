@@ -149,6 +149,9 @@ def build_method_model(name: str, hidden=(256, 256), input_shape=(1, 8, 8), num_
         fan_in = width
     model = MethodNet(name, blocks, fan_in, spec, config=p, latent_clip=p.get("latent_clip", clip),
                       conv_blocks=conv_blocks)
+    if conv and blocks and isinstance(blocks[0][0], binary_domain.BinaryDomainLinear):
+        # the hardware streams the flattened map as (y, x, c), not torch's (c, y, x)
+        blocks[0][0].input_chw = (c, h, w)
     if name == "binary_domain":
         model.add_regularizer(binary_domain.SparsityRegularizer(p["ec"], p["gamma"], p["h_eps"]))
         if p.get("blocks"):

@@ -285,3 +285,23 @@ def test_train_method_passes_conv_config_through(tmp_path):
     assert mlp["model"].spec.conv == () and mlp["model"].meta()["topology"] == "method_mlp"
     padded = train_method("bipolar", data, tmp_path / "pad", 1, 0, config=cfg, conv_pad=1, pool_after=(0, 1))
     assert padded["model"].spec.conv_pad == 1 and padded["model"].spec.pool_after == (0, 1)
+
+
+def test_block_sparsity_of_the_fc_after_the_convs_uses_the_streamed_order():
+    """The first FC layer after the convs sees the map flattened by torch as (c, y, x),
+    the hardware streams it as (y, x, c) (streamline permutes the weight columns), so its
+    blocks are cut in the streamed order: an empty hardware block stays empty."""
+    import torch
+    from models.methods.binary_domain import BinaryDomainLinear, BlockSparsityRegularizer
+
+    m = build_method_model("binary_domain", conv=(4, 8), pool_after=(1,), hidden=(16,))
+    fc = next(l for l in m.modules() if isinstance(l, BinaryDomainLinear))
+    assert fc.input_chw == (8, 2, 2)
+    with torch.no_grad():
+        fc.latent_weight.fill_(0.5)
+        # hardware block (PE 4 rows 0..3, SIMD 4 = pixel (0, 1), channels 4..7) in torch's (c, y, x)
+        for c in range(4, 8):
+            fc.latent_weight[0:4, c * 4 + 0 * 2 + 1] = -0.5
+    reg = BlockSparsityRegularizer([[4, 1], [4, 4], [4, 4]])
+    occ = reg.occupancy(m)
+    assert occ[2] == 1 - 1 / (4 * 8)
