@@ -21,7 +21,7 @@ With --conv, the conv forms of the methods that are about convolutions (FTBNN's 
 execution, the binary domain's sparse kernels) against the bipolar conv baseline: the
 net of configs/methods/<method>_cnv.yaml (MNIST: 3x3 convs 16, 32, 32 with 2x2 pools
 after the second and third, FC 64, 10), one folding for all (conv0 PE 16 SIMD 1,
-conv1 16 x 8, conv2 16 x 16, fc 16 x 32, 10 x 8). Writes methods_cnv.md, .json, .png.
+conv1 16 x 8, conv2 16 x 16, fc 16 x 16, 10 x 8). Writes methods_cnv.md, .json, .png.
 
     .venv/bin/python benchmarks/methods.py --conv [--synth]
 """
@@ -41,8 +41,9 @@ MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
 METHODS = ["bipolar", "sibnn", "binary_domain", "binary_domain_blocks", "sdbnn", "margin", "ftbnn"]
 CONV_METHODS = ["bipolar", "ftbnn", "binary_domain", "binary_domain_blocks"]
 # conv0 (MW 9, one input channel: SIMD 1), conv1 (144 x 32), conv2 (288 x 32), fc (800 x 64), last (64 x 10);
-# SIMD 8 / 16 are the channels per group of conv1 / conv2 with 2 groups, so grouped blocks align
-CONV_PLAN = [{"PE": 16, "SIMD": 1}, {"PE": 16, "SIMD": 8}, {"PE": 16, "SIMD": 16}, {"PE": 16, "SIMD": 32},
+# SIMD 8 / 16 / 16 are the channels per group (per pixel) of conv1 / conv2 / fc with 2 groups, so grouped
+# blocks align
+CONV_PLAN = [{"PE": 16, "SIMD": 1}, {"PE": 16, "SIMD": 8}, {"PE": 16, "SIMD": 16}, {"PE": 16, "SIMD": 16},
              {"PE": 10, "SIMD": 8}]
 HW = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding", "estimates",
       "codegen"]
