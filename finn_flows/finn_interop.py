@@ -235,6 +235,10 @@ def finn_folding(folding: dict, source: str = "folding") -> dict:
         if key == "Defaults":
             continue
         m = _OUR_NODE.match(str(key))
+        if str(key).startswith("MVTUSparse_"):
+            raise BnnforgeError(f"{source}: {key} is a block-sparse layer (binary-domain or grouped weights); "
+                                "FINN has no block-sparse unit and the FINN path here takes dense binary "
+                                "layers (MVTU_<i>) only: build this network with bnnforge")
         if not m:
             raise BnnforgeError(f"{source}: entry {key!r} has no FINN counterpart (expected MVTU_<i>)")
         if not isinstance(entry, dict) or set(entry) - {"PE", "SIMD"}:

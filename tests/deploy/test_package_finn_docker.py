@@ -114,6 +114,8 @@ def test_finn_folding_names_and_config():
                  "MVAU_hls_2": {"PE": 32, "SIMD": 64}, "MVAU_hls_3": {"PE": 10, "SIMD": 8}}
     with pytest.raises(BnnforgeError, match="entry 'Conv_0' has no FINN counterpart"):
         finn_folding({"Conv_0": {"PE": 1}})
+    with pytest.raises(BnnforgeError, match="MVTUSparse_1 is a block-sparse layer .* FINN has no block-sparse unit"):
+        finn_folding({"MVTU_0": {"PE": 1}, "MVTUSparse_1": {"PE": 2}})
     with pytest.raises(BnnforgeError, match="MVTU_1 must be an object with only PE/SIMD"):
         finn_folding({"MVTU_1": {"PE": 1, "ram_style": "block"}})
     cfg = dataflow_config(Path("o"), Path("f.json"), 100.0, "pynq-z1")
