@@ -15,7 +15,7 @@ measured and ideal cycles per frame, estimated and (--synth) Yosys LUTs.
 
     .venv/bin/python benchmarks/methods.py [--epochs 10] [--rtl 200] [--synth] [--methods bipolar,sibnn,...]
 
-Writes benchmarks/results/methods.md, .json and .png.
+Writes benchmarks/results/methods.md, .json and .png (methods_target<N>.* with --target-cycles N).
 
 With --conv, the conv forms of the methods that are about convolutions (FTBNN's group
 execution, the binary domain's sparse kernels) against the bipolar conv baseline: the
@@ -161,9 +161,9 @@ def plot(rows, path):
     from matplotlib.figure import Figure
 
     names = [r["method"] for r in rows]
-    fig = Figure(figsize=(11, 3.4))
+    fig = Figure(figsize=(14, 3.4))
     FigureCanvasAgg(fig)
-    ax = fig.subplots(1, 3)
+    ax = fig.subplots(1, 4)
     ax[0].bar(names, [100 * r["acc_golden"] for r in rows], color="tab:blue")
     lo = min(100 * r["acc_golden"] for r in rows)
     ax[0].set_ylim(max(0, lo - 5), 100)
@@ -173,6 +173,8 @@ def plot(rows, path):
     luts = [r["yosys"]["lut"] if "yosys" in r else r["est_lut"] for r in rows]
     ax[2].bar(names, luts, color="tab:orange")
     ax[2].set_title("LUTs (" + ("Yosys" if all("yosys" in r for r in rows) else "estimate") + ")")
+    ax[3].bar(names, [r["cycles_measured"] for r in rows], color="tab:purple")
+    ax[3].set_title("cycles per frame (RTL, measured)")
     for a in ax:
         a.tick_params(axis="x", rotation=30, labelsize=8)
     fig.tight_layout()
@@ -241,7 +243,7 @@ def main():
             f"{r['est_lut']:,} | " + (f"{y['lut']:,} ({y['lut'] / yb['lut']:.2f})" if y and yb else "-") + " |")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "methods_cnv" if a.conv else "methods"
+    stem = ("methods_cnv" if a.conv else "methods") + (f"_target{a.target_cycles}" if a.target_cycles else "")
     (out / f"{stem}.json").write_text(json.dumps({"source": source, "epochs": a.epochs, "rows": rows}, indent=2))
     (out / f"{stem}.md").write_text("\n".join(lines) + f"\n\n![methods]({stem}.png)\n")
     plot(rows, out / f"{stem}.png")
