@@ -233,7 +233,7 @@ class SparsityRegularizer:
 
     def __call__(self, model: nn.Module, ce: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.ones_fraction(model) - self.ec)
-        if self.gamma == 0.0 or float(h) <= self.h_eps:
+        if self.gamma == 0.0 or float(h.detach()) <= self.h_eps:
             return h * 0.0
         lam = (self.gamma * ce / (h * (1.0 - self.gamma))).detach()
         return lam * h
