@@ -32,3 +32,43 @@ def export_and_build(model, tmp: Path, steps=HW_STEPS, **cfg):
 def torch_outputs(model, x):
     with torch.no_grad():
         return model(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+
+
+def build_method(model, tmp: Path, folding: dict | None = None, steps=HW_STEPS, **cfg):
+    """Export a method model (with its method metadata) and build it, folding given as a
+    dict (written as a FINN-style JSON file) or None. Returns (onnx path, streamlined
+    model, final model, build directory)."""
+    import json
+
+    from models.methods.export import export_method_qonnx
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = export_method_qonnx(model, tmp / "model.onnx")
+    fold = None
+    if folding is not None:
+        fold = tmp / "folding.json"
+        fold.write_text(json.dumps(folding))
+    config = load_config(None, model=str(path), output_dir=str(tmp / "build"), steps=steps,
+                         folding_config_file=str(fold) if fold else None, **cfg)
+    build(config, progress=False)
+    b = tmp / "build"
+    return (path, onnx.load(str(b / "intermediate_models" / "01_streamline.onnx")),
+            onnx.load(str(b / "final_model.onnx")), b)
+
+
+def rtl_matches_golden(model, streamlined, hw, bdir: Path, x, seed: int = 5):
+    """Golden argmax == torch on `x`, then the RTL (Verilator bulk harness) against the
+    golden model on every frame: all outputs, TLAST and labels. Returns (the run's
+    result, the RTL manifest)."""
+    import json
+
+    from sim.bulk import run_network_bulk
+    from sim.golden import execute, quantize_inputs
+
+    q = quantize_inputs(streamlined, x)
+    golden = execute(hw, q)
+    assert np.array_equal(golden, torch_outputs(model, x).argmax(1))
+    res = run_network_bulk(bdir / "rtl", q, golden, seed=seed)
+    assert res["output_beats"] == len(x) and res["rtl_mismatches"] == 0, res["first_mismatches"]
+    assert res["tlast_correct"] and np.array_equal(np.array(res["labels_rtl"]), golden)
+    return res, json.loads((bdir / "rtl" / "manifest.json").read_text())

@@ -11,24 +11,19 @@ and briefly trained conv models of both methods on the digits data (golden == to
 the whole test split, RTL bit-exact).
 """
 import json
-from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.builder import build
-from finn_flows.config import load_config
 from finn_flows.hwgraph import attr_str, get_attrs, initializer
 from finn_flows.sparse import integer_matrix
 from models.methods import build_method_model
-from models.methods.export import export_method_qonnx
 from models.methods.ftbnn import FPReLU
 from models.topologies import randomize_batchnorm
 from sim.golden import execute, quantize_inputs
-from tests.flows.helpers import HW_STEPS, torch_outputs
+from tests.flows.helpers import HW_STEPS, build_method as _build, rtl_matches_golden, torch_outputs
 from tests.models.methods.helpers import images
 
 CONV = dict(conv=(8, 16), pool_after=(1,), hidden=(32,))  # 8x8 -> 6x6x8 -> 4x4x16 -> pool 2x2x16 -> 32 -> 10
@@ -81,25 +76,10 @@ def sparse_conv(seed=0, ratio=-0.25, empty=0.5):
 MODELS = {"ftbnn": grouped_cnv, "binary_domain": sparse_conv}
 
 
-def _build(model, tmp: Path, folding: dict | None, steps=HW_STEPS, **cfg):
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = export_method_qonnx(model, tmp / "model.onnx")
-    fold = None
-    if folding is not None:
-        fold = tmp / "folding.json"
-        fold.write_text(json.dumps(folding))
-    config = load_config(None, model=str(path), output_dir=str(tmp / "build"), steps=steps,
-                         folding_config_file=str(fold) if fold else None, **cfg)
-    build(config, progress=False)
-    b = tmp / "build"
-    return (onnx.load(str(b / "intermediate_models" / "01_streamline.onnx")),
-            onnx.load(str(b / "final_model.onnx")), b)
-
-
 @pytest.mark.parametrize("method, act", [("ftbnn", "bipolar"), ("ftbnn", "unipolar"), ("binary_domain", "bipolar")])
 def test_conv_method_golden_equals_torch_on_200_inputs(tmp_path, method, act):
     m = grouped_cnv(seed=1, act=act) if method == "ftbnn" else sparse_conv(seed=1)
-    streamlined, hw, _ = _build(m, tmp_path, None)
+    _, streamlined, hw, _ = _build(m, tmp_path, None)
     sp = [n for n in streamlined.graph.node if n.op_type == "SparseMatMul"]
     prev = {n.output[0]: n for n in streamlined.graph.node}
     convs = [n for n in sp if prev[n.input[0]].op_type == "Im2Col"]
@@ -127,16 +107,9 @@ def test_conv_method_golden_equals_torch_on_200_inputs(tmp_path, method, act):
 
 
 def _rtl(tmp_path, m, folding, x, **cfg):
-    from sim.bulk import run_network_bulk
-
-    streamlined, hw, bdir = _build(m, tmp_path, folding, steps=HW_STEPS + ["codegen"], **cfg)
-    q = quantize_inputs(streamlined, x)
-    golden = execute(hw, q)
-    assert np.array_equal(golden, torch_outputs(m, x).argmax(1))
-    res = run_network_bulk(bdir / "rtl", q, golden, seed=5)
-    assert res["output_beats"] == len(x) and res["rtl_mismatches"] == 0, res["first_mismatches"]
-    assert res["tlast_correct"] and np.array_equal(np.array(res["labels_rtl"]), golden)
-    return res, json.loads((bdir / "rtl" / "manifest.json").read_text()), bdir
+    _, streamlined, hw, bdir = _build(m, tmp_path, folding, steps=HW_STEPS + ["codegen"], **cfg)
+    res, man = rtl_matches_golden(m, streamlined, hw, bdir, x)
+    return res, man, bdir
 
 
 @pytest.mark.rtl
@@ -213,7 +186,7 @@ def test_automatic_folding_sizes_sparse_convs_and_meets_the_target(tmp_path):
     target = 400   # conv 0 (one input channel: SIMD 1) needs at least 36 pixels x 9 = 324
     steps = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding",
              "estimates", "codegen"]
-    _, hw, b = _build(m, tmp_path, None, steps=steps, target_cycles_per_frame=target)
+    _, _, hw, b = _build(m, tmp_path, None, steps=steps, target_cycles_per_frame=target)
     folding = json.loads((b / "auto_folding.json").read_text())
     assert folding["MVTUSparse_1"]["PE"] * folding["MVTUSparse_1"]["SIMD"] > 1
     assert 4 % folding["MVTUSparse_1"]["SIMD"] == 0 and 8 % folding["MVTUSparse_1"]["PE"] == 0  # aligned
@@ -238,20 +211,16 @@ def test_trained_conv_method_golden_equals_torch_and_rtl_exact_on_digits_test(tm
     the whole digits test split (360 images) and the RTL bit-exact on all of them."""
     from models.data import load_dataset
     from models.methods import train_method
-    from sim.bulk import run_network_bulk
 
     data = load_dataset("digits")
     r = train_method(method, data, tmp_path / "train", 15, 0, params=params, progress=False,
                      conv=CONV["conv"], pool_after=CONV["pool_after"], hidden=CONV["hidden"])
     m = r["model"].eval()
     assert r["test_acc"] > 0.75, r["test_acc"]   # bipolar conv baseline, same net and epochs: 0.86
-    streamlined, hw, bdir = _build(m, tmp_path / "hw", FOLDINGS[method], steps=HW_STEPS + ["codegen"])
+    _, streamlined, hw, bdir = _build(m, tmp_path / "hw", FOLDINGS[method], steps=HW_STEPS + ["codegen"])
     x = np.asarray(data.test.x, dtype=np.float32)
-    q = quantize_inputs(streamlined, x)
-    golden = execute(hw, q)
-    assert np.array_equal(golden, torch_outputs(m, x).argmax(1))
-    res = run_network_bulk(bdir / "rtl", q, golden, seed=3)
-    assert res["frames"] == len(x) == 360 and res["rtl_mismatches"] == 0 and res["tlast_correct"]
+    res, _ = rtl_matches_golden(m, streamlined, hw, bdir, x, seed=3)
+    assert res["frames"] == len(x) == 360
     est = json.loads((bdir / "report" / "estimates.json").read_text())
     conv1 = next(l for l in est["layers"] if l["name"] == "MVTUSparse_1")
     assert conv1["weight_bits"] < conv1["dense_weight_bits"]

@@ -10,7 +10,6 @@ trained binary_domain model whose stored weight bits are fewer than the dense
 baseline's of the same topology.
 """
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -28,7 +27,7 @@ from models.methods.export import export_method_qonnx, recover_binary_domain
 from models.methods.ftbnn import FPReLU
 from models.topologies import randomize_batchnorm
 from sim.golden import execute, quantize_inputs
-from tests.flows.helpers import HW_STEPS, torch_outputs
+from tests.flows.helpers import HW_STEPS, build_method as _build, rtl_matches_golden, torch_outputs
 from tests.models.methods.helpers import images
 
 HIDDEN = (64, 32)
@@ -80,21 +79,6 @@ def grouped_ftbnn_model(seed=0, hidden=HIDDEN, groups=4):
 
 
 MODELS = {"binary_domain": sparse_bd_model, "ftbnn": grouped_ftbnn_model}
-
-
-def _build(model, tmp: Path, folding: dict | None, steps=HW_STEPS):
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = export_method_qonnx(model, tmp / "model.onnx")
-    fold = None
-    if folding is not None:
-        fold = tmp / "folding.json"
-        fold.write_text(json.dumps(folding))
-    cfg = load_config(None, model=str(path), output_dir=str(tmp / "build"), steps=steps,
-                      folding_config_file=str(fold) if fold else None)
-    build(cfg, progress=False)
-    b = tmp / "build"
-    return (path, onnx.load(str(b / "intermediate_models" / "01_streamline.onnx")),
-            onnx.load(str(b / "final_model.onnx")), b)
 
 
 def _nodes(model, op):
@@ -149,16 +133,9 @@ def test_sparse_golden_equals_torch_on_200_inputs(tmp_path, method):
 
 
 def _rtl_run(tmp_path, m, folding, x):
-    from sim.bulk import run_network_bulk
-
     _, streamlined, hw, bdir = _build(m, tmp_path, folding, steps=HW_STEPS + ["codegen"])
-    q = quantize_inputs(streamlined, x)
-    golden = execute(hw, q)
-    assert np.array_equal(golden, torch_outputs(m, x).argmax(1))
-    res = run_network_bulk(bdir / "rtl", q, golden, seed=5)
-    assert res["output_beats"] == len(x) and res["rtl_mismatches"] == 0, res["first_mismatches"]
-    assert res["tlast_correct"] and np.array_equal(np.array(res["labels_rtl"]), golden)
-    return res, json.loads((bdir / "rtl" / "manifest.json").read_text()), bdir
+    res, man = rtl_matches_golden(m, streamlined, hw, bdir, x)
+    return res, man, bdir
 
 
 @pytest.mark.rtl
