@@ -72,3 +72,10 @@ def rtl_matches_golden(model, streamlined, hw, bdir: Path, x, seed: int = 5):
     assert res["output_beats"] == len(x) and res["rtl_mismatches"] == 0, res["first_mismatches"]
     assert res["tlast_correct"] and np.array_equal(np.array(res["labels_rtl"]), golden)
     return res, json.loads((bdir / "rtl" / "manifest.json").read_text())
+
+
+def build_and_check_rtl(model, tmp: Path, folding: dict | None, x, **cfg):
+    """build_method through codegen, then rtl_matches_golden on `x`: (result, manifest, build dir)."""
+    _, streamlined, hw, bdir = build_method(model, tmp, folding, steps=HW_STEPS + ["codegen"], **cfg)
+    res, man = rtl_matches_golden(model, streamlined, hw, bdir, x)
+    return res, man, bdir

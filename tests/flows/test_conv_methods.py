@@ -20,11 +20,10 @@ from bnnforge.errors import BnnforgeError
 from finn_flows.hwgraph import attr_str, get_attrs, initializer
 from finn_flows.sparse import integer_matrix
 from models.methods import build_method_model
-from models.methods.ftbnn import FPReLU
 from models.topologies import randomize_batchnorm
 from sim.golden import execute, quantize_inputs
-from tests.flows.helpers import HW_STEPS, build_method as _build, rtl_matches_golden, torch_outputs
-from tests.models.methods.helpers import images
+from tests.flows.helpers import HW_STEPS, build_and_check_rtl, build_method as _build, rtl_matches_golden, torch_outputs
+from tests.models.methods.helpers import images, random_ftbnn_model
 
 CONV = dict(conv=(8, 16), pool_after=(1,), hidden=(32,))  # 8x8 -> 6x6x8 -> 4x4x16 -> pool 2x2x16 -> 32 -> 10
 FOLDINGS = {
@@ -36,20 +35,10 @@ FOLDINGS = {
 }
 
 
-@torch.no_grad()
 def grouped_cnv(seed=0, act="bipolar", groups=2):
-    """Random FTBNN conv net (conv 1 and the first FC grouped), random BatchNorm, FPReLUs
-    with both slopes negative on about a third of the channels (sign flips)."""
-    torch.manual_seed(seed)
-    m = build_method_model("ftbnn", groups=groups, act=act, **CONV)
-    g = torch.Generator().manual_seed(seed)
-    for f in m.modules():
-        if isinstance(f, FPReLU):
-            neg = torch.rand(f.a.shape, generator=g) < 0.33
-            f.a.copy_(torch.where(neg, -f.a, f.a))
-            f.b.copy_(torch.where(neg, -f.b, f.b))
-    randomize_batchnorm(m, g)
-    return m.eval()
+    """Random FTBNN conv net (conv 1 and the first FC grouped), random BatchNorm, FPReLU
+    sign flips (tests.models.methods.helpers)."""
+    return random_ftbnn_model(seed, groups=groups, act=act, **CONV)
 
 
 @torch.no_grad()
@@ -106,19 +95,13 @@ def test_conv_method_golden_equals_torch_on_200_inputs(tmp_path, method, act):
     assert np.array_equal(execute(hw, q), t)
 
 
-def _rtl(tmp_path, m, folding, x, **cfg):
-    _, streamlined, hw, bdir = _build(m, tmp_path, folding, steps=HW_STEPS + ["codegen"], **cfg)
-    res, man = rtl_matches_golden(m, streamlined, hw, bdir, x)
-    return res, man, bdir
-
-
 @pytest.mark.rtl
 @pytest.mark.parametrize("method", ["ftbnn", "binary_domain"])
 def test_sparse_conv_rtl_bit_exact_cycles_and_savings(tmp_path, method):
     from sim.runner import lint
 
     m = MODELS[method](seed=4)
-    res, man, bdir = _rtl(tmp_path, m, FOLDINGS[method], images(30, seed=8))
+    res, man, bdir = build_and_check_rtl(m, tmp_path, FOLDINGS[method], images(30, seed=8))
     assert lint([bdir / "rtl" / f for f in man["files"]], man["top"]) == []   # verilator --lint-only -Wall
     kinds = [s["kind"] for s in man["stages"]]
     # a sparse unit right behind a sliding window: a sparse convolution

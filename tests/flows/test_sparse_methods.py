@@ -24,11 +24,10 @@ from finn_flows.sparse import integer_matrix
 from models.methods import build_method_model
 from models.methods.binary_domain import BinaryDomainLinear
 from models.methods.export import export_method_qonnx, recover_binary_domain
-from models.methods.ftbnn import FPReLU
 from models.topologies import randomize_batchnorm
 from sim.golden import execute, quantize_inputs
-from tests.flows.helpers import HW_STEPS, build_method as _build, rtl_matches_golden, torch_outputs
-from tests.models.methods.helpers import images
+from tests.flows.helpers import HW_STEPS, build_and_check_rtl, build_method as _build, torch_outputs
+from tests.models.methods.helpers import images, random_ftbnn_model
 
 HIDDEN = (64, 32)
 # folding of each random-init network: every PE, SIMD > 1, the sparse stage the bottleneck
@@ -62,20 +61,9 @@ def sparse_bd_model(seed=0, hidden=HIDDEN, ratios=(0.0, -0.3), blocks=((4, 4), (
     return m.eval()
 
 
-@torch.no_grad()
 def grouped_ftbnn_model(seed=0, hidden=HIDDEN, groups=4):
-    """Random FTBNN MLP with a grouped hidden layer, random BatchNorm and FPReLUs whose
-    slopes are both negative on about a third of the channels (sign flips)."""
-    torch.manual_seed(seed)
-    m = build_method_model("ftbnn", hidden=hidden, groups=groups)
-    g = torch.Generator().manual_seed(seed)
-    for f in m.modules():
-        if isinstance(f, FPReLU):
-            neg = torch.rand(f.a.shape, generator=g) < 0.33
-            f.a.copy_(torch.where(neg, -f.a, f.a))
-            f.b.copy_(torch.where(neg, -f.b, f.b))
-    randomize_batchnorm(m, g)
-    return m.eval()
+    """Random FTBNN MLP with a grouped hidden layer (tests.models.methods.helpers)."""
+    return random_ftbnn_model(seed, hidden=hidden, groups=groups)
 
 
 MODELS = {"binary_domain": sparse_bd_model, "ftbnn": grouped_ftbnn_model}
@@ -132,17 +120,11 @@ def test_sparse_golden_equals_torch_on_200_inputs(tmp_path, method):
             assert l["cycles"] == max(sf, a["STEPS"]) < l["dense_cycles"] == nf * sf
 
 
-def _rtl_run(tmp_path, m, folding, x):
-    _, streamlined, hw, bdir = _build(m, tmp_path, folding, steps=HW_STEPS + ["codegen"])
-    res, man = rtl_matches_golden(m, streamlined, hw, bdir, x)
-    return res, man, bdir
-
-
 @pytest.mark.rtl
 @pytest.mark.parametrize("method", ["binary_domain", "ftbnn"])
 def test_sparse_rtl_bit_exact_and_cycles(tmp_path, method):
     m = MODELS[method](seed=4)
-    res, man, bdir = _rtl_run(tmp_path, m, FOLDINGS[method], images(60, seed=8))
+    res, man, bdir = build_and_check_rtl(m, tmp_path, FOLDINGS[method], images(60, seed=8))
     from sim.runner import lint
     rtl = bdir / "rtl"
     assert lint([rtl / f for f in man["files"]], man["top"]) == []  # verilator --lint-only -Wall

@@ -24,3 +24,21 @@ def random_method_model(name, seed=0, **params):
 
 def images(n, seed=0, shape=(1, 8, 8)):
     return np.random.default_rng(seed).random((n,) + tuple(shape), dtype=np.float32)
+
+
+@torch.no_grad()
+def random_ftbnn_model(seed=0, **build_kw):
+    """Random FTBNN model (build_method_model("ftbnn", **build_kw)), random BatchNorm, and
+    FPReLUs whose slopes are both negative on about a third of the channels (sign flips)."""
+    from models.methods.ftbnn import FPReLU
+
+    torch.manual_seed(seed)
+    m = build_method_model("ftbnn", **build_kw)
+    g = torch.Generator().manual_seed(seed)
+    for f in m.modules():
+        if isinstance(f, FPReLU):
+            neg = torch.rand(f.a.shape, generator=g) < 0.33
+            f.a.copy_(torch.where(neg, -f.a, f.a))
+            f.b.copy_(torch.where(neg, -f.b, f.b))
+    randomize_batchnorm(m, g)
+    return m.eval()
