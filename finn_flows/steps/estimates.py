@@ -13,6 +13,14 @@ same per-bit costs). Sliding windows and pools: their line buffers
 (BRAM when large, else LUT RAM at 64 bits per LUT) plus address and mux logic.
 Block-sparse layers (MVTUSparse): weight bits are the stored blocks only, cycles
 max(SF, STEPS) per vector (see _mvtu_sparse_estimate).
+
+Add/subtract lanes (multi-bit inputs) do not cost a flat amount: fitted to Yosys on a
+lone 784 x 256 mvtu with 4-bit inputs (2026-12, PE x SIMD = 1 x 784, 4 x 196, 16 x 49,
+64 x 49: 15,188 / 12,722 / 11,229 / 52,594 LUT), an input bit of a lane costs
+1.42 + 0.354 * log2(SIMD) LUT, so one wide tree costs more than several narrow ones
+of the same lanes (the flat 2.6 put PE 1 x SIMD 784 at 8,225 LUT and made automatic
+folding pick it). XNOR/AND lanes keep the flat 2.6: the same grid with 1-bit inputs
+gave 2,140 (1 x 784) and 2,401 (16 x 49) LUT against 2,102 and 2,462 estimated.
 """
 from __future__ import annotations
 
@@ -45,11 +53,18 @@ def sparse_weights_in_bram(nnz: int, width: int) -> bool:
     return nnz >= 128 and nnz * width >= 16384
 
 
+def lane_luts(mode: str, pe: int, simd: int, input_bits: int) -> float:
+    """LUTs of PE x SIMD synapse lanes and their trees (see the module docstring)."""
+    if mode == "addsub":
+        return pe * simd * input_bits * (1.42 + 0.354 * math.log2(simd))
+    return pe * simd * 2.6
+
+
 def _mvtu_estimate(name: str, a: dict) -> dict:
     mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
     pixels = a.get("pixels", 1)
     sf, nf = mw // simd, mh // pe
-    lanes = pe * simd * (a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1)
+    mode = attr_str(a["mode"])
     depth, width = nf * sf, pe * simd
     wbits = mw * mh
     if weights_in_bram(a):
@@ -59,7 +74,7 @@ def _mvtu_estimate(name: str, a: dict) -> dict:
     out_mode = attr_str(a["out_mode"])
     # thresholds per output: 1 (threshold), 2^k-1 (multithreshold, k-bit outputs), 0 (accumulator)
     nt = {"threshold": 1, "multithreshold": (1 << int(a.get("out_bits", 1))) - 1}.get(out_mode, 0)
-    luts = int(lanes * 2.6 + pe * acc * 2 + rom_luts + 40)
+    luts = int(lane_luts(mode, pe, simd, a["input_bits"]) + pe * acc * 2 + rom_luts + 40)
     if out_mode == "multithreshold":
         # each extra threshold: one more ACC_BITS-wide comparator per PE (~1 LUT per bit), an
         # NT-input popcount per PE (~1 LUT per input), its ROM bits at 1 LUT per 32
@@ -125,7 +140,7 @@ def _mvtu_sparse_estimate(name: str, a: dict) -> dict:
     else:
         bram18, rom_luts = 0, math.ceil(wbits / 32)
     shared = 2 * acc * (2 if kind == "sparse01" and a["m"] != 0 else 1)
-    luts = int(pe * simd * ib * 2.6 + pe * acc * 4 + shared + rom_luts + math.ceil((sched_bits + rowc_bits) / 32)
+    luts = int(lane_luts(attr_str(a["mode"]), pe, simd, ib) + pe * acc * 4 + shared + rom_luts + math.ceil((sched_bits + rowc_bits) / 32)
                + math.ceil(buf_bits / 64) + pe * acc * max(nt - 1, 0) + 60)
     return {
         "name": name, "kind": "mvtu_sparse", "MW": mw, "MH": mh, "PE": pe, "SIMD": simd,
