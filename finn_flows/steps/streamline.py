@@ -32,7 +32,10 @@ y = (acc >= T) XOR flip; k-bit: NT - level).
 Convolutions are lowered to the same matrix form: an Im2Col node (channels-last
 sliding window, (ky, kx, c) element order) feeds a BinaryMatMul whose rows are the
 filters in that order, so every tensor of the streamlined graph is NHWC (or flat),
-which is the order the hardware streams. MaxPool after a 1-bit activation becomes
+which is the order the hardware streams. A grouped conv (group G) becomes the
+block-diagonal matrix of its groups ({-1,0,+1}: SparseMatMul "pm1_blocks"), a conv with
+binary-domain weights a SparseMatMul "sparse01" (see _conv_matrix); both still after an
+Im2Col. MaxPool after a 1-bit activation becomes
 MaxPoolNHWC (an OR of bits for both 1-bit kinds; after a k-bit activation the unsigned
 max of the levels, element_bits = k). A fully-connected layer after a
 spatial tensor gets its weight columns permuted from ONNX's (c, y, x) flatten order
