@@ -224,9 +224,11 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
             params[k] = rtl[k]
     if flip is not None and flip.any():
         params["OUT_FLIP"] = int("".join(str(int(b)) for b in flip[::-1]), 2)  # bit o = output o
-    stats = sl.stats()
     pixels = int(a.get("pixels", 1))   # behind a sliding window: one vector per output pixel
-    cycles = pixels * max(sl.sf, sl.steps)
+    stats = sl.stats()                 # cycle figures per vector: per frame below
+    for k in ("scheduled_cycles", "cycles_per_frame", "dense_cycles_per_frame"):
+        stats[k] *= pixels
+    cycles = stats["cycles_per_frame"]
     q = dict(index=i, kind="sparse", source=name)
     q.update({k: v for k, v in params.items() if k != "OUT_FLIP"})
     q.update(OUT_BITS=params.get("OUT_BITS", 1), THRESH_FILE=params.get("THRESH_FILE", ""),

@@ -180,17 +180,14 @@ def _conv_matrix(w: np.ndarray, conv: dict, name: str, sparse: bool):
     og = oc // g
     for j in range(g):
         full[j * og:(j + 1) * og, j * cg:(j + 1) * cg] = w[j * og:(j + 1) * og]
-    if g > 1 and np.all(np.abs(w) == 1) and not sparse:
-        kind, m, q = "pm1_blocks", 0, 1
-    else:
-        try:
-            kind, m, q = classify_weights(full, name, op="Conv", sparse=sparse)
-        except BnnforgeError as e:
-            if g == 1:
-                raise
-            raise BnnforgeError(f"{e}; with group={g} the zeros outside the groups count as one more "
-                                "value, so a grouped conv needs {-1,+1} weights, or two levels one of "
-                                "which is 0") from None
+    try:
+        kind, m, q = classify_weights(full, name, op="Conv", sparse=sparse)
+    except BnnforgeError as e:
+        if g == 1:
+            raise
+        raise BnnforgeError(f"{e}; with group={g} the zeros outside the groups count as one more "
+                            "value, so a grouped conv needs {-1,+1} weights, or two levels one of "
+                            "which is 0") from None
     mat = full.transpose(0, 2, 3, 1).reshape(oc, -1)   # rows in (ky, kx, c) order
     return mat.astype(np.int8 if kind == "binary" else np.int64), kind, m, q
 
