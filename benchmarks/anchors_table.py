@@ -33,10 +33,10 @@ ANCHORS = {
 
 def _simulate(rtl, q, golden):
     try:
-        from sim.bulk import run_network_bulk as run
+        from bnnforge.sim.bulk import run_network_bulk as run
         path = "Verilator C++ harness"
     except ImportError:
-        from sim.network import run_network as run
+        from bnnforge.sim.network import run_network as run
         path = "cocotb"
     res = run(rtl, q, golden)
     res["path"] = path
@@ -44,13 +44,13 @@ def _simulate(rtl, q, golden):
 
 
 def bench_network(topology, frames, synth, tmp):
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
-    from models.export import export_qonnx
-    from models.topologies import build_model, randomize_batchnorm
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+    from bnnforge.models.export import export_qonnx
+    from bnnforge.models.topologies import build_model, randomize_batchnorm
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.sim.golden import execute, quantize_inputs
 
     a = ANCHORS[topology]
     torch.manual_seed(0)
@@ -94,7 +94,7 @@ def bench_network(topology, frames, synth, tmp):
         "luts": None, "ffs": None, "bram18": None,
     }
     if synth:
-        from hw.synth import synthesize
+        from bnnforge.hw.synth import synthesize
 
         rtl = bdir / "rtl"
         manifest = json.loads((rtl / "manifest.json").read_text())
@@ -107,7 +107,7 @@ def bench_network(topology, frames, synth, tmp):
 def training_row():
     sys.path.insert(0, str(REPO / "benchmarks"))
     from train_throughput import float_lfc, images, throughput
-    from models.topologies import build_model
+    from bnnforge.models.topologies import build_model
 
     x, y, src = images(2048)
     torch.manual_seed(0)

@@ -24,10 +24,10 @@ def main():
     ap.add_argument("--synth", action="store_true", help="also run Yosys synth_xilinx (minutes)")
     ap.add_argument("--flatten", action="store_true", help="flatten before synthesis (as Vivado does)")
     a = ap.parse_args()
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
-    from models.export import export_qonnx
-    from models.topologies import build_model, randomize_batchnorm
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+    from bnnforge.models.export import export_qonnx
+    from bnnforge.models.topologies import build_model, randomize_batchnorm
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-bench-"))
     m = build_model("lfc", "bipolar")
@@ -46,7 +46,7 @@ def main():
           f"(before the build {rss0 / 1024:.0f} MiB)")
     if a.synth:
         import json
-        from hw.synth import synthesize
+        from bnnforge.hw.synth import synthesize
 
         rtl = tmp / "build" / "rtl"
         manifest = json.loads((rtl / "manifest.json").read_text())
@@ -56,8 +56,8 @@ def main():
               f"{r.total.bram18} BRAM18 = {r.total.bram18 / 2:.0f} BRAM36 vs 110; {r.total.ff:,} FF; {r.total.dsp} DSP")
     if a.no_sim:
         return
-    from sim.golden import execute
-    from sim.network import run_network
+    from bnnforge.sim.golden import execute
+    from bnnforge.sim.network import run_network
 
     hw = onnx.load(str(tmp / "build" / "final_model.onnx"))
     q = np.random.default_rng(0).integers(0, 2, size=(a.frames, 784))

@@ -31,20 +31,20 @@ def main():
     import onnx
     import torch
 
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
-    from models.export import export_qonnx
-    from models.topologies import build_model, randomize_batchnorm
-    from sim.bulk import run_network_bulk
-    from sim.golden import execute, quantize_inputs
-    from sim.network import run_network
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+    from bnnforge.models.export import export_qonnx
+    from bnnforge.models.topologies import build_model, randomize_batchnorm
+    from bnnforge.sim.bulk import run_network_bulk
+    from bnnforge.sim.golden import execute, quantize_inputs
+    from bnnforge.sim.network import run_network
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-bulk-"))
     model = build_model("lfc", a.act)
     labels = None
     if MNIST.is_dir():
-        from models.data import load_mnist
-        from models.train import train
+        from bnnforge.models.data import load_mnist
+        from bnnforge.models.train import train
 
         data = load_mnist(MNIST)
         t0 = time.perf_counter()

@@ -41,7 +41,7 @@ def cifar_like(n, seed):
 
 
 def model(act, seed):
-    from models.topologies import build_model, randomize_batchnorm
+    from bnnforge.models.topologies import build_model, randomize_batchnorm
 
     torch.manual_seed(seed)
     m = build_model("cnv", act)
@@ -50,8 +50,8 @@ def model(act, seed):
 
 
 def run_build(onnx_path, out, **cfg):
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
 
     c = load_config(None, model=str(onnx_path), output_dir=str(out), name="cnv", steps=STEPS, **cfg)
     t0 = time.perf_counter()
@@ -60,8 +60,8 @@ def run_build(onnx_path, out, **cfg):
 
 
 def rtl(build_dir, x, streamlined):
-    from sim.bulk import run_network_bulk
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.sim.bulk import run_network_bulk
+    from bnnforge.sim.golden import execute, quantize_inputs
 
     hw = onnx.load(str(build_dir / "final_model.onnx"))
     q = quantize_inputs(streamlined, x)
@@ -71,7 +71,7 @@ def rtl(build_dir, x, streamlined):
 
 
 def yosys(build_dir):
-    from hw.synth import synthesize
+    from bnnforge.hw.synth import synthesize
 
     r = build_dir / "rtl"
     man = json.loads((r / "manifest.json").read_text())
@@ -90,8 +90,8 @@ def main():
     ap.add_argument("--synth", action="store_true", help="Yosys for every design (minutes each)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = ap.parse_args()
-    from models.export import export_qonnx
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.models.export import export_qonnx
+    from bnnforge.sim.golden import execute, quantize_inputs
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-cnv-"))
     fold = REPO / "configs" / "folding" / "cnv_bnn_pynq.json"

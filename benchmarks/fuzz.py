@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     from tqdm import tqdm
 
-    from sim.fuzz import random_case, run_case
+    from bnnforge.sim.fuzz import random_case, run_case
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100)

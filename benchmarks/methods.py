@@ -82,7 +82,7 @@ def method_args(name: str, mw0: int, conv: bool = False) -> tuple[str, dict, dic
 
 
 def yosys(build_dir: Path) -> dict:
-    from hw.synth import synthesize
+    from bnnforge.hw.synth import synthesize
 
     r = build_dir / "rtl"
     man = json.loads((r / "manifest.json").read_text())
@@ -93,7 +93,7 @@ def yosys(build_dir: Path) -> dict:
 def weight_sparsity(hw: onnx.ModelProto) -> float:
     """Share of weight-matrix entries that need no stored 1: B = 0 entries of sparse01
     layers, zero entries of grouped layers, none for dense layers."""
-    from finn_flows.hwgraph import initializer
+    from bnnforge.finn_flows.hwgraph import initializer
 
     zero = total = 0
     for n in hw.graph.node:
@@ -107,11 +107,11 @@ def weight_sparsity(hw: onnx.ModelProto) -> float:
 
 
 def run_method(name, data, out, epochs, seed, n_rtl, synth, target, conv=False):
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
-    from models.methods import train_method
-    from sim.bulk import run_network_bulk
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+    from bnnforge.models.methods import train_method
+    from bnnforge.sim.bulk import run_network_bulk
+    from bnnforge.sim.golden import execute, quantize_inputs
     import torch
 
     t0 = time.perf_counter()
@@ -195,7 +195,7 @@ def main():
                          "folding for all, 256 cycles for dense layers)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = ap.parse_args()
-    from models.data import load_dataset, load_mnist
+    from bnnforge.models.data import load_dataset, load_mnist
 
     if MNIST.is_dir():
         import warnings

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.topologies import build_model
+from bnnforge.models.topologies import build_model
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist-t10k"
 
@@ -28,7 +28,7 @@ def float_lfc():
 
 def images(n):
     if MNIST.is_dir():
-        from models.data import load_mnist
+        from bnnforge.models.data import load_mnist
         d = load_mnist(MNIST).train
         return torch.from_numpy(d.x[:n]), torch.from_numpy(d.y[:n]), "MNIST t10k (real)"
     g = torch.Generator().manual_seed(0)

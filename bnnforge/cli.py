@@ -25,13 +25,13 @@ def _add_data_args(p):
 
 
 def _model(args):
-    from models.topologies import build_model
+    from bnnforge.models.topologies import build_model
     return build_model(args.topology, args.act, args.weight_scaling)
 
 
 def cmd_train(args):
-    from models.data import load_dataset
-    from models.train import seed_everything, train
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.train import seed_everything, train
 
     seed_everything(args.seed)  # the weight init is part of the run
     model = _model(args)
@@ -45,7 +45,7 @@ def cmd_train(args):
 
 
 def _load_trained(args):
-    from models.train import load_checkpoint
+    from bnnforge.models.train import load_checkpoint
 
     model = _model(args)
     load_checkpoint(args.checkpoint, model, {"topology": args.topology, "activation": args.act})
@@ -54,8 +54,8 @@ def _load_trained(args):
 
 
 def cmd_eval(args):
-    from models.data import load_dataset
-    from models.train import evaluate
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.train import evaluate
 
     model = _load_trained(args)
     data = load_dataset(args.dataset, args.data_dir)
@@ -66,8 +66,8 @@ def cmd_eval(args):
 def cmd_export(args):
     import numpy as np
     import torch
-    from models.export import check_export, export_qonnx
-    from models.topologies import randomize_batchnorm
+    from bnnforge.models.export import check_export, export_qonnx
+    from bnnforge.models.topologies import randomize_batchnorm
 
     if args.checkpoint:
         model = _load_trained(args)
@@ -87,8 +87,8 @@ def cmd_export(args):
 
 
 def cmd_build(args):
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
 
     overrides = dict(model=args.model, output_dir=args.out, folding_config_file=args.folding, name=args.name,
                      target_fps=args.target_fps, target_cycles_per_frame=args.target_cycles)
@@ -106,7 +106,7 @@ def cmd_synth(args):
     if args.vivado:
         args.run, args.force, args.no_capacity, args.part, args.jobs = True, False, False, None, 4
         return cmd_vivado(args)
-    from hw.synth import SynthError, synthesize
+    from bnnforge.hw.synth import SynthError, synthesize
 
     rtl = Path(args.build) / "rtl"
     manifest_path = rtl / "manifest.json"
@@ -132,7 +132,7 @@ def cmd_vivado(args):
     with Yosys, and with --run start Vivado. Checks that can fail come first."""
     import shutil
 
-    from hw.vivado.project import resolve_board, write_project
+    from bnnforge.hw.vivado.project import resolve_board, write_project
 
     build = _build_dir(args.build)
     resolve_board(args.board, args.part)
@@ -143,14 +143,14 @@ def cmd_vivado(args):
     existed = out.exists()
     proj = write_project(build, board=args.board, part=args.part, jobs=args.jobs)
     try:
-        from hw.vivado.tclcheck import check_project, tcl_backend
+        from bnnforge.hw.vivado.tclcheck import check_project, tcl_backend
 
         if tcl_backend():
             chk = check_project(proj)
             print(f"Tcl check ({chk['backend']}, recording stand-in, not Vivado): {chk['calls']} Vivado calls, "
                   f"all sources present, outputs {', '.join(chk['outputs'])}")
         if not args.no_capacity:
-            from hw.vivado.capacity import estimate, require_fit
+            from bnnforge.hw.vivado.capacity import estimate, require_fit
 
             rep = estimate(proj)
             print((proj / "capacity.md").read_text())
@@ -180,7 +180,7 @@ def cmd_vivado(args):
 
 def cmd_deploy(args):
     from bnnforge.deploy import make_package
-    from hw.vivado.project import resolve_board
+    from bnnforge.hw.vivado.project import resolve_board
 
     build = _build_dir(args.build)
     resolve_board(args.board)
@@ -200,8 +200,8 @@ def cmd_deploy(args):
 
 
 def cmd_finn(args):
-    from finn_flows.config import load_folding
-    from finn_flows.finn_interop import compare_cycles, finn_available, finn_only_layers, prepare, run_finn
+    from bnnforge.finn_flows.config import load_folding
+    from bnnforge.finn_flows.finn_interop import compare_cycles, finn_available, finn_only_layers, prepare, run_finn
 
     build = Path(args.build)
     summary = build / "build_summary.json"

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from bnnforge.errors import BnnforgeError
+from bnnforge.resources import package_path
 
-REPO = Path(__file__).resolve().parent.parent
-DRIVER_DIR = REPO / "hw" / "pynq_driver"
+DRIVER_DIR = package_path("bnnforge.hw", "pynq_driver")
 
 
 class SimDMAError(RuntimeError):
@@ -84,7 +84,7 @@ class SimIO:
     project directory (bnnforge vivado / hw.vivado.project.write_project)."""
 
     def __init__(self, project_dir, p_gap: float = 0.0, p_stall: float = 0.0, seed: int = 0):
-        from sim.bulk import build_bulk
+        from bnnforge.sim.bulk import build_bulk
 
         self.project_dir = Path(project_dir).resolve()
         pj = self.project_dir / "project.json"
@@ -108,7 +108,7 @@ class SimIO:
     def run(self, data: np.ndarray, out_nbytes: int, batches: int = 1, expect_batches: int | None = None) -> np.ndarray:
         """Simulate `batches` equal MM2S sends (TLAST on the last beat of each) filling one
         S2MM receive of out_nbytes; the wrapper must raise TLAST exactly at each batch end."""
-        from sim.bulk import _parse_output
+        from bnnforge.sim.bulk import _parse_output
 
         li, lo = self.layout["input"], self.layout["output"]
         ib, ob = li["beat_bytes"], lo["beat_bytes"]
@@ -170,7 +170,7 @@ def sample_inputs(layout: dict, n: int, seed: int = 0) -> np.ndarray:
 def golden_outputs(build_dir: Path, q: np.ndarray) -> np.ndarray:
     import onnx
 
-    from sim.golden import execute
+    from bnnforge.sim.golden import execute
 
     return np.asarray(execute(onnx.load(str(Path(build_dir) / "final_model.onnx")), q), dtype=np.int64)
 
@@ -178,7 +178,7 @@ def golden_outputs(build_dir: Path, q: np.ndarray) -> np.ndarray:
 def quantize_images(build_dir: Path, images: np.ndarray) -> np.ndarray:
     import onnx
 
-    from sim.golden import quantize_inputs
+    from bnnforge.sim.golden import quantize_inputs
 
     first = sorted((Path(build_dir) / "intermediate_models").glob("*_streamline.onnx"))
     if not first:
@@ -189,7 +189,7 @@ def quantize_images(build_dir: Path, images: np.ndarray) -> np.ndarray:
 def verify_with_sim(project_dir: Path, x: np.ndarray, expected: np.ndarray, batch_size: int = 1000,
                     p_gap: float = 0.0, p_stall: float = 0.0) -> dict:
     """The packaged driver, fed by the simulated RTL, against the golden outputs."""
-    from hw.pynq_driver import BnnOverlay
+    from bnnforge.hw.pynq_driver import BnnOverlay
 
     io = SimIO(project_dir, p_gap=p_gap, p_stall=p_stall)
     ol = BnnOverlay(io, Path(project_dir) / "accel.json", batch_size=batch_size)
@@ -239,7 +239,7 @@ host as `bnnforge` does (sim.golden.quantize_inputs) before sending.
 def make_package(build_dir, out, board: str = "pynq-z2", samples: int = 100, images=None, labels=None,
                  verify: bool = True, archive: bool = False, seed: int = 0) -> dict:
     """One folder (and optionally a .tar.gz) for the board. Atomic: a failure leaves nothing."""
-    from hw.vivado.project import write_project
+    from bnnforge.hw.vivado.project import write_project
 
     build_dir = Path(build_dir)
     out = Path(out)

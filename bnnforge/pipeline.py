@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from bnnforge.errors import BnnforgeError
+from bnnforge.resources import folding_config
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_FOLDING = REPO / "configs" / "folding" / "digits_mlp.json"
+DEMO_FOLDING = folding_config("digits_mlp.json")
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -29,15 +29,15 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
     import onnx
     import torch
 
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
-    from finn_flows.steps.estimates import plot_layers
-    from models.data import load_digits
-    from models.export import check_export, export_qonnx
-    from models.topologies import build_model
-    from models.train import seed_everything, train
-    from sim.golden import execute, quantize_inputs
-    from sim.network import run_network
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+    from bnnforge.finn_flows.steps.estimates import plot_layers
+    from bnnforge.models.data import load_digits
+    from bnnforge.models.export import check_export, export_qonnx
+    from bnnforge.models.topologies import build_model
+    from bnnforge.models.train import seed_everything, train
+    from bnnforge.sim.golden import execute, quantize_inputs
+    from bnnforge.sim.network import run_network
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
     # 5. synthesis estimate
     report["luts"] = None
     if synth:
-        from hw.synth import synthesize
+        from bnnforge.hw.synth import synthesize
 
         rtl = out / "build" / "rtl"
         manifest = json.loads((rtl / "manifest.json").read_text())
@@ -138,7 +138,7 @@ def _summary(r: dict) -> str:
 
 
 def _markdown(r: dict, est: dict) -> str:
-    from finn_flows.steps.estimates import format_table
+    from bnnforge.finn_flows.steps.estimates import format_table
 
     return "\n".join([
         f"# bnnforge report: {r['topology']} ({r['activation']} activations)", "",

@@ -21,7 +21,7 @@ from .config import BuildConfig
 
 
 def step_function(name: str):
-    module = importlib.import_module(f"finn_flows.steps.{name}")
+    module = importlib.import_module(f"bnnforge.finn_flows.steps.{name}")
     return getattr(module, f"step_{name}")
 
 

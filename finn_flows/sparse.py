@@ -153,7 +153,7 @@ def sparse_layer(model: onnx.ModelProto, node: onnx.NodeProto, pe: int | None = 
     """hw.memfiles_sparse.SparseLayer of an MVTUSparse node at its (or the given) folding;
     a block mixing 0 and +-1 (pm1_blocks not aligned with PE x SIMD) is refused naming
     the node."""
-    from hw.memfiles_sparse import build_sparse_layer
+    from bnnforge.hw.memfiles_sparse import build_sparse_layer
     from .hwgraph import attr_str, get_attrs
 
     a = get_attrs(node)

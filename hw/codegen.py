@@ -18,11 +18,12 @@ import numpy as np
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
-from finn_flows.steps.estimates import sparse_weights_in_bram, weights_in_bram
-from hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
+from bnnforge.resources import rtl_dir
+from bnnforge.finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
+from bnnforge.finn_flows.steps.estimates import sparse_weights_in_bram, weights_in_bram
+from bnnforge.hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
 
-RTL_DIR = Path(__file__).resolve().parent / "rtl"
+RTL_DIR = rtl_dir()
 # MVTU out_mode -> mvtu OUT_MODE (docs/hw_interfaces.md); k-bit outputs up to MAX_OUT_BITS
 OUT_MODES = {"threshold": 0, "accumulator": 1, "multithreshold": 2}
 MAX_OUT_BITS = 4
@@ -164,7 +165,7 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
     _thresholds.mem, named from the layer index only), RTL parameters, stage entry.
     Cycles per vector: max(SF, STEPS) (docs/hw_interfaces.md), times the pixels of a
     sliding window in front."""
-    from finn_flows.sparse import sparse_layer
+    from bnnforge.finn_flows.sparse import sparse_layer
 
     name = comment_safe(node.name)
     mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]

@@ -23,7 +23,7 @@ module for ~35 s and caches it under ``$YOWASP_CACHE_DIR`` or
 
 Manual use::
 
-    python -m hw.synth top.v more.v --top NAME --workdir DIR [--flatten] [-P W=16]
+    python -m bnnforge.hw.synth top.v more.v --top NAME --workdir DIR [--flatten] [-P W=16]
 """
 from __future__ import annotations
 
@@ -623,7 +623,7 @@ def logic_delay(sources: list[Path], top: str, workdir: Path, *,
 
 
 def _main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hw.synth", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bnnforge.hw.synth", description=__doc__.split("\n")[0])
     ap.add_argument("sources", nargs="+", type=Path)
     ap.add_argument("--top", required=True)
     ap.add_argument("--workdir", required=True, type=Path)

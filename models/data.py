@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import DataError
+from bnnforge.models.errors import DataError
 
 __all__ = [
     "DATASETS",

@@ -67,8 +67,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.data import Dataset, DatasetSplit
-from models.errors import BnnforgeError
+from bnnforge.models.data import Dataset, DatasetSplit
+from bnnforge.models.errors import BnnforgeError
 
 __all__ = [
     "CHECKPOINT_FILE",

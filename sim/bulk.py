@@ -39,14 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sim import _objcache
-from sim.network import (count_mismatches, expected_beats, frame_beats, steady_cycles_per_frame,
+from bnnforge.sim import _objcache
+from bnnforge.sim.network import (count_mismatches, expected_beats, frame_beats, steady_cycles_per_frame,
                          tlast_pattern_ok)
-from sim.runner import file_lock
-from sim.verilator_env import REPO_ROOT, setup_env, verilator_bin
+from bnnforge.sim.runner import file_lock
+from bnnforge.resources import cache_dir, package_path
+from bnnforge.sim.verilator_env import setup_env, verilator_bin
 
-HARNESS = Path(__file__).resolve().parent / "harness" / "bulk_main.cpp"
-BULK_ROOT = Path(os.environ.get("BNNFORGE_BULK_CACHE", REPO_ROOT / "build" / "bulk_cache"))
+HARNESS = package_path("bnnforge.sim", "harness", "bulk_main.cpp")
+BULK_ROOT = cache_dir("bulk", "BNNFORGE_BULK_CACHE")
 RESET_CYCLES = 4
 
 # Same lint/X settings as the cocotb builds (sim/runner.py), so both paths simulate

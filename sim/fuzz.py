@@ -164,7 +164,7 @@ def build_torch_model(case: FuzzCase):
     import torch
     from torch import nn
     from brevitas.nn import QuantLinear
-    from models.topologies import build_custom_fc, randomize_batchnorm
+    from bnnforge.models.topologies import build_custom_fc, randomize_batchnorm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(case.seed)
@@ -234,8 +234,8 @@ class Mismatch(Exception):
 def build_artifacts(onnx_path: Path, folding: dict, out_dir: Path, label_select: bool, fifo_depth: int,
                     rtl: bool = True):
     """Build (tidy_up..estimates, + codegen when rtl). Returns (streamlined, hw, build_dir)."""
-    from finn_flows.builder import build
-    from finn_flows.config import load_config
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
 
     steps = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates"] + (["codegen"] if rtl else [])
     cfg = load_config(None, model=str(onnx_path), output_dir=str(out_dir), steps=steps, folding=folding,
@@ -247,7 +247,7 @@ def build_artifacts(onnx_path: Path, folding: dict, out_dir: Path, label_select:
 
 def last_accumulators(hw: onnx.ModelProto, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(graph output, last layer's accumulators) of the golden model."""
-    from sim.golden import execute
+    from bnnforge.sim.golden import execute
 
     out, env = execute(hw, q, return_all=True)
     last = hw.graph.node[-1]
@@ -258,7 +258,7 @@ def last_accumulators(hw: onnx.ModelProto, q: np.ndarray) -> tuple[np.ndarray, n
 def check_golden(streamlined: onnx.ModelProto, hw: onnx.ModelProto, images: np.ndarray,
                  logits: np.ndarray) -> dict:
     """Golden (streamlined and hardware graphs) against torch logits; raises Mismatch."""
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.sim.golden import execute, quantize_inputs
 
     q = quantize_inputs(streamlined, images)
     out_s = execute(streamlined, q)
@@ -298,7 +298,7 @@ def check_golden(streamlined: onnx.ModelProto, hw: onnx.ModelProto, images: np.n
 
 def _bulk():
     try:
-        from sim.bulk import run_network_bulk
+        from bnnforge.sim.bulk import run_network_bulk
     except ImportError:
         return None
     return run_network_bulk
@@ -312,7 +312,7 @@ def simulate(rtl_dir: Path, q: np.ndarray, golden: np.ndarray, p_gap: float, p_s
         res = run_network_bulk(rtl_dir, q, golden, p_gap=p_gap, p_stall=p_stall, seed=seed)
         res["simulator"] = "bulk"
     else:
-        from sim.network import run_network
+        from bnnforge.sim.network import run_network
 
         res = run_network(rtl_dir, q, golden, p_gap=p_gap, p_stall=p_stall, seed=seed)
         res["simulator"] = "cocotb"
@@ -343,14 +343,14 @@ def rtl_count(manifest_layers: list, n_max: int = RTL_IMAGES) -> int:
 def _drop_sim_build(rtl_dir: Path) -> None:
     """The simulator build of a fuzz case's design is practically never reused (its
     weights-free Verilog differs per case): remove it from the shared build caches."""
-    from sim import runner
+    from bnnforge.sim import runner
 
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
     top = manifest["top"]
     sources = [(rtl_dir / f).resolve() for f in manifest["files"]]
     dirs = [(runner.BUILD_ROOT, runner._build_key(sources, top, {}, list(runner._BUILD_ARGS)))]
     try:
-        from sim import bulk
+        from bnnforge.sim import bulk
 
         dirs.append((bulk.BULK_ROOT, bulk._key(sources, top)))
     except (ImportError, AttributeError, TypeError):
@@ -410,7 +410,7 @@ def run_case(case: FuzzCase, workdir, rtl: bool = True, reproducer_dir=None,
     onnx_path = workdir / "model.onnx"
     try:
         try:
-            from models.export import export_qonnx
+            from bnnforge.models.export import export_qonnx
 
             model = build_torch_model(case)
             images = case_images(case)

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.hwgraph import DOMAIN, attr_str, get_attrs, get_meta, initializer
+from bnnforge.finn_flows.hwgraph import DOMAIN, attr_str, get_attrs, get_meta, initializer
 
 
 def _popcount_rows(bits_packed: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ def _spatial(x: np.ndarray, n: int, dim: int, c: int) -> np.ndarray:
 
 def _multithreshold(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
     """k-bit levels #{j : acc >= T[o, j]} of accumulators [..., MH] (sim.golden_ext reference)."""
-    from sim.golden_ext import multithreshold
+    from bnnforge.sim.golden_ext import multithreshold
 
     acc = np.asarray(acc, dtype=np.int64)
     if t.ndim != 2 or t.shape[0] != acc.shape[-1]:
@@ -183,7 +183,7 @@ def _out_flip(model: onnx.ModelProto, node: onnx.NodeProto, k: int, y: np.ndarra
     y -> NT - y on flipped channels (1-bit: not y)."""
     if len(node.input) <= k or not node.input[k]:
         return y
-    from finn_flows.sparse import apply_output_flip
+    from bnnforge.finn_flows.sparse import apply_output_flip
 
     flip = initializer(model, node.input[k]).astype(np.int64).reshape(-1)
     if flip.shape[0] != y.shape[-1] or not np.all((flip == 0) | (flip == 1)):
@@ -195,8 +195,8 @@ def _sparse_layer(model: onnx.ModelProto, node: onnx.NodeProto, a: dict, xin: np
     """SparseMatMul (streamlined: the accumulator) and MVTUSparse (hardware: with its
     output stage) as the exact integer product of the layer's matrix, W = m + q*B
     (sparse01) or W in {-1,0,+1} (pm1_blocks) (sim.golden_ext.sparse_dot)."""
-    from finn_flows.sparse import node_matrix
-    from sim.golden_ext import sparse_dot
+    from bnnforge.finn_flows.sparse import node_matrix
+    from bnnforge.sim.golden_ext import sparse_dot
 
     w = node_matrix(model, node)
     kind = attr_str(a["input_kind"])

@@ -21,7 +21,7 @@ def multithreshold(acc: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- block-sparse unit
-from hw.memfiles_sparse import (  # noqa: E402  (re-exported: the builder is shared with the compiler)
+from bnnforge.hw.memfiles_sparse import (  # noqa: E402  (re-exported: the builder is shared with the compiler)
     SparseLayer, acc_bits_for_matrix, build_sparse_layer, row_const_words, sched_field_bits,
 )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.memfiles import pack_fields
+from bnnforge.hw.memfiles import pack_fields
 
 
 def frame_beats(q: np.ndarray, simd: int, elem_bits: int) -> list[int]:
@@ -56,7 +56,7 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
                 p_gap: float = 0.0, p_stall: float = 0.0, seed: int = 0) -> dict:
     """Simulate the generated design in rtl_dir (Verilator + cocotb) on q_inputs and
     compare every output beat with the golden model's. Returns figures and mismatches."""
-    from sim.runner import build, run_test
+    from bnnforge.sim.runner import build, run_test
 
     rtl_dir = Path(rtl_dir).resolve()
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
@@ -77,7 +77,7 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
     build(sources, manifest["top"])
     build_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run_test(sources, manifest["top"], "sim.tb.tb_network",
+    run_test(sources, manifest["top"], "bnnforge.sim.tb.tb_network",
              workdir=rtl_dir, extra_env={"TB_CASE": str(case_file), "TB_RESULT": str(result_file)})
     wall = time.perf_counter() - t0
     res = json.loads(result_file.read_text())

@@ -8,9 +8,9 @@ Verilator build. Tests run in a caller-chosen working directory because
 
 Example::
 
-    from sim.runner import run_test, rtl_sources
+    from bnnforge.sim.runner import run_test, rtl_sources
     run_test(rtl_sources("mvtu", "popcount", "adder_tree"), "mvtu",
-             "sim.tb.tb_mvtu",
+             "bnnforge.sim.tb.tb_mvtu",
              parameters={"MW": 8, "MH": 4, "PE": 2, "SIMD": 4,
                          "WEIGHT_FILE": "w.mem", "THRESH_FILE": "t.mem"},
              workdir=tmp_path, extra_env={"TB_CASE": "/path/case.json"})
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .verilator_env import BUILD_ROOT, REPO_ROOT, rtl_sources, setup_env, verilator_bin
+from .verilator_env import BUILD_ROOT, rtl_sources, setup_env, verilator_bin
 
 __all__ = [
     "SimulationError",
@@ -226,9 +226,6 @@ def run_test(sources: Iterable[str | Path], toplevel: str, test_module: str,
     results_xml = (workdir / f"results_{toplevel}.xml").resolve()
     if results_xml.exists():
         results_xml.unlink()
-    if str(REPO_ROOT) not in sys.path:
-        # the runner exports sys.path as PYTHONPATH; test modules live in sim.tb
-        sys.path.insert(0, str(REPO_ROOT))
     runner = get_runner("verilator")
     log = workdir / f"sim_{toplevel}.log"
     # The runner calls sys.exit() on failures when it sees PYTEST_CURRENT_TEST;

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RTL_DIR = REPO_ROOT / "hw" / "rtl"
+from bnnforge.resources import cache_dir, rtl_dir
+
+RTL_DIR = rtl_dir()
 # BNNFORGE_SIM_CACHE moves the build cache (e.g. to time a cold run without
 # disturbing builds that other processes are using).
-BUILD_ROOT = Path(os.environ.get("BNNFORGE_SIM_CACHE", REPO_ROOT / "build" / "sim_cache"))
+BUILD_ROOT = cache_dir("sim", "BNNFORGE_SIM_CACHE")
 
 
 def verilator_root() -> Path:

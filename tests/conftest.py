@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# for the shared test helpers (``tests.flows.helpers``); the code itself is imported
+# as the installed ``bnnforge`` package, never from the source folders
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

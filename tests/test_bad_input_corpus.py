@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from bnnforge.cli import main
-from models.export import export_qonnx
+from bnnforge.models.export import export_qonnx
 from tests.flows.helpers import random_model
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import onnx
 
-from hw.codegen import generate
+from bnnforge.hw.codegen import generate
 
 
 def step_codegen(model: onnx.ModelProto, cfg) -> onnx.ModelProto:

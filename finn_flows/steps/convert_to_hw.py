@@ -126,7 +126,7 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> 
     NNZ and STEPS of the current folding (apply_folding recomputes them). The weight
     initializer is kept as streamlined (B, or W); ACC_BITS holds [-R-1, R+1] with
     R = max_o sum_i |W[o,i]| * max|x| (thresholds reach R + 1)."""
-    from hw.memfiles_sparse import build_sparse_layer
+    from bnnforge.hw.memfiles_sparse import build_sparse_layer
     from ..sparse import acc_range, integer_matrix
 
     node = nodes[i]

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.hwgraph import get_meta, input_range
-from sim.golden import execute, quantize_inputs
+from bnnforge.finn_flows.hwgraph import get_meta, input_range
+from bnnforge.sim.golden import execute, quantize_inputs
 
 
 def rtlsim_inputs(model: onnx.ModelProto, cfg) -> np.ndarray:
@@ -33,7 +33,7 @@ def rtlsim_inputs(model: onnx.ModelProto, cfg) -> np.ndarray:
 
 
 def step_rtlsim(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
-    from sim.network import run_network
+    from bnnforge.sim.network import run_network
 
     q = rtlsim_inputs(model, cfg)
     golden = execute(model, q)

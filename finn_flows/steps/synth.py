@@ -6,7 +6,7 @@ import onnx
 
 
 def step_synth(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
-    from hw.synth import synthesize
+    from bnnforge.hw.synth import synthesize
 
     rtl = Path(cfg.build_dir) / "rtl"
     manifest = json.loads((rtl / "manifest.json").read_text())

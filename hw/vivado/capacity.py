@@ -28,7 +28,7 @@ WARN_PERCENT = 80.0
 
 def estimate(project_dir: str | Path, flatten: bool = False) -> dict:
     """Yosys estimate of <project>/src (wrapper top), plus the allowance, vs. the part."""
-    from hw.synth import XC7Z020, SynthError, synthesize
+    from bnnforge.hw.synth import XC7Z020, SynthError, synthesize
 
     project_dir = Path(project_dir)
     pj = json.loads((project_dir / "project.json").read_text())

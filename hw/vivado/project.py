@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from bnnforge.errors import BnnforgeError
-from hw.vivado.wrapper import dma_width, load_manifest, stream_layout, wrapper_verilog
+from bnnforge.hw.vivado.wrapper import dma_width, load_manifest, stream_layout, wrapper_verilog
 
 # The boards we know. Both are xc7z020clg400-1; the board files (which carry the PS7
 # DDR/MIO preset) are found by pattern so that any installed version is accepted.

@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import BnnforgeError
-from models.layers import binary_activation
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.layers import binary_activation
 from .common import ste_round, ste_sign01
 
 DEFAULTS = {"q": 8, "ec": 0.10, "gamma": 0.04, "latent_clip": 1.5, "act": "bipolar", "h_eps": 1e-4,

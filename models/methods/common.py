@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 
-from models.errors import BnnforgeError
-from models.layers import PositiveScalarAffine
-from models.quantizers import BinaryWeightNoScale, Uint4InputQuant
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.layers import PositiveScalarAffine
+from bnnforge.models.quantizers import BinaryWeightNoScale, Uint4InputQuant
 
 
 @dataclass(frozen=True)

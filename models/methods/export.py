@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from models.errors import BnnforgeError
-from models.export import export_qonnx
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.export import export_qonnx
 
 METADATA_KEY = "bnnforge.method"
 

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 from brevitas.nn import QuantConv2d, QuantLinear
 
-from models.errors import BnnforgeError
-from models.layers import binary_activation
-from models.quantizers import BinaryWeightNoScale
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.layers import binary_activation
+from bnnforge.models.quantizers import BinaryWeightNoScale
 
 DEFAULTS = {"groups": 2, "fprelu_a": 1.0, "fprelu_b": 0.25, "act": "bipolar"}
 

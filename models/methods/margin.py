@@ -45,7 +45,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant.base import UintQuant
 from brevitas.quant.solver import ActQuantSolver
 
-from models.quantizers import BinaryWeightNoScale
+from bnnforge.models.quantizers import BinaryWeightNoScale
 from .common import binary_layers
 
 DEFAULTS = {"act_bits": 2, "act_max_init": 2.0, "l2_lambda": 3e-4}

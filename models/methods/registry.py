@@ -13,13 +13,14 @@ from pathlib import Path
 from torch import nn
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 
-from models.errors import BnnforgeError
-from models.layers import ChannelThreshold, binary_activation
-from models.quantizers import BinaryWeightNoScale, UnipolarActQuant
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.resources import method_config_dir
+from bnnforge.models.layers import ChannelThreshold, binary_activation
+from bnnforge.models.quantizers import BinaryWeightNoScale, UnipolarActQuant
 from . import binary_domain, ftbnn, margin, sdbnn, sibnn
 from .common import MethodNet, MLPSpec
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "methods"
+CONFIG_DIR = method_config_dir()
 
 METHODS = ("bipolar", "unipolar", "sibnn", "binary_domain", "sdbnn", "sdbnn_se", "margin", "ftbnn")
 

@@ -30,7 +30,7 @@ from brevitas.core.utils import StatelessBuffer
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant.binary import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 
-from models.errors import BnnforgeError
+from bnnforge.models.errors import BnnforgeError
 
 EDE_PRESETS = {"vgg_small": (0.1, 10.0), "resnet": (1e-3, 10.0)}
 DEFAULTS = {"ede_preset": "vgg_small", "asd": "static", "se_reduction": 16, "wsd_factor": 0.01,
@@ -166,7 +166,7 @@ def _shift_and_quants(channels, ede_preset, asd, se_reduction, ede_weights, ede_
     """(ASD module, activation quantizer, weight quantizer) of one block."""
     act_q, w_q = _quants(ede_preset, ede_t_min, ede_t_max)
     if not ede_weights:
-        from models.quantizers import BinaryWeightNoScale
+        from bnnforge.models.quantizers import BinaryWeightNoScale
         w_q = BinaryWeightNoScale
     if asd == "static":
         shift = StaticActivationShift(channels)

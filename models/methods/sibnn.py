@@ -20,7 +20,7 @@ from torch import nn
 from brevitas.core.function_wrapper import TensorClampSte
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 
-from models.quantizers import BinaryWeightPerChannelScale, UnipolarActQuant
+from bnnforge.models.quantizers import BinaryWeightPerChannelScale, UnipolarActQuant
 
 DEFAULTS = {"window_lo": -0.3, "window_hi": 1.0, "threshold_init": 0.0, "scale_init": 1.0}
 

@@ -6,8 +6,8 @@ plus the method's hooks:
   on_epoch_start(e, E)     before each epoch (EDE temperature of SD-BNN)
   regularization(ce)       added to the loss (binary_domain sparsity, margin Binary-L2)
 
-CLI:  .venv/bin/python -m models.methods.train --method sibnn --out runs/m/sibnn --epochs 20 --seed 0
-      .venv/bin/python -m models.methods.train --method ftbnn --config configs/methods/ftbnn_cnv.yaml \\
+CLI:  .venv/bin/python -m bnnforge.models.methods.train --method sibnn --out runs/m/sibnn --epochs 20 --seed 0
+      .venv/bin/python -m bnnforge.models.methods.train --method ftbnn --config configs/methods/ftbnn_cnv.yaml \\
           --dataset mnist --data-dir ../shared/datasets/mnist-t10k --out runs/m/ftbnn_cnv
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from models.errors import BnnforgeError
+from bnnforge.models.errors import BnnforgeError
 from .registry import METHODS, build_method_model, load_method_config
 
 TRAIN_KEYS = ("batch_size", "lr", "schedule", "weight_decay", "step_size", "gamma")
@@ -55,7 +55,7 @@ def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config
     weight init with `seed` too. Returns models.train.train's metrics plus
     "method", "params", "method_stats" and, with export=True, "onnx" (out_dir/model.onnx)
     and "export_check" (max abs diff torch vs qonnx on 16 test images)."""
-    from models.train import seed_everything, train
+    from bnnforge.models.train import seed_everything, train
 
     if name not in METHODS:
         raise BnnforgeError(f"unknown method {name!r}; choices: {', '.join(METHODS)}")
@@ -86,7 +86,7 @@ def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config
                method_stats=method_stats(model))
     if export:
         import numpy as np
-        from models.export import check_export
+        from bnnforge.models.export import check_export
         from .export import export_method_qonnx
 
         path = export_method_qonnx(model, Path(out_dir) / "model.onnx")
@@ -97,7 +97,7 @@ def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.methods.train", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bnnforge.models.methods.train", description=__doc__.splitlines()[0])
     ap.add_argument("--method", required=True, choices=METHODS)
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=None)
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--export", action="store_true")
     args = ap.parse_args(argv)
     import yaml
-    from models.data import load_dataset
+    from bnnforge.models.data import load_dataset
 
     try:
         cfg = load_method_config(args.config or args.method)

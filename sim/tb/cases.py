@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sim.runner import run_test
+from bnnforge.sim.runner import run_test
 
 
 def scenario(name, in_beats, expected, p_gap=0.0, p_stall=0.0, seed=0) -> dict:

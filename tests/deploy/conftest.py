@@ -24,7 +24,7 @@ def digits_build(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits_project(digits_build):
-    from hw.vivado.project import write_project
+    from bnnforge.hw.vivado.project import write_project
     return write_project(digits_build, board="pynq-z2")
 
 

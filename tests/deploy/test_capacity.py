@@ -4,7 +4,7 @@ import json
 import pytest
 
 from bnnforge.errors import BnnforgeError
-from hw.vivado.capacity import ALLOWANCE, estimate, format_report, require_fit
+from bnnforge.hw.vivado.capacity import ALLOWANCE, estimate, format_report, require_fit
 
 
 def _report(lut, bram18=10):

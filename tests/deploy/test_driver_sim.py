@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bnnforge.deploy import SimDMAError, SimIO, golden_outputs, sample_inputs, verify_with_sim
-from hw.pynq_driver import BnnOverlay, DriverInputError, StreamLayout
-from sim.network import expected_beats, frame_beats
+from bnnforge.hw.pynq_driver import BnnOverlay, DriverInputError, StreamLayout
+from bnnforge.sim.network import expected_beats, frame_beats
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ def test_batch_tlast_over_several_sends(digits_build, digits_project):
 
 @pytest.mark.rtl
 def test_accumulator_outputs_signed(digits_acc_build):
-    from hw.vivado.project import write_project
+    from bnnforge.hw.vivado.project import write_project
     proj = write_project(digits_acc_build)
     lay = json.loads((proj / "accel.json").read_text())
     assert not lay["output"]["label_select"] and lay["output"]["signed"]
@@ -75,7 +75,7 @@ def test_pack_matches_stream_contract(digits_build, digits_project):
 
 
 def test_unpack_signed_accumulators(digits_acc_build):
-    from hw.vivado.wrapper import stream_layout
+    from bnnforge.hw.vivado.wrapper import stream_layout
     m = json.loads((digits_acc_build / "rtl" / "manifest.json").read_text())
     L = StreamLayout(stream_layout(m, 100.0))
     vals = np.random.default_rng(0).integers(-(1 << (m["acc_bits"] - 1)), 1 << (m["acc_bits"] - 1), size=(5, 10))
@@ -110,7 +110,7 @@ def test_driver_imports_without_torch_qonnx_cocotb_onnx():
 def test_driver_on_simulated_conv_network(tmp_path):
     """A conv network (sliding windows, pool) behind the DMA wrapper: the driver takes
     channels-last integer images (H, W, C) and classifies exactly as the golden model."""
-    from hw.vivado.project import write_project
+    from bnnforge.hw.vivado.project import write_project
     from tests.deploy.conftest import _build
 
     bdir = _build(tmp_path, topology="digits_cnv", act="bipolar", folding="digits_cnv.json", seed=33)

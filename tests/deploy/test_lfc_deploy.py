@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bnnforge.deploy import SimIO, golden_outputs, sample_inputs, verify_with_sim
-from hw.vivado.project import write_project
-from hw.vivado.tclcheck import check_project, tcl_backend
+from bnnforge.hw.vivado.project import write_project
+from bnnforge.hw.vivado.tclcheck import check_project, tcl_backend
 from tests.deploy.conftest import _build
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.finn_interop import adapt_model, dataflow_config, finn_available, finn_folding
+from bnnforge.finn_flows.finn_interop import adapt_model, dataflow_config, finn_available, finn_folding
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,7 +87,7 @@ def test_adapt_model_moves_input_flatten_in_front_of_the_quantizer(tmp_path, act
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
-    from models.export import export_qonnx
+    from bnnforge.models.export import export_qonnx
     from tests.flows.helpers import random_model
 
     net = random_model("tfc", act, seed=5)
@@ -135,7 +135,7 @@ def test_finn_accepts_config_and_estimates_match_ours(tmp_path, act):
     """With FINN importable: FINN's estimate steps on our TFC folding file, unchanged;
     cycles per layer equal; every folding entry used by FINN."""
     from tests.deploy.conftest import _build
-    from finn_flows.finn_interop import compare_cycles, prepare, run_finn
+    from bnnforge.finn_flows.finn_interop import compare_cycles, prepare, run_finn
 
     b = _build(tmp_path, "tfc", act, "tfc_finn_examples.json", seed=3)
     folding = json.loads((REPO / "configs" / "folding" / "tfc_finn_examples.json").read_text())

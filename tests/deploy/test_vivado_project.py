@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from bnnforge.errors import BnnforgeError
-from hw.vivado.project import write_project
-from hw.vivado.tclcheck import check_project, tcl_backend
-from hw.vivado.wrapper import check_manifest
+from bnnforge.hw.vivado.project import write_project
+from bnnforge.hw.vivado.tclcheck import check_project, tcl_backend
+from bnnforge.hw.vivado.wrapper import check_manifest
 
 BACKENDS = [b for b in ("tkinter", "tclsh")
             if (b == "tclsh" and shutil.which("tclsh")) or (b == "tkinter" and tcl_backend() == "tkinter")]
@@ -17,7 +17,7 @@ needs_tcl = pytest.mark.skipif(not BACKENDS, reason="no Tcl interpreter (tclsh o
 
 @pytest.mark.rtl
 def test_wrapper_lint_clean(digits_project):
-    from sim.runner import lint
+    from bnnforge.sim.runner import lint
     pj = json.loads((digits_project / "project.json").read_text())
     assert lint([digits_project / "src" / f for f in pj["verilog"]], pj["wrapper"]) == []
 

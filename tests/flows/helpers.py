@@ -5,10 +5,10 @@ import numpy as np
 import onnx
 import torch
 
-from finn_flows.builder import build
-from finn_flows.config import load_config
-from models.export import export_qonnx
-from models.topologies import build_model, randomize_batchnorm
+from bnnforge.finn_flows.builder import build
+from bnnforge.finn_flows.config import load_config
+from bnnforge.models.export import export_qonnx
+from bnnforge.models.topologies import build_model, randomize_batchnorm
 
 HW_STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates"]
 
@@ -40,7 +40,7 @@ def build_method(model, tmp: Path, folding: dict | None = None, steps=HW_STEPS, 
     model, final model, build directory)."""
     import json
 
-    from models.methods.export import export_method_qonnx
+    from bnnforge.models.methods.export import export_method_qonnx
 
     tmp.mkdir(parents=True, exist_ok=True)
     path = export_method_qonnx(model, tmp / "model.onnx")
@@ -62,8 +62,8 @@ def rtl_matches_golden(model, streamlined, hw, bdir: Path, x, seed: int = 5):
     result, the RTL manifest)."""
     import json
 
-    from sim.bulk import run_network_bulk
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.sim.bulk import run_network_bulk
+    from bnnforge.sim.golden import execute, quantize_inputs
 
     q = quantize_inputs(streamlined, x)
     golden = execute(hw, q)

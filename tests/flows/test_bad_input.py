@@ -10,10 +10,10 @@ import onnx
 import pytest
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.builder import build
-from finn_flows.config import load_config
-from hw.codegen import comment_safe, generate, sanitize_identifier
-from models.export import export_qonnx
+from bnnforge.finn_flows.builder import build
+from bnnforge.finn_flows.config import load_config
+from bnnforge.hw.codegen import comment_safe, generate, sanitize_identifier
+from bnnforge.models.export import export_qonnx
 from tests.flows.helpers import HW_STEPS, random_model
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.bulk import run_network_bulk
-from sim.golden import execute, quantize_inputs
-from sim.network import run_network
+from bnnforge.sim.bulk import run_network_bulk
+from bnnforge.sim.golden import execute, quantize_inputs
+from bnnforge.sim.network import run_network
 from tests.flows.helpers import HW_STEPS, export_and_build, random_model
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sim.runner import lint
+from bnnforge.sim.runner import lint
 from tests.flows.helpers import HW_STEPS, export_and_build, random_model
 from tests.flows.test_network_rtl import FOLD
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.builder import build
-from finn_flows.config import load_config
-from finn_flows.steps.target_fps_parallelization import choose_folding
-from models.export import export_qonnx
-from models.topologies import build_custom_cnv, randomize_batchnorm
-from sim.bulk import run_network_bulk
-from sim.golden import execute, quantize_inputs
+from bnnforge.finn_flows.builder import build
+from bnnforge.finn_flows.config import load_config
+from bnnforge.finn_flows.steps.target_fps_parallelization import choose_folding
+from bnnforge.models.export import export_qonnx
+from bnnforge.models.topologies import build_custom_cnv, randomize_batchnorm
+from bnnforge.sim.bulk import run_network_bulk
+from bnnforge.sim.golden import execute, quantize_inputs
 from tests.flows.helpers import HW_STEPS, export_and_build, random_model, torch_outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -227,8 +227,8 @@ def test_auto_folding_meets_targets_respects_divisibility_and_grows_with_the_tar
 
 def test_auto_folding_is_cheapest_per_layer_among_all_legal_foldings(tmp_path):
     """Brute force over every (PE, SIMD) of one MVTU: no feasible folding has a lower cost."""
-    from finn_flows.hwgraph import get_attrs
-    from finn_flows.steps.estimates import _mvtu_estimate
+    from bnnforge.finn_flows.hwgraph import get_attrs
+    from bnnforge.finn_flows.steps.estimates import _mvtu_estimate
 
     hw = _hw_unfolded(tmp_path, "tfc")
     target = 200

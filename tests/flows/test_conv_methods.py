@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.hwgraph import attr_str, get_attrs, initializer
-from finn_flows.sparse import integer_matrix
-from models.methods import build_method_model
-from models.topologies import randomize_batchnorm
-from sim.golden import execute, quantize_inputs
+from bnnforge.finn_flows.hwgraph import attr_str, get_attrs, initializer
+from bnnforge.finn_flows.sparse import integer_matrix
+from bnnforge.models.methods import build_method_model
+from bnnforge.models.topologies import randomize_batchnorm
+from bnnforge.sim.golden import execute, quantize_inputs
 from tests.flows.helpers import HW_STEPS, build_and_check_rtl, build_method as _build, rtl_matches_golden, torch_outputs
 from tests.models.methods.helpers import images, random_ftbnn_model
 
@@ -47,7 +47,7 @@ def sparse_conv(seed=0, ratio=-0.25, empty=0.5):
     `empty` fraction of the kernels (output, input channel) every latent weight <= 0,
     i.e. all-zero kernels of B, which the lowered matrix holds as zero 1-wide columns
     at every kernel position."""
-    from models.methods.binary_domain import BinaryDomainConv2d
+    from bnnforge.models.methods.binary_domain import BinaryDomainConv2d
 
     torch.manual_seed(seed)
     m = build_method_model("binary_domain", **CONV)
@@ -98,7 +98,7 @@ def test_conv_method_golden_equals_torch_on_200_inputs(tmp_path, method, act):
 @pytest.mark.rtl
 @pytest.mark.parametrize("method", ["ftbnn", "binary_domain"])
 def test_sparse_conv_rtl_bit_exact_cycles_and_savings(tmp_path, method):
-    from sim.runner import lint
+    from bnnforge.sim.runner import lint
 
     m = MODELS[method](seed=4)
     res, man, bdir = build_and_check_rtl(m, tmp_path, FOLDINGS[method], images(30, seed=8))
@@ -147,7 +147,7 @@ def test_grouped_two_level_conv_without_a_zero_level_refused():
     """A grouped conv's zeros outside the groups are a third weight value next to a
     binary-domain {m, m+q} with m != 0: neither sparse form holds it. (The exported
     models never make one; the check guards hand-made graphs.)"""
-    from finn_flows.steps.streamline import _conv_matrix
+    from bnnforge.finn_flows.steps.streamline import _conv_matrix
 
     conv = dict(channels=8, kernel=3, group=2)
     w = np.where(np.random.default_rng(0).random((16, 4, 3, 3)) < 0.3, 6, -2).astype(np.float64)
@@ -164,7 +164,7 @@ def test_grouped_two_level_conv_without_a_zero_level_refused():
 
 @pytest.mark.rtl
 def test_automatic_folding_sizes_sparse_convs_and_meets_the_target(tmp_path):
-    from sim.bulk import run_network_bulk
+    from bnnforge.sim.bulk import run_network_bulk
 
     m = grouped_cnv(seed=5)
     target = 400   # conv 0 (one input channel: SIMD 1) needs at least 36 pixels x 9 = 324
@@ -193,8 +193,8 @@ def test_automatic_folding_sizes_sparse_convs_and_meets_the_target(tmp_path):
 def test_trained_conv_method_golden_equals_torch_and_rtl_exact_on_digits_test(tmp_path, method, params):
     """Done-means 1 for the conv methods: a trained conv model, golden argmax == torch on
     the whole digits test split (360 images) and the RTL bit-exact on all of them."""
-    from models.data import load_dataset
-    from models.methods import train_method
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.methods import train_method
 
     data = load_dataset("digits")
     r = train_method(method, data, tmp_path / "train", 15, 0, params=params, progress=False,

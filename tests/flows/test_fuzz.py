@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finn_flows.hwgraph import initializer, set_initializer
-from sim.fuzz import (FuzzCase, Mismatch, build_artifacts, build_torch_model, case_images, check_golden,
+from bnnforge.finn_flows.hwgraph import initializer, set_initializer
+from bnnforge.sim.fuzz import (FuzzCase, Mismatch, build_artifacts, build_torch_model, case_images, check_golden,
                       check_reproducer, check_rtl, random_case, run_case, save_reproducer, torch_logits,
                       _drop_sim_build)
 
@@ -84,7 +84,7 @@ def _small_case(**kw):
 
 
 def _exported(tmp_path, case):
-    from models.export import export_qonnx
+    from bnnforge.models.export import export_qonnx
 
     model = build_torch_model(case)
     images = case_images(case)
@@ -100,7 +100,7 @@ def test_corrupted_threshold_is_reported(tmp_path, act):
     streamlined, hw, _ = build_artifacts(path, case.folding, tmp_path / "build", False, 2, rtl=False)
     g = check_golden(streamlined, hw, images, logits)          # intact: passes
     # one threshold of the last hidden layer moved so that its channel is always on
-    from sim.golden import execute
+    from bnnforge.sim.golden import execute
 
     _, env = execute(hw, g["q"], return_all=True)
     node = [n for n in hw.graph.node if n.op_type == "MVTU"][1]

@@ -24,11 +24,11 @@ import pytest
 import torch
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.builder import build
-from finn_flows.config import load_config
-from finn_flows.hwgraph import get_attrs, hw_nodes, initializer
-from models.methods.export import export_method_qonnx
-from sim.golden import execute, quantize_inputs
+from bnnforge.finn_flows.builder import build
+from bnnforge.finn_flows.config import load_config
+from bnnforge.finn_flows.hwgraph import get_attrs, hw_nodes, initializer
+from bnnforge.models.methods.export import export_method_qonnx
+from bnnforge.sim.golden import execute, quantize_inputs
 from tests.flows.helpers import HW_STEPS, torch_outputs
 from tests.models.methods.helpers import images, random_method_model
 
@@ -148,8 +148,8 @@ def test_streamline_and_hw_graphs_match_torch(tmp_path, act_bits):
 @pytest.mark.rtl
 @pytest.mark.parametrize("act_bits", [2, 3])
 def test_rtl_bit_exact_with_width_converters(tmp_path, act_bits):
-    from sim.bulk import run_network_bulk
-    from sim.runner import lint
+    from bnnforge.sim.bulk import run_network_bulk
+    from bnnforge.sim.runner import lint
 
     m = _margin_model(act_bits, seed=10 + act_bits)
     path = export_method_qonnx(m, tmp_path / "model.onnx")
@@ -168,7 +168,7 @@ def test_rtl_bit_exact_with_width_converters(tmp_path, act_bits):
     assert top.count(".OUT_MODE(2)") == 2 and top.count(f".OUT_BITS({k})") == 2
     assert lint([rtl / f for f in man["files"]], man["top"]) == []
     # the multi-threshold image is the one hw.memfiles writes for these thresholds
-    from hw.memfiles import multithreshold_words
+    from bnnforge.hw.memfiles import multithreshold_words
     mv0 = hw_nodes(hw, "MVTU")[0]
     a0 = get_attrs(mv0)
     words = [int(w, 16) for w in (rtl / "layer0_thresholds.mem").read_text().split()]
@@ -196,9 +196,9 @@ def test_rtl_bit_exact_with_width_converters(tmp_path, act_bits):
 
 @pytest.mark.rtl
 def test_trained_margin_model_rtl_and_accuracy(tmp_path):
-    from models.data import load_dataset
-    from models.methods.train import train_method
-    from sim.bulk import run_network_bulk
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.methods.train import train_method
+    from bnnforge.sim.bulk import run_network_bulk
 
     data = load_dataset("digits")
     r = train_method("margin", data, tmp_path / "train", epochs=2, hidden=(64, 64), export=True)
@@ -264,9 +264,9 @@ def _kbit_cnv(act_bits, seed):
     BatchNorm statistics measured on random images, then random affine (negative gammas)."""
     from torch import nn
     from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
-    from models.layers import PositiveScalarAffine
-    from models.methods.margin import KBitActQuant
-    from models.quantizers import BinaryWeightNoScale, Uint4InputQuant
+    from bnnforge.models.layers import PositiveScalarAffine
+    from bnnforge.models.methods.margin import KBitActQuant
+    from bnnforge.models.quantizers import BinaryWeightNoScale, Uint4InputQuant
 
     torch.manual_seed(seed)
     act = lambda: QuantIdentity(act_quant=KBitActQuant.let(bit_width=act_bits, max_val=2.0),  # noqa: E731
@@ -295,8 +295,8 @@ def _kbit_cnv(act_bits, seed):
 def test_conv_kbit_activations_padding_pool_rtl(tmp_path):
     """k-bit levels through the sliding window (zero padding = level 0, exact for
     unsigned levels) and the max pool (EB = k, unsigned compare)."""
-    from models.export import export_qonnx
-    from sim.bulk import run_network_bulk
+    from bnnforge.models.export import export_qonnx
+    from bnnforge.sim.bulk import run_network_bulk
 
     k = 3
     m = _kbit_cnv(k, seed=30)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.golden import execute, quantize_inputs
-from sim.network import run_network
+from bnnforge.sim.golden import execute, quantize_inputs
+from bnnforge.sim.network import run_network
 from tests.flows.helpers import HW_STEPS, export_and_build, random_model, torch_outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,9 +73,9 @@ FC_FOLDINGS = {"tfc": ("tfc_finn_examples.json", 64), "sfc": (None, 256), "lfc":
 def _trained(tmp_path, topology, act, epochs):
     if not MNIST.is_dir():
         pytest.skip(f"real MNIST not found at {MNIST}")
-    from models.data import load_mnist
-    from models.topologies import build_model
-    from models.train import train
+    from bnnforge.models.data import load_mnist
+    from bnnforge.models.topologies import build_model
+    from bnnforge.models.train import train
 
     data = load_mnist(MNIST)
     model = build_model(topology, act)

@@ -17,15 +17,15 @@ import pytest
 import torch
 
 from bnnforge.errors import BnnforgeError
-from finn_flows.builder import build
-from finn_flows.config import load_config
-from finn_flows.hwgraph import attr_str, get_attrs, initializer
-from finn_flows.sparse import integer_matrix
-from models.methods import build_method_model
-from models.methods.binary_domain import BinaryDomainLinear
-from models.methods.export import export_method_qonnx, recover_binary_domain
-from models.topologies import randomize_batchnorm
-from sim.golden import execute, quantize_inputs
+from bnnforge.finn_flows.builder import build
+from bnnforge.finn_flows.config import load_config
+from bnnforge.finn_flows.hwgraph import attr_str, get_attrs, initializer
+from bnnforge.finn_flows.sparse import integer_matrix
+from bnnforge.models.methods import build_method_model
+from bnnforge.models.methods.binary_domain import BinaryDomainLinear
+from bnnforge.models.methods.export import export_method_qonnx, recover_binary_domain
+from bnnforge.models.topologies import randomize_batchnorm
+from bnnforge.sim.golden import execute, quantize_inputs
 from tests.flows.helpers import HW_STEPS, build_and_check_rtl, build_method as _build, torch_outputs
 from tests.models.methods.helpers import images, random_ftbnn_model
 
@@ -125,7 +125,7 @@ def test_sparse_golden_equals_torch_on_200_inputs(tmp_path, method):
 def test_sparse_rtl_bit_exact_and_cycles(tmp_path, method):
     m = MODELS[method](seed=4)
     res, man, bdir = build_and_check_rtl(m, tmp_path, FOLDINGS[method], images(60, seed=8))
-    from sim.runner import lint
+    from bnnforge.sim.runner import lint
     rtl = bdir / "rtl"
     assert lint([rtl / f for f in man["files"]], man["top"]) == []  # verilator --lint-only -Wall
     sparse = [s for s in man["stages"] if s["kind"] == "mvtu_sparse"]
@@ -152,9 +152,9 @@ def test_sparse_rtl_bit_exact_and_cycles(tmp_path, method):
 
 @pytest.mark.rtl
 def test_trained_binary_domain_fewer_weight_bits_and_rtl_exact_on_digits_test(tmp_path):
-    from models.data import load_dataset
-    from models.methods import train_method
-    from sim.bulk import run_network_bulk
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.methods import train_method
+    from bnnforge.sim.bulk import run_network_bulk
 
     data = load_dataset("digits")
     hidden = (64, 64)
@@ -256,7 +256,7 @@ def test_unrepresentable_quantized_weights_refused_naming_the_node(tmp_path):
 def test_automatic_folding_folds_sparse_layers_and_meets_the_target(tmp_path, method):
     """target_cycles_per_frame sizes MVTUSparse layers too (their schedule rebuilt per
     candidate folding); the RTL then runs at or under the target, bit-exact."""
-    from sim.bulk import run_network_bulk
+    from bnnforge.sim.bulk import run_network_bulk
 
     m = MODELS[method](seed=4)
     tmp_path.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ reset come out exactly as the golden model says."""
 import numpy as np
 import pytest
 
-from sim.bulk import run_network_bulk
-from sim.golden import execute, quantize_inputs
+from bnnforge.sim.bulk import run_network_bulk
+from bnnforge.sim.golden import execute, quantize_inputs
 from tests.flows.helpers import HW_STEPS, export_and_build, random_model
 from tests.flows.test_network_rtl import FOLD, _sfc_folding
 

@@ -3,7 +3,7 @@ layer's integer accumulators are exactly an affine image of torch's logits."""
 import numpy as np
 import pytest
 
-from sim.golden import binary_dot, execute, quantize_inputs
+from bnnforge.sim.golden import binary_dot, execute, quantize_inputs
 from tests.flows.helpers import export_and_build, random_model, torch_outputs
 
 

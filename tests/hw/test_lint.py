@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.runner import LintError, lint, rtl_sources
+from bnnforge.sim.runner import LintError, lint, rtl_sources
 
 pytestmark = pytest.mark.rtl
 

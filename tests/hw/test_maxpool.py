@@ -10,10 +10,10 @@ import zlib
 import numpy as np
 import pytest
 
-from sim.reference import frames_to_beats
-from sim.reference_conv import maxpool_channels_last
-from sim.runner import rtl_sources
-from sim.tb.cases import run_case, scenario
+from bnnforge.sim.reference import frames_to_beats
+from bnnforge.sim.reference_conv import maxpool_channels_last
+from bnnforge.sim.runner import rtl_sources
+from bnnforge.sim.tb.cases import run_case, scenario
 
 pytestmark = pytest.mark.rtl
 
@@ -67,7 +67,7 @@ def _run(cfg, tmp_path):
         "full_rate": sc("full_rate", 800, 0.0, 0.0, 4),
         "rate_checks": ["in_every_cycle", "in_never_stalled"],
     }
-    run_case(rtl_sources("maxpool_bin"), "maxpool_bin", "sim.tb.tb_streams",
+    run_case(rtl_sources("maxpool_bin"), "maxpool_bin", "bnnforge.sim.tb.tb_streams",
              {"IFM_DIM": ifm, "C": ch, "P": p, "SIMD": simd, "EB": eb}, tmp_path, case)
 
 

@@ -13,9 +13,9 @@ import zlib
 import numpy as np
 import pytest
 
-from sim.memfiles import threshold_words, weight_words, write_memh
-from sim.reference import acc_bits_for, frames_to_beats, mvtu_acc, mvtu_outputs
-from sim.runner import rtl_sources, run_test
+from bnnforge.sim.memfiles import threshold_words, weight_words, write_memh
+from bnnforge.sim.reference import acc_bits_for, frames_to_beats, mvtu_acc, mvtu_outputs
+from bnnforge.sim.runner import rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
@@ -118,7 +118,7 @@ def test_mvtu(cfg, tmp_path):
     params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, INPUT_BITS=ib,
                   INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=out_mode,
                   WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
-    res = run_test(SOURCES, "mvtu", "sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
+    res = run_test(SOURCES, "mvtu", "bnnforge.sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
                    extra_env={"TB_CASE": str(tmp_path / "case.json")})
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}
 
@@ -159,8 +159,8 @@ def _multithresholds(rng, acc, acc_bits, nt):
 
 @pytest.mark.parametrize("cfg", MT_CONFIGS, ids=[_mt_id(c) for c in MT_CONFIGS])
 def test_mvtu_multithreshold(cfg, tmp_path):
-    from hw.memfiles import multithreshold_words
-    from sim.golden_ext import multithreshold
+    from bnnforge.hw.memfiles import multithreshold_words
+    from bnnforge.sim.golden_ext import multithreshold
 
     mw, mh, pe, simd, mode, ib, signed, k = cfg
     nt = (1 << k) - 1
@@ -198,6 +198,6 @@ def test_mvtu_multithreshold(cfg, tmp_path):
     params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, INPUT_BITS=ib,
                   INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=2, OUT_BITS=k,
                   WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
-    res = run_test(SOURCES, "mvtu", "sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
+    res = run_test(SOURCES, "mvtu", "bnnforge.sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
                    extra_env={"TB_CASE": str(tmp_path / "case.json")})
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}

@@ -15,11 +15,11 @@ import zlib
 import numpy as np
 import pytest
 
-from hw.memfiles_sparse import MODE_OF_KIND
-from sim.golden_ext import (acc_bits_for_matrix, build_sparse_layer, decode_inputs, multithreshold,
+from bnnforge.hw.memfiles_sparse import MODE_OF_KIND
+from bnnforge.sim.golden_ext import (acc_bits_for_matrix, build_sparse_layer, decode_inputs, multithreshold,
                             sparse_dot, sparse_images, sparse_outputs)
-from sim.reference import frames_to_beats
-from sim.runner import rtl_sources, run_test
+from bnnforge.sim.reference import frames_to_beats
+from bnnforge.sim.runner import rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
@@ -167,7 +167,7 @@ def test_mvtu_sparse(cfg, tmp_path):
         "throughput": scenario("throughput", xs[3], accs[3], 0.0, 0.0, 4),
     }
     (tmp_path / "case.json").write_text(json.dumps(case))
-    res = run_test(SOURCES, "mvtu_sparse", "sim.tb.tb_mvtu_sparse", parameters=params,
+    res = run_test(SOURCES, "mvtu_sparse", "bnnforge.sim.tb.tb_mvtu_sparse", parameters=params,
                    workdir=tmp_path, extra_env={"TB_CASE": str(tmp_path / "case.json")})
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}
     print(f"{_id(cfg)}: {stats}")

@@ -9,10 +9,10 @@ import zlib
 import numpy as np
 import pytest
 
-from finn_flows.sparse import apply_output_flip, invert_thresholds
-from sim.golden_ext import acc_bits_for_matrix, build_sparse_layer, decode_inputs, sparse_dot, sparse_outputs
-from sim.reference import frames_to_beats
-from sim.runner import run_test
+from bnnforge.finn_flows.sparse import apply_output_flip, invert_thresholds
+from bnnforge.sim.golden_ext import acc_bits_for_matrix, build_sparse_layer, decode_inputs, sparse_dot, sparse_outputs
+from bnnforge.sim.reference import frames_to_beats
+from bnnforge.sim.runner import run_test
 from tests.hw.test_mvtu_sparse import PIPE_LATENCY, SOURCES, _inputs, _matrix, _thresholds
 
 pytestmark = pytest.mark.rtl
@@ -60,7 +60,7 @@ def test_out_flip(cfg, tmp_path):
                           scenario("sparse_input", xs[2], accs[2], 0.8, 0.1, 3)],
             "throughput": scenario("throughput", xs[3], accs[3], 0.0, 0.0, 4)}
     (tmp_path / "case.json").write_text(json.dumps(case))
-    res = run_test(SOURCES, "mvtu_sparse", "sim.tb.tb_mvtu_sparse", parameters=params,
+    res = run_test(SOURCES, "mvtu_sparse", "bnnforge.sim.tb.tb_mvtu_sparse", parameters=params,
                    workdir=tmp_path, extra_env={"TB_CASE": str(tmp_path / "case.json")})
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}
 
@@ -87,8 +87,8 @@ def test_out_flip_synthesizes(tmp_path, out_mode):
     """Yosys reads the OUT_FLIP logic as Verilator does (no implicit/undriven signals) and
     keeps it: the netlist differs from the OUT_FLIP = 0 one (the flip bits, a function of
     the fold index, are registered with the thresholds and XORed into the outputs)."""
-    from hw.synth import synthesize
-    from sim.verilator_env import rtl_sources
+    from bnnforge.hw.synth import synthesize
+    from bnnforge.sim.verilator_env import rtl_sources
 
     suspect = ("implicitly declared", "out of bounds", "Setting all", "is used but has no driver")
     mw, mh, pe, simd, k, acc = 32, 16, 4, 8, 2, 12

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from sim.reference_conv import conv_weight_matrix, im2col_channels_last, maxpool_channels_last, ofm_dim
+from bnnforge.sim.reference_conv import conv_weight_matrix, im2col_channels_last, maxpool_channels_last, ofm_dim
 
 
 def _im2col_loops(x, k, s, pad):

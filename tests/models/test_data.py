@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import (
+from bnnforge.models.data import (
     DATASETS,
     Dataset,
     DatasetSplit,
@@ -21,7 +21,7 @@ from models.data import (
     load_mnist,
     read_idx,
 )
-from models.errors import BnnforgeError, DataError
+from bnnforge.models.errors import BnnforgeError, DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MNIST_T10K = REPO_ROOT / ".." / "shared" / "datasets" / "mnist-t10k"

@@ -6,8 +6,8 @@ import onnx
 import pytest
 import torch
 
-from models.export import BnnQONNXManager, check_export, export_qonnx
-from models.topologies import build_model, randomize_batchnorm
+from bnnforge.models.export import BnnQONNXManager, check_export, export_qonnx
+from bnnforge.models.topologies import build_model, randomize_batchnorm
 
 
 def _random_model(topology, act, seed, weight_scaling="none"):
@@ -66,7 +66,7 @@ def test_stock_brevitas_export_breaks_unipolar(tmp_path):
 
 def test_unipolar_tie_at_threshold_is_zero():
     from brevitas.nn import QuantIdentity
-    from models.quantizers import UnipolarActQuant
+    from bnnforge.models.quantizers import UnipolarActQuant
 
     q = QuantIdentity(act_quant=UnipolarActQuant, return_quant_tensor=False)
     y = q(torch.tensor([-0.5, 0.0, 1e-6, 0.7, 3.0]))
@@ -74,7 +74,7 @@ def test_unipolar_tie_at_threshold_is_zero():
 
 
 def test_unknown_topology_lists_choices():
-    from models.errors import BnnforgeError
+    from bnnforge.models.errors import BnnforgeError
 
     with pytest.raises(BnnforgeError, match="choices: cnv, digits_cnv, digits_mlp, lfc, sfc, tfc"):
         build_model("resnet", "bipolar")
@@ -83,7 +83,7 @@ def test_unknown_topology_lists_choices():
 
 
 def test_export_to_unwritable_dir_fails_cleanly(tmp_path):
-    from models.errors import BnnforgeError
+    from bnnforge.models.errors import BnnforgeError
 
     m = _random_model("digits_mlp", "bipolar", seed=6)
     with pytest.raises(BnnforgeError, match="not writable"):

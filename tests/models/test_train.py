@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-import models.train as train_mod
-from models.data import Dataset, DatasetSplit, load_digits
-from models.errors import BnnforgeError
-from models.train import (
+import bnnforge.models.train as train_mod
+from bnnforge.models.data import Dataset, DatasetSplit, load_digits
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.train import (
     CHECKPOINT_FILE,
     CURVE_FILE,
     METRIC_FIELDS,
@@ -469,7 +469,7 @@ def test_real_mnist_t10k_training(tmp_path):
     root = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist-t10k"
     if not (root / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST t10k files not present at {root}")
-    from models.data import load_mnist
+    from bnnforge.models.data import load_mnist
 
     with pytest.warns(UserWarning):
         data = load_mnist(root)

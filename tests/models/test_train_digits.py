@@ -2,9 +2,9 @@
 with either activation kind (the time is printed by `bnnforge train`, not asserted)."""
 import pytest
 
-from models.data import load_digits
-from models.topologies import build_model
-from models.train import train
+from bnnforge.models.data import load_digits
+from bnnforge.models.topologies import build_model
+from bnnforge.models.train import train
 
 
 @pytest.mark.parametrize("act", ["unipolar", "bipolar"])

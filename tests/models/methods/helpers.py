@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from models.methods import build_method_model
-from models.topologies import randomize_batchnorm
+from bnnforge.models.methods import build_method_model
+from bnnforge.models.topologies import randomize_batchnorm
 
 
 @torch.no_grad()
@@ -30,7 +30,7 @@ def images(n, seed=0, shape=(1, 8, 8)):
 def random_ftbnn_model(seed=0, **build_kw):
     """Random FTBNN model (build_method_model("ftbnn", **build_kw)), random BatchNorm, and
     FPReLUs whose slopes are both negative on about a third of the channels (sign flips)."""
-    from models.methods.ftbnn import FPReLU
+    from bnnforge.models.methods.ftbnn import FPReLU
 
     torch.manual_seed(seed)
     m = build_method_model("ftbnn", **build_kw)

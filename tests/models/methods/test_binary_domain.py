@@ -4,11 +4,11 @@ import onnx
 import pytest
 import torch
 
-from models.errors import BnnforgeError
-from models.export import check_export
-from models.methods import build_method_model
-from models.methods.binary_domain import BinaryDomainLinear, SparsityRegularizer
-from models.methods.export import export_method_qonnx, read_method_metadata, recover_binary_domain
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.export import check_export
+from bnnforge.models.methods import build_method_model
+from bnnforge.models.methods.binary_domain import BinaryDomainLinear, SparsityRegularizer
+from bnnforge.models.methods.export import export_method_qonnx, read_method_metadata, recover_binary_domain
 from tests.models.methods.helpers import images, random_method_model
 
 
@@ -101,7 +101,7 @@ def test_recover_needs_q_when_one_level(tmp_path):
         for m in model.modules():
             if isinstance(m, BinaryDomainLinear):
                 m.latent_weight.copy_(-m.latent_weight.abs() - 0.01)   # all B = 0
-    from models.export import export_qonnx
+    from bnnforge.models.export import export_qonnx
     path = export_qonnx(model, tmp_path / "plain.onnx", (1, 1, 8, 8))  # no metadata
     with pytest.raises(BnnforgeError, match="pass q"):
         recover_binary_domain(str(path))
@@ -110,8 +110,8 @@ def test_recover_needs_q_when_one_level(tmp_path):
 
 
 def test_short_training_with_regularizer_lowers_ones_fraction(tmp_path):
-    from models.data import load_dataset
-    from models.methods import train_method
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.methods import train_method
 
     data = load_dataset("digits")
     kw = dict(hidden=(64, 64), progress=False)
@@ -128,7 +128,7 @@ def test_block_regularizer_value_occupancy_and_gradient():
     of blocks holding a 1 of B, and no pull at all on a block already empty."""
     import torch
 
-    from models.methods.binary_domain import BlockSparsityRegularizer
+    from bnnforge.models.methods.binary_domain import BlockSparsityRegularizer
 
     m = build_method_model("binary_domain", hidden=(4, 4), input_shape=(1, 2, 4), num_classes=2,
                            blocks=[[2, 4], [2, 2]], block_lambda=0.5, block_margin=0.1, gamma=0.0)

@@ -8,14 +8,14 @@ import torch.nn.functional as F
 from brevitas.nn import QuantConv2d, QuantIdentity
 from onnx import helper, numpy_helper
 
-from models.errors import BnnforgeError
-from models.export import check_export
-from models.methods import METHODS, build_method_model, load_method_config
-from models.methods.binary_domain import (BinaryDomainConv2d, BinaryDomainLayer, BinaryDomainLinear,
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.export import check_export
+from bnnforge.models.methods import METHODS, build_method_model, load_method_config
+from bnnforge.models.methods.binary_domain import (BinaryDomainConv2d, BinaryDomainLayer, BinaryDomainLinear,
                                           BlockSparsityRegularizer, SparsityRegularizer)
-from models.methods.export import export_method_qonnx, read_method_metadata, recover_binary_domain
-from models.methods.ftbnn import FPReLU, GroupedBinaryLinear
-from models.methods.train import method_stats
+from bnnforge.models.methods.export import export_method_qonnx, read_method_metadata, recover_binary_domain
+from bnnforge.models.methods.ftbnn import FPReLU, GroupedBinaryLinear
+from bnnforge.models.methods.train import method_stats
 from tests.models.methods.helpers import images, random_method_model
 
 SMALL = dict(conv=(8, 16), pool_after=(1,), hidden=(32,))   # 8x8 -> 6 -> 4 -> pool 2: FC fan-in 16*2*2
@@ -271,8 +271,8 @@ def test_cnv_configs_build_the_mnist_net():
 def test_train_method_passes_conv_config_through(tmp_path):
     import json
 
-    from models.data import load_dataset
-    from models.methods import train_method
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.methods import train_method
 
     data = load_dataset("digits")
     cfg = {"method": "bipolar", "conv": [4, 8], "pool_after": [1], "conv_pad": 0, "hidden": [16],
@@ -292,7 +292,7 @@ def test_block_sparsity_of_the_fc_after_the_convs_uses_the_streamed_order():
     the hardware streams it as (y, x, c) (streamline permutes the weight columns), so its
     blocks are cut in the streamed order: an empty hardware block stays empty."""
     import torch
-    from models.methods.binary_domain import BinaryDomainLinear, BlockSparsityRegularizer
+    from bnnforge.models.methods.binary_domain import BinaryDomainLinear, BlockSparsityRegularizer
 
     m = build_method_model("binary_domain", conv=(4, 8), pool_after=(1,), hidden=(16,))
     fc = next(l for l in m.modules() if isinstance(l, BinaryDomainLinear))

@@ -4,10 +4,10 @@ import onnx
 import pytest
 import torch
 
-from models.errors import BnnforgeError
-from models.export import check_export
-from models.methods.export import export_method_qonnx
-from models.methods.ftbnn import FPReLU, GroupedBinaryLinear, grouped_binary_conv
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.export import check_export
+from bnnforge.models.methods.export import export_method_qonnx
+from bnnforge.models.methods.ftbnn import FPReLU, GroupedBinaryLinear, grouped_binary_conv
 from tests.models.methods.helpers import images, random_method_model
 
 
@@ -46,7 +46,7 @@ def test_non_monotonic_channel_refused(kind, a, b):
 
 
 def _build_and_compare(m, tmp_path, seed):
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.sim.golden import execute, quantize_inputs
     from tests.flows.helpers import export_and_build, torch_outputs
 
     tmp_path.mkdir(parents=True, exist_ok=True)  # export_and_build writes tmp_path/model.onnx
@@ -104,9 +104,9 @@ def test_mixed_slopes_refused_at_export_exact_form_still_exports(tmp_path):
     # refused either for the Relu itself or for the fork it needs (x feeds Relu(x) and
     # Relu(-x): "graph must be a chain"), whichever check the compiler runs first
     with pytest.raises(BnnforgeError, match="Relu|graph must be a chain"):
-        import finn_flows.builder  # noqa: F401  (the compiler refuses the exact piecewise form)
-        from finn_flows.builder import build
-        from finn_flows.config import load_config
+        import bnnforge.finn_flows.builder  # noqa: F401  (the compiler refuses the exact piecewise form)
+        from bnnforge.finn_flows.builder import build
+        from bnnforge.finn_flows.config import load_config
         build(load_config(None, model=str(path), output_dir=str(tmp_path / "b"),
                           steps=["tidy_up", "streamline"]), progress=False)
     del export_and_build

@@ -4,10 +4,10 @@ import onnx
 import pytest
 import torch
 
-from models.export import check_export
-from models.methods.common import binary_layers
-from models.methods.export import export_method_qonnx
-from models.methods.margin import DEFAULTS, BinaryL2Regularizer, margin_stats, plot_weight_histogram
+from bnnforge.models.export import check_export
+from bnnforge.models.methods.common import binary_layers
+from bnnforge.models.methods.export import export_method_qonnx
+from bnnforge.models.methods.margin import DEFAULTS, BinaryL2Regularizer, margin_stats, plot_weight_histogram
 from tests.models.methods.helpers import images, random_method_model
 
 
@@ -43,7 +43,7 @@ def test_activations_are_unsigned_k_bit_and_weights_unscaled_sign(tmp_path):
 
 
 def test_config_lambda_is_the_default():
-    from models.methods.registry import load_method_config
+    from bnnforge.models.methods.registry import load_method_config
 
     assert load_method_config("margin")["params"]["l2_lambda"] == pytest.approx(DEFAULTS["l2_lambda"])
 
@@ -54,8 +54,8 @@ def test_regularizer_drives_latent_weights_to_plus_minus_one(tmp_path):
     much shorter runs cannot get near +-1 whatever lambda is (see models/methods/margin.py).
     Measured (seed 0): gap 0.19 vs 0.92 unregularized, 7.5% of the weights within 0.1 of
     +-1 vs none, test accuracy 0.95."""
-    from models.data import load_dataset
-    from models.methods import train_method
+    from bnnforge.models.data import load_dataset
+    from bnnforge.models.methods import train_method
 
     data = load_dataset("digits")
     lam = DEFAULTS["l2_lambda"]

@@ -4,10 +4,10 @@ import onnx
 import pytest
 import torch
 
-from models.errors import BnnforgeError
-from models.export import check_export
-from models.methods.export import export_method_qonnx
-from models.methods.sdbnn import (EDE_PRESETS, EDEBinaryQuant, SEActivationShift, WeightSelfDistribution,
+from bnnforge.models.errors import BnnforgeError
+from bnnforge.models.export import check_export
+from bnnforge.models.methods.export import export_method_qonnx
+from bnnforge.models.methods.sdbnn import (EDE_PRESETS, EDEBinaryQuant, SEActivationShift, WeightSelfDistribution,
                                   _EDESign, ede_t_k)
 from tests.models.methods.helpers import images, random_method_model
 
@@ -86,7 +86,7 @@ def test_wsd_folds_into_exported_sign_bits(tmp_path):
 
 
 def test_static_form_builds_and_matches_torch(tmp_path):
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.sim.golden import execute, quantize_inputs
     from tests.flows.helpers import export_and_build, torch_outputs
 
     m = random_method_model("sdbnn", seed=2, hidden=(64, 32))

@@ -4,9 +4,9 @@ import onnx
 import pytest
 import torch
 
-from models.export import check_export
-from models.methods.export import export_method_qonnx
-from models.methods.sibnn import SiBNNThresholdScale, WindowedCeilSte, sibnn_activation
+from bnnforge.models.export import check_export
+from bnnforge.models.methods.export import export_method_qonnx
+from bnnforge.models.methods.sibnn import SiBNNThresholdScale, WindowedCeilSte, sibnn_activation
 from tests.models.methods.helpers import images, random_method_model
 
 
@@ -81,7 +81,7 @@ def test_export_exact_and_graph_form(tmp_path):
 
 
 def test_streamline_build_matches_torch(tmp_path):
-    from sim.golden import execute, quantize_inputs
+    from bnnforge.sim.golden import execute, quantize_inputs
     from tests.flows.helpers import export_and_build, torch_outputs
 
     m = random_method_model("sibnn", seed=3, hidden=(64, 32))
