@@ -19,8 +19,9 @@ import numpy as np
 import onnx
 import torch
 
+import bnnforge
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # Peer figures, from ../shared/reference/anchors.md (their source named per row).
 ANCHORS = {
@@ -44,8 +45,6 @@ def _simulate(rtl, q, golden):
 
 
 def bench_network(topology, frames, synth, tmp):
-    from bnnforge.finn_flows.builder import build
-    from bnnforge.finn_flows.config import load_config
     from bnnforge.models.export import export_qonnx
     from bnnforge.models.topologies import build_model, randomize_batchnorm
     from qonnx.core.modelwrapper import ModelWrapper
@@ -58,11 +57,9 @@ def bench_network(topology, frames, synth, tmp):
     randomize_batchnorm(m, torch.Generator().manual_seed(0))
     m.eval()
     onnx_path = export_qonnx(m, tmp / f"{topology}.onnx", (1, 1, 28, 28))
-    cfg = load_config(None, model=str(onnx_path), output_dir=str(tmp / topology), name=topology,
-                      folding_config_file=str(REPO / "configs" / "folding" / a["folding"]),
-                      steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
     t0 = time.perf_counter()
-    build(cfg, progress=False)
+    bnnforge.build(onnx_path, tmp / topology, name=topology, folding=bnnforge.shipped_folding(a["folding"]),
+                   steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
     build_s = time.perf_counter() - t0
     bdir = tmp / topology
     hw = onnx.load(str(bdir / "final_model.onnx"))
@@ -105,7 +102,7 @@ def bench_network(topology, frames, synth, tmp):
 
 
 def training_row():
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    sys.path.insert(0, str(REPO / "benchmarks"))  # the sibling benchmark script, not the package
     from train_throughput import float_lfc, images, throughput
     from bnnforge.models.topologies import build_model
 

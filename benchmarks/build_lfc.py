@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+import bnnforge
 
 
 def main():
@@ -24,8 +24,6 @@ def main():
     ap.add_argument("--synth", action="store_true", help="also run Yosys synth_xilinx (minutes)")
     ap.add_argument("--flatten", action="store_true", help="flatten before synthesis (as Vivado does)")
     a = ap.parse_args()
-    from bnnforge.finn_flows.builder import build
-    from bnnforge.finn_flows.config import load_config
     from bnnforge.models.export import export_qonnx
     from bnnforge.models.topologies import build_model, randomize_batchnorm
 
@@ -35,11 +33,9 @@ def main():
     m.eval()
     export_qonnx(m, tmp / "lfc.onnx", (1, 1, 28, 28))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cfg = load_config(None, model=str(tmp / "lfc.onnx"), output_dir=str(tmp / "build"), name="lfc",
-                      folding_config_file=str(REPO / "configs/folding/lfc_bnn_pynq.json"),
-                      steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
     t0 = time.perf_counter()
-    build(cfg, progress=False)
+    bnnforge.build(tmp / "lfc.onnx", tmp / "build", name="lfc", folding=bnnforge.shipped_folding("lfc_bnn_pynq.json"),
+                   steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
     bt = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"LFC QONNX -> Verilog build: {bt:.2f} s; peak RSS of the process {rss1 / 1024:.0f} MiB "

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+import bnnforge
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
 
 
@@ -31,8 +31,6 @@ def main():
     import onnx
     import torch
 
-    from bnnforge.finn_flows.builder import build
-    from bnnforge.finn_flows.config import load_config
     from bnnforge.models.export import export_qonnx
     from bnnforge.models.topologies import build_model, randomize_batchnorm
     from bnnforge.sim.bulk import run_network_bulk
@@ -62,10 +60,8 @@ def main():
         x = np.random.default_rng(0).random((a.frames, 1, 28, 28), dtype=np.float32)
     model.eval()
     export_qonnx(model, tmp / "lfc.onnx", (1, 1, 28, 28))
-    cfg = load_config(None, model=str(tmp / "lfc.onnx"), output_dir=str(tmp / "build"), name="lfc",
-                      folding_config_file=str(REPO / "configs/folding/lfc_bnn_pynq.json"),
-                      steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
-    build(cfg, progress=False)
+    bnnforge.build(tmp / "lfc.onnx", tmp / "build", name="lfc", folding=bnnforge.shipped_folding("lfc_bnn_pynq.json"),
+                   steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
     streamlined = onnx.load(str(tmp / "build" / "intermediate_models" / "01_streamline.onnx"))
     hw = onnx.load(str(tmp / "build" / "final_model.onnx"))
     rtl = tmp / "build" / "rtl"

@@ -17,7 +17,6 @@ on 2 cores.
 """
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +25,9 @@ import numpy as np
 import onnx
 import torch
 
+import bnnforge
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 ANCHOR_LUT, ANCHOR_BRAM36, ANCHOR_CYCLES = 26072, 124, 32768
 STEPS = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding", "estimates",
@@ -50,12 +50,8 @@ def model(act, seed):
 
 
 def run_build(onnx_path, out, **cfg):
-    from bnnforge.finn_flows.builder import build
-    from bnnforge.finn_flows.config import load_config
-
-    c = load_config(None, model=str(onnx_path), output_dir=str(out), name="cnv", steps=STEPS, **cfg)
     t0 = time.perf_counter()
-    build(c, progress=False)
+    bnnforge.build(onnx_path, out, name="cnv", steps=STEPS, **cfg)
     return time.perf_counter() - t0
 
 
@@ -94,13 +90,13 @@ def main():
     from bnnforge.sim.golden import execute, quantize_inputs
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-cnv-"))
-    fold = REPO / "configs" / "folding" / "cnv_bnn_pynq.json"
+    fold = bnnforge.shipped_folding("cnv_bnn_pynq.json")
     results = {"golden_vs_torch": {}, "designs": []}
     for act in ("unipolar", "bipolar"):
         m = model(act, seed=31)
         p = export_qonnx(m, tmp / f"cnv_{act}.onnx", (1, 3, 32, 32))
         bdir = tmp / f"bnn_pynq_{act}"
-        bt = run_build(p, bdir, folding_config_file=str(fold))
+        bt = run_build(p, bdir, folding=fold)
         streamlined = onnx.load(str(bdir / "intermediate_models" / "01_streamline.onnx"))
         x = cifar_like(a.golden, seed=5)
         with torch.no_grad():

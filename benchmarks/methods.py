@@ -27,7 +27,6 @@ conv1 16 x 8, conv2 16 x 16, fc 16 x 16, 10 x 8). Writes methods_cnv.md, .json, 
 """
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+import bnnforge
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 MNIST = REPO.parent / "shared" / "datasets" / "mnist-t10k"
 METHODS = ["bipolar", "sibnn", "binary_domain", "binary_domain_blocks", "sdbnn", "margin", "ftbnn"]
 CONV_METHODS = ["bipolar", "ftbnn", "binary_domain", "binary_domain_blocks"]
@@ -107,8 +107,6 @@ def weight_sparsity(hw: onnx.ModelProto) -> float:
 
 
 def run_method(name, data, out, epochs, seed, n_rtl, synth, target, conv=False):
-    from bnnforge.finn_flows.builder import build
-    from bnnforge.finn_flows.config import load_config
     from bnnforge.models.methods import train_method
     from bnnforge.sim.bulk import run_network_bulk
     from bnnforge.sim.golden import execute, quantize_inputs
@@ -121,16 +119,12 @@ def run_method(name, data, out, epochs, seed, n_rtl, synth, target, conv=False):
     model = res["model"].eval()
     onnx_path = res["onnx"]
     if target:
-        cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"), target_cycles_per_frame=target,
-                          steps=HW)
+        bnnforge.build(onnx_path, out / "build", target_cycles=target, steps=HW)
     else:
-        cfg = load_config(None, model=onnx_path, output_dir=str(out / "pre"), steps=HW[:3])
-        build(cfg, progress=False)
+        bnnforge.build(onnx_path, out / "pre", steps=HW[:3])
         pre = onnx.load(str(out / "pre" / "final_model.onnx"))
-        cfg = load_config(None, model=onnx_path, output_dir=str(out / "build"),
-                          folding=folding_for(pre, int(np.prod(data.input_shape)), fold_override, conv),
-                          steps=HW[:3] + HW[4:])
-    build(cfg, progress=False)
+        bnnforge.build(onnx_path, out / "build", steps=HW[:3] + HW[4:],
+                       folding=folding_for(pre, int(np.prod(data.input_shape)), fold_override, conv))
     b = out / "build"
     streamlined = onnx.load(str(b / "intermediate_models" / "01_streamline.onnx"))
     hw = onnx.load(str(b / "final_model.onnx"))

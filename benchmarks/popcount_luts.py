@@ -31,8 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bnnforge.hw.synth import synthesize  # noqa: E402
+from bnnforge.hw.synth import synthesize
 
 
 def clog2(n: int) -> int:

@@ -14,7 +14,7 @@ from bnnforge.errors import BnnforgeError
 
 
 def _add_model_args(p):
-    p.add_argument("--topology", default="digits_mlp", help="tfc, sfc, lfc, cnv, digits_mlp")
+    p.add_argument("--topology", default="digits_mlp", help="tfc, sfc, lfc, cnv, digits_mlp, digits_cnv")
     p.add_argument("--act", default="unipolar", help="bipolar ({-1,+1}) or unipolar ({0,1})")
     p.add_argument("--weight-scaling", default="none", help="none or per_channel")
 
@@ -30,6 +30,11 @@ def _model(args):
 
 
 def cmd_train(args):
+    if args.method is not None:
+        return _train_method(args)
+    if args.config or args.param or args.export:
+        raise BnnforgeError("--config/--param/--export: only with --method (the reference topologies "
+                            "train with `bnnforge train --topology T`, export with `bnnforge export`)")
     from bnnforge.models.data import load_dataset
     from bnnforge.models.train import seed_everything, train
 
@@ -37,10 +42,43 @@ def cmd_train(args):
     model = _model(args)
     data = load_dataset(args.dataset, args.data_dir)
     t0 = time.perf_counter()
-    res = train(model, data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    res = train(model, data, args.out, epochs=args.epochs or 20, batch_size=args.batch_size, lr=args.lr,
                 seed=args.seed, resume=args.resume, meta=model.meta(), progress=not args.quiet)
     print(f"test accuracy {res['test_acc']:.4f} (best {res['best_test_acc']:.4f}) "
           f"in {time.perf_counter() - t0:.1f} s; checkpoint {Path(args.out) / 'checkpoint.pt'}")
+    return res
+
+
+def _train_method(args):
+    """`bnnforge train --method NAME`: the network and paper defaults of the method's config."""
+    import yaml
+
+    from bnnforge.api import train
+
+    for opt, given in (("--topology", args.topology != "digits_mlp"), ("--act", args.act != "unipolar"),
+                       ("--weight-scaling", args.weight_scaling != "none"), ("--resume", args.resume)):
+        if given:
+            raise BnnforgeError(f"{opt}: not used with --method (the method's config defines the network; "
+                                f"change it with --config or --param)")
+    params = {}
+    for item in args.param:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise BnnforgeError(f"--param {item!r}: expected name=value")
+        try:
+            params[k] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            raise BnnforgeError(f"--param {item!r}: the value is not valid YAML") from None
+    t0 = time.perf_counter()
+    res = train(out=args.out, method=args.method, dataset=args.dataset, data_dir=args.data_dir,
+                epochs=args.epochs, seed=args.seed, config=args.config, params=params, export=args.export,
+                progress=not args.quiet)
+    line = (f"{args.method}: test accuracy {res['test_acc']:.4f} (best {res['best_test_acc']:.4f}) "
+            f"in {time.perf_counter() - t0:.1f} s; checkpoint {Path(args.out) / 'checkpoint.pt'}")
+    if args.export:
+        chk = res["export_check"]
+        line += f"; exported {Path(args.out) / 'model.onnx'} (torch vs qonnx max abs diff {chk['max_abs_diff']:.3g})"
+    print(line)
     return res
 
 
@@ -106,18 +144,11 @@ def cmd_synth(args):
     if args.vivado:
         args.run, args.force, args.no_capacity, args.part, args.jobs = True, False, False, None, 4
         return cmd_vivado(args)
-    from bnnforge.hw.synth import SynthError, synthesize
+    from bnnforge.api import synthesize
 
-    rtl = Path(args.build) / "rtl"
-    manifest_path = rtl / "manifest.json"
-    if not manifest_path.is_file():
-        raise BnnforgeError(f"{manifest_path}: not found (run `bnnforge build` with the codegen step first)")
-    manifest = json.loads(manifest_path.read_text())
-    try:
-        res = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
-    except SynthError as e:
-        raise BnnforgeError(str(e).splitlines()[0]) from None
-    print((rtl / "synth.md").read_text() if (rtl / "synth.md").exists() else res)
+    res = synthesize(args.build)
+    md = Path(args.build) / "rtl" / "synth.md"
+    print(md.read_text() if md.exists() else json.dumps(res["total"]))
 
 
 def _build_dir(path: str) -> Path:
@@ -240,12 +271,21 @@ def cmd_demo(args):
 
 
 def build_parser():
+    from bnnforge import __version__
+
     ap = argparse.ArgumentParser(prog="bnnforge", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"bnnforge {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    p = sub.add_parser("train", help="train a BNN")
+    p = sub.add_parser("train", help="train a BNN (a reference topology, or a binarization method)")
     _add_model_args(p); _add_data_args(p)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--method", default=None, metavar="NAME",
+                   help="sibnn, binary_domain, sdbnn, margin, ftbnn (or the bipolar/unipolar baselines): train with a binarization method and its paper defaults (configs/methods/<method>.yaml)")
+    p.add_argument("--config", default=None, help="with --method: another method config (YAML/JSON)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --method: override a method parameter (YAML value), repeatable")
+    p.add_argument("--export", action="store_true", help="with --method: export OUT/model.onnx and check it")
+    p.add_argument("--epochs", type=int, default=None, help="default 20 (with --method: the config's)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)

@@ -8,6 +8,7 @@ graph. `BnnQONNXManager` registers an activation handler that emits
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,20 +44,31 @@ def export_qonnx(model: torch.nn.Module, path: str | os.PathLike, input_shape) -
     """
     path = Path(path)
     out_dir = path.parent if str(path.parent) else Path(".")
+    # Missing folders are created; on failure the ones created here are removed again,
+    # so a failed export leaves nothing behind.
+    created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BnnforgeError(f"{out_dir}: cannot create the output directory ({e.strerror})") from None
     if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):
-        raise BnnforgeError(f"{out_dir}: output directory does not exist or is not writable")
+        raise BnnforgeError(f"{out_dir}: output directory is not writable")
     was_training = model.training
     model.eval()
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_dir)
     os.close(fd)
+    ok = False
     try:
         with torch.no_grad():
             BnnQONNXManager.export(model, input_shape=tuple(input_shape), export_path=tmp, dynamo=False)
         _tidy_names(tmp)
         os.replace(tmp, path)
+        ok = True
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if not ok and created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         model.train(was_training)
     return path
 
