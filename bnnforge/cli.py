@@ -137,6 +137,11 @@ def cmd_build(args):
     est = Path(cfg.output_dir) / "report" / "estimates.md"
     if est.exists():
         print(est.read_text())
+    sim = Path(cfg.output_dir) / "report" / "rtlsim.json"
+    if "rtlsim" in cfg.steps and sim.exists():
+        r = json.loads(sim.read_text())
+        print(f"RTL simulation (Verilator): {r['frames']} frames, {r['rtl_mismatches']} mismatches against the "
+              f"golden model, {r['cycles_per_frame_measured']:.1f} cycles/frame (ideal {r['cycles_per_frame_ideal']})")
     print(f"build finished in {summary['build_seconds']:.2f} s: {cfg.output_dir}")
 
 

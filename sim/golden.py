@@ -183,22 +183,36 @@ def _out_flip(model: onnx.ModelProto, node: onnx.NodeProto, k: int, y: np.ndarra
     y -> NT - y on flipped channels (1-bit: not y)."""
     if len(node.input) <= k or not node.input[k]:
         return y
-    from bnnforge.finn_flows.sparse import apply_output_flip
-
     flip = initializer(model, node.input[k]).astype(np.int64).reshape(-1)
     if flip.shape[0] != y.shape[-1] or not np.all((flip == 0) | (flip == 1)):
         raise BnnforgeError(f"node {node.name!r}: output flips must be {y.shape[-1]} bits")
-    return apply_output_flip(y, flip, nt)
+    return np.where(flip.astype(bool), nt - y, y)
+
+
+def _sparse_matrix(model: onnx.ModelProto, node: onnx.NodeProto, a: dict) -> np.ndarray:
+    """The integer matrix of a SparseMatMul / MVTUSparse, read here from the node alone
+    (not through the compiler's helpers, so that the golden model stays an independent
+    reference): sparse01 stores B with W = m + q*B, pm1_blocks stores W in {-1,0,+1}."""
+    kind = attr_str(a["weight_kind"])
+    stored = initializer(model, node.input[1]).astype(np.int64)
+    if kind == "sparse01":
+        if not np.all((stored == 0) | (stored == 1)):
+            raise BnnforgeError(f"node {node.name!r}: sparse01 bit matrix holds values other than 0/1")
+        return int(a["m"]) + int(a["q"]) * stored
+    if kind == "pm1_blocks":
+        if not np.all((stored >= -1) & (stored <= 1)):
+            raise BnnforgeError(f"node {node.name!r}: pm1_blocks weights hold values other than -1, 0, +1")
+        return stored
+    raise BnnforgeError(f"node {node.name!r}: unknown sparse weight kind {kind!r}")
 
 
 def _sparse_layer(model: onnx.ModelProto, node: onnx.NodeProto, a: dict, xin: np.ndarray, n: int) -> np.ndarray:
     """SparseMatMul (streamlined: the accumulator) and MVTUSparse (hardware: with its
     output stage) as the exact integer product of the layer's matrix, W = m + q*B
     (sparse01) or W in {-1,0,+1} (pm1_blocks) (sim.golden_ext.sparse_dot)."""
-    from bnnforge.finn_flows.sparse import node_matrix
     from bnnforge.sim.golden_ext import sparse_dot
 
-    w = node_matrix(model, node)
+    w = _sparse_matrix(model, node, a)
     kind = attr_str(a["input_kind"])
     rows, lead = _rows(xin, n, w.shape[1])
     acc = sparse_dot(_decode_input(rows, kind), w)

@@ -77,3 +77,13 @@ def test_train_bad_arguments(tmp_path, capsys, argv, message):
     assert main(["train", "--out", str(tmp_path / "o"), *argv]) == 2
     assert message in _one_error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_build_reports_the_rtl_simulation(tmp_path, capsys):
+    onnx_path = bnnforge.export(random_model("digits_mlp", "unipolar"), tmp_path / "model.onnx")
+    assert main(["build", "--model", str(onnx_path), "--out", str(tmp_path / "b"), "--quiet",
+                 "--folding", str(bnnforge.shipped_folding("digits_mlp.json")),
+                 "--steps", ",".join(HW_STEPS + ["codegen", "rtlsim"])]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"RTL simulation \(Verilator\): 200 frames, 0 mismatches against the golden model, "
+                     r"64\.0 cycles/frame \(ideal 64\)", out), out
