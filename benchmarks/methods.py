@@ -93,7 +93,7 @@ def yosys(build_dir: Path) -> dict:
 def weight_sparsity(hw: onnx.ModelProto) -> float:
     """Share of weight-matrix entries that need no stored 1: B = 0 entries of sparse01
     layers, zero entries of grouped layers, none for dense layers."""
-    from bnnforge.finn_flows.hwgraph import initializer
+    from bnnforge.hw.hwgraph import initializer
 
     zero = total = 0
     for n in hw.graph.node:

@@ -1,6 +1,8 @@
 """Sparse weight layers in the flow: the {alpha, beta} binary domain (sparse BNN) and
 grouped / block-diagonal binary layers, compiled into `mvtu_sparse`
-(docs/hw_interfaces.md, "Block-sparse matrix-vector unit").
+(docs/hw_interfaces.md, "Block-sparse matrix-vector unit"). Reading a sparse node back
+(its integer matrix, its blocks at a folding) is hw/memfiles_sparse.py's: code generation
+needs it too, and hw/ does not import the compiler.
 
 Weight kinds of a fully-connected layer, decided from its exact integer matrix `W`
 (after tidy-up: the MatMul's constant holds `W`, the float scale is a Mul behind it):
@@ -23,11 +25,9 @@ NT - level, thresholds 1 - T reversed).
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 from bnnforge.errors import BnnforgeError
 
-SPARSE_KINDS = ("sparse01", "pm1_blocks")
 
 
 def classify_weights(w_int: np.ndarray, name: str, op: str = "MatMul",
@@ -54,20 +54,6 @@ def classify_weights(w_int: np.ndarray, name: str, op: str = "MatMul",
     raise BnnforgeError(
         f"node {name!r} ({op}): weights take {len(vals)} integer values; the flow takes {{-1,+1}}, "
         "two-level {m, m+q} (binary domain) or ternary {-1,0,+1} with zero blocks (grouped)")
-
-
-def integer_matrix(kind: str, m: int, q: int, stored: np.ndarray) -> np.ndarray:
-    """The integer matrix of a SparseMatMul / MVTUSparse from its initializer."""
-    s = np.asarray(stored, dtype=np.int64)
-    if kind == "sparse01":
-        if not np.all((s == 0) | (s == 1)):
-            raise BnnforgeError("sparse01 weights: the bit matrix B holds values other than 0/1")
-        return m + q * s
-    if kind == "pm1_blocks":
-        if not np.all(np.isin(s, (-1, 0, 1))):
-            raise BnnforgeError("pm1_blocks weights: values other than -1, 0, +1")
-        return s
-    raise BnnforgeError(f"unknown sparse weight kind {kind!r}; expected one of {', '.join(SPARSE_KINDS)}")
 
 
 def acc_range(w_int: np.ndarray, maxabs_x: int) -> int:
@@ -136,33 +122,3 @@ def apply_output_flip(y: np.ndarray, flip: np.ndarray | None, nt: int = 1) -> np
         return y
     f = np.asarray(flip, dtype=np.int64).reshape(-1)
     return np.where(f.astype(bool), nt - y, y)
-
-
-# ---------------------------------------------------------------------------
-# hardware graph (MVTUSparse nodes)
-
-def node_matrix(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
-    from .hwgraph import attr_str, get_attrs, initializer
-
-    a = get_attrs(node)
-    return integer_matrix(attr_str(a["weight_kind"]), int(a["m"]), int(a["q"]), initializer(model, node.input[1]))
-
-
-def sparse_layer(model: onnx.ModelProto, node: onnx.NodeProto, pe: int | None = None, simd: int | None = None,
-                 src: str | None = None):
-    """hw.memfiles_sparse.SparseLayer of an MVTUSparse node at its (or the given) folding;
-    a block mixing 0 and +-1 (pm1_blocks not aligned with PE x SIMD) is refused naming
-    the node."""
-    from bnnforge.hw.memfiles_sparse import build_sparse_layer
-    from .hwgraph import attr_str, get_attrs
-
-    a = get_attrs(node)
-    pe = a["PE"] if pe is None else pe
-    simd = a["SIMD"] if simd is None else simd
-    kind = attr_str(a["weight_kind"])
-    w = node_matrix(model, node)
-    try:
-        return build_sparse_layer(w, pe, simd, kind, m=int(a["m"]) if kind == "sparse01" else None)
-    except ValueError as e:
-        where = f"{src}: " if src else ""
-        raise BnnforgeError(f"{where}node {node.name!r}: {e}") from None

@@ -19,8 +19,8 @@ import onnx
 
 from bnnforge.errors import BnnforgeError
 from bnnforge.resources import rtl_dir
-from bnnforge.finn_flows.hwgraph import MODES, attr_str, get_attrs, initializer
-from bnnforge.finn_flows.steps.estimates import sparse_weights_in_bram, weights_in_bram
+from bnnforge.hw.hwgraph import MODES, attr_str, get_attrs, initializer
+from bnnforge.hw.memory_style import sparse_weights_in_bram, weights_in_bram
 from bnnforge.hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
 
 RTL_DIR = rtl_dir()
@@ -165,7 +165,7 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
     _thresholds.mem, named from the layer index only), RTL parameters, stage entry.
     Cycles per vector: max(SF, STEPS) (docs/hw_interfaces.md), times the pixels of a
     sliding window in front."""
-    from bnnforge.finn_flows.sparse import sparse_layer
+    from bnnforge.hw.memfiles_sparse import sparse_layer
 
     name = comment_safe(node.name)
     mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]

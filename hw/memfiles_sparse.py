@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from bnnforge.errors import BnnforgeError
+
+from .hwgraph import attr_str, get_attrs, initializer
 from .memfiles import multithreshold_words, pack_fields, threshold_words, write_memh
+
+SPARSE_KINDS = ("sparse01", "pm1_blocks")
 
 WEIGHT_KINDS = ("sparse01", "pm1_blocks")
 INPUT_KINDS = ("bipolar", "unipolar", "int")
@@ -226,3 +232,42 @@ def build_sparse_layer(W: np.ndarray, pe: int, simd: int, weight_kind: str = "sp
 def row_const_words(C: np.ndarray, pe: int, acc_bits: int) -> list[int]:
     """Row-constant image: depth NF, width PE*ACC_BITS, field p = C[nf*PE + p]."""
     return threshold_words(C, pe, acc_bits)
+
+
+def integer_matrix(kind: str, m: int, q: int, stored: np.ndarray) -> np.ndarray:
+    """The integer matrix of a SparseMatMul / MVTUSparse from its initializer."""
+    s = np.asarray(stored, dtype=np.int64)
+    if kind == "sparse01":
+        if not np.all((s == 0) | (s == 1)):
+            raise BnnforgeError("sparse01 weights: the bit matrix B holds values other than 0/1")
+        return m + q * s
+    if kind == "pm1_blocks":
+        if not np.all(np.isin(s, (-1, 0, 1))):
+            raise BnnforgeError("pm1_blocks weights: values other than -1, 0, +1")
+        return s
+    raise BnnforgeError(f"unknown sparse weight kind {kind!r}; expected one of {', '.join(SPARSE_KINDS)}")
+
+
+# ---------------------------------------------------------------------------
+# the hardware graph's MVTUSparse nodes
+
+def node_matrix(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
+    a = get_attrs(node)
+    return integer_matrix(attr_str(a["weight_kind"]), int(a["m"]), int(a["q"]), initializer(model, node.input[1]))
+
+
+def sparse_layer(model: onnx.ModelProto, node: onnx.NodeProto, pe: int | None = None, simd: int | None = None,
+                 src: str | None = None):
+    """SparseLayer of an MVTUSparse node at its (or the given) folding;
+    a block mixing 0 and +-1 (pm1_blocks not aligned with PE x SIMD) is refused naming
+    the node."""
+    a = get_attrs(node)
+    pe = a["PE"] if pe is None else pe
+    simd = a["SIMD"] if simd is None else simd
+    kind = attr_str(a["weight_kind"])
+    w = node_matrix(model, node)
+    try:
+        return build_sparse_layer(w, pe, simd, kind, m=int(a["m"]) if kind == "sparse01" else None)
+    except ValueError as e:
+        where = f"{src}: " if src else ""
+        raise BnnforgeError(f"{where}node {node.name!r}: {e}") from None

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.finn_flows.hwgraph import DOMAIN, attr_str, get_attrs, get_meta, initializer
+from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, get_meta, initializer
 
 
 def _popcount_rows(bits_packed: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from ..hwgraph import get_attrs, set_attr
+from bnnforge.hw.hwgraph import get_attrs, set_attr
 
 FOLDABLE = {"MVTU": ("PE", "SIMD"), "MVTUSparse": ("PE", "SIMD")}
 
@@ -58,7 +58,7 @@ def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
         if node.op_type == "MVTUSparse":
             # the block schedule of this folding (a pm1_blocks group that straddles a
             # PE x SIMD block is refused here, naming the node)
-            from ..sparse import sparse_layer
+            from bnnforge.hw.memfiles_sparse import sparse_layer
             sl = sparse_layer(model, node, src=src)
             set_attr(node, "NNZ", sl.nnz)
             set_attr(node, "STEPS", sl.steps)

@@ -18,7 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bnnforge.errors import BnnforgeError
-from ..hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, signed_bits_for
+from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, signed_bits_for
 
 MODE_OF_KIND = {"bipolar": "xnor", "unipolar": "and", "int": "addsub"}
 
@@ -127,7 +127,9 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> 
     initializer is kept as streamlined (B, or W); ACC_BITS holds [-R-1, R+1] with
     R = max_o sum_i |W[o,i]| * max|x| (thresholds reach R + 1)."""
     from bnnforge.hw.memfiles_sparse import build_sparse_layer
-    from ..sparse import acc_range, integer_matrix
+    from bnnforge.hw.memfiles_sparse import integer_matrix
+
+    from ..sparse import acc_range
 
     node = nodes[i]
     a = get_attrs(node)

@@ -30,27 +30,9 @@ from pathlib import Path
 
 import onnx
 
-from ..hwgraph import attr_str, get_attrs
-
-
-# RAMB18 aspect ratios (width, depth) of the 7-series simple dual-port mode
-BRAM18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
-
-
-def _bram18_for(width: int, depth: int) -> int:
-    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BRAM18_SHAPES)
-
-
-def weights_in_bram(a: dict) -> bool:
-    """Where an MVTU's weight memory goes: block RAM when deep and large (the RTL is
-    told so through WEIGHT_RAM), else LUT ROM."""
-    depth = (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"])
-    return depth >= 128 and a["MW"] * a["MH"] >= 16384
-
-
-def sparse_weights_in_bram(nnz: int, width: int) -> bool:
-    """The same rule for mvtu_sparse, over its NNZ stored words of PE*SIMD bits."""
-    return nnz >= 128 and nnz * width >= 16384
+from bnnforge.hw.hwgraph import attr_str, get_attrs
+from bnnforge.hw.memory_style import bram18_for as _bram18_for
+from bnnforge.hw.memory_style import sparse_weights_in_bram, weights_in_bram
 
 
 def lane_luts(mode: str, pe: int, simd: int, input_bits: int) -> float:

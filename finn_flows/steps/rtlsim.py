@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.finn_flows.hwgraph import get_meta, input_range
+from bnnforge.hw.hwgraph import get_meta, input_range
 from bnnforge.sim.golden import execute, quantize_inputs
 
 

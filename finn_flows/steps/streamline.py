@@ -48,7 +48,7 @@ import onnx
 from onnx import helper, numpy_helper, TensorProto
 
 from bnnforge.errors import BnnforgeError
-from ..hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
+from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
 MAX_ACT_BITS = 4   # k-bit activations between layers: mvtu OUT_MODE 2, 2^k-1 comparators per output
@@ -267,7 +267,7 @@ def _parse_chain(model):
             if node.input[1] not in consts:
                 raise BnnforgeError(f"node {node.name!r} (MatMul): weights are not a constant")
             w = consts[node.input[1]]
-            from ..hwgraph import get_meta
+            from bnnforge.hw.hwgraph import get_meta
             from ..sparse import classify_weights  # {-1,+1}, or a sparse form (finn_flows/sparse.py)
             wkind, wm, wq = classify_weights(w, node.name, sparse=node.name in get_meta(model, "sparse_weights", []))
             w = w.T.astype(np.int8 if wkind == "binary" else np.int64)
@@ -287,7 +287,7 @@ def _parse_chain(model):
         elif op == "Conv" and layer is None:
             if node.input[1] not in consts:
                 raise BnnforgeError(f"node {node.name!r} (Conv): weights are not a constant")
-            from ..hwgraph import get_meta
+            from bnnforge.hw.hwgraph import get_meta
             w = consts[node.input[1]]
             conv = _conv_params(node, model, chw, cur_kind)
             if w.ndim != 4 or w.shape[2:] != (conv["kernel"], conv["kernel"]):

@@ -24,7 +24,7 @@ from pathlib import Path
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from ..hwgraph import get_attrs
+from bnnforge.hw.hwgraph import get_attrs
 from .estimates import _mvtu_estimate, _mvtu_sparse_estimate, _pool_estimate, _window_estimate
 
 PARTS = {"xc7z020clg400-1": {"lut": 53200, "bram18": 280}, "xc7z020": {"lut": 53200, "bram18": 280}}
@@ -55,7 +55,7 @@ def _unit_estimate(model, node, a, pe, simd) -> dict | None:
     (a group of a grouped layer straddling a PE x SIMD block)."""
     if node.op_type == "MVTU":
         return _mvtu_estimate(node.name, dict(a, PE=pe, SIMD=simd))
-    from ..sparse import sparse_layer
+    from bnnforge.hw.memfiles_sparse import sparse_layer
 
     try:
         sl = sparse_layer(model, node, pe, simd)

@@ -14,7 +14,7 @@ import onnx
 from onnx import helper
 
 from bnnforge.errors import BnnforgeError
-from ..hwgraph import set_initializer
+from bnnforge.hw.hwgraph import set_initializer
 
 
 def step_tidy_up(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
@@ -42,7 +42,7 @@ def _quant_output(node: onnx.NodeProto, model: onnx.ModelProto) -> np.ndarray:
     """Evaluate a weight quantizer on its constant inputs with qonnx's own op code."""
     from qonnx.custom_op.general.bipolar_quant import binary_quant
     from qonnx.custom_op.general.intquant import int_quant
-    from ..hwgraph import get_attrs, initializer
+    from bnnforge.hw.hwgraph import get_attrs, initializer
 
     args = [initializer(model, name) for name in node.input]
     if node.op_type == "BipolarQuant":
@@ -101,7 +101,7 @@ def _split_weights(w: np.ndarray, node: onnx.NodeProto, qnode: onnx.NodeProto, m
     grid), times a scale; such layers are listed in the `bnnforge.sparse_weights`
     metadata, so streamlining gives them the sparse unit."""
     if node.op_type in ("MatMul", "Conv") and qnode.op_type == "Quant" and len(qnode.input) > 3:
-        from ..hwgraph import get_attrs, get_meta, initializer, set_meta
+        from bnnforge.hw.hwgraph import get_attrs, get_meta, initializer, set_meta
         from ..sparse import split_weights
 
         bits = np.asarray(initializer(model, qnode.input[3]), dtype=np.float64)

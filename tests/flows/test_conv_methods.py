@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.finn_flows.hwgraph import attr_str, get_attrs, initializer
-from bnnforge.finn_flows.sparse import integer_matrix
+from bnnforge.hw.hwgraph import attr_str, get_attrs, initializer
+from bnnforge.hw.memfiles_sparse import integer_matrix
 from bnnforge.models.methods import build_method_model
 from bnnforge.models.topologies import randomize_batchnorm
 from bnnforge.sim.golden import execute, quantize_inputs

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnnforge.finn_flows.hwgraph import initializer, set_initializer
+from bnnforge.hw.hwgraph import initializer, set_initializer
 from bnnforge.sim.fuzz import (FuzzCase, Mismatch, build_artifacts, build_torch_model, case_images, check_golden,
                       check_reproducer, check_rtl, random_case, run_case, save_reproducer, torch_logits,
                       _drop_sim_build)

@@ -26,7 +26,7 @@ import torch
 from bnnforge.errors import BnnforgeError
 from bnnforge.finn_flows.builder import build
 from bnnforge.finn_flows.config import load_config
-from bnnforge.finn_flows.hwgraph import get_attrs, hw_nodes, initializer
+from bnnforge.hw.hwgraph import get_attrs, hw_nodes, initializer
 from bnnforge.models.methods.export import export_method_qonnx
 from bnnforge.sim.golden import execute, quantize_inputs
 from tests.flows.helpers import HW_STEPS, torch_outputs

@@ -19,8 +19,8 @@ import torch
 from bnnforge.errors import BnnforgeError
 from bnnforge.finn_flows.builder import build
 from bnnforge.finn_flows.config import load_config
-from bnnforge.finn_flows.hwgraph import attr_str, get_attrs, initializer
-from bnnforge.finn_flows.sparse import integer_matrix
+from bnnforge.hw.hwgraph import attr_str, get_attrs, initializer
+from bnnforge.hw.memfiles_sparse import integer_matrix
 from bnnforge.models.methods import build_method_model
 from bnnforge.models.methods.binary_domain import BinaryDomainLinear
 from bnnforge.models.methods.export import export_method_qonnx, recover_binary_domain

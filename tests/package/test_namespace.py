@@ -3,6 +3,7 @@ wheel, and no code reaches the source folders by their old top-level names."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -76,11 +77,24 @@ def test_caches_follow_the_environment(monkeypatch, tmp_path):
     assert "site-packages" not in str(default) and not default.is_relative_to(Path.cwd())
 
 
-def test_wheel_holds_only_bnnforge_and_its_data(tmp_path):
+def source_copy(dest: Path) -> Path:
+    """The project's files without build outputs: setuptools builds in the source tree
+    (build/lib), and a stale file there would slip into the wheel."""
+    ignore = shutil.ignore_patterns(".venv", "build", "runs", "*.egg-info", "__pycache__", ".git", ".pytest_cache")
+    return Path(shutil.copytree(REPO, dest, ignore=ignore))
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    src = source_copy(tmp_path / "src")
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, cwd=tmp_path)
+                        "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    (wheel,) = tmp_path.glob("bnnforge-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("bnnforge-*.whl")
+    return wheel
+
+
+def test_wheel_holds_only_bnnforge_and_its_data(tmp_path):
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"bnnforge"}, sorted(tops)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import pytest
+
+from tests.package.test_namespace import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,10 +27,7 @@ def _run(cmd, **kw):
 
 @pytest.mark.slow
 def test_wheel_runs_the_demo_from_an_empty_directory(tmp_path):
-    dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-          str(REPO)], cwd=tmp_path)
-    (wheel,) = dist.glob("bnnforge-*.whl")
+    wheel = build_wheel(tmp_path)
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"

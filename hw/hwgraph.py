@@ -1,12 +1,16 @@
 """The project's own ONNX custom ops, as plain nodes in the `bnnforge.custom_op` domain.
 
+The hardware-layer graph is the contract between the compiler (finn_flows/, which
+writes it), code generation (hw/) and the golden model (sim/); its node accessors
+live here, at the bottom, so that hw/ and sim/ need nothing from the compiler.
+
 Streamlined graph (integer semantics, any folding):
   BinaryMatMul(x, W)  W in {-1,+1} (int8, [MH, MW]); attrs input_kind, input_bits, input_signed
   Threshold(acc, T)   y = acc >= T (int64 [MH]); attr output_kind ("bipolar"/"unipolar")
   MultiThreshold(acc, T)  y = #{t : acc >= T[o, t]} (int64 [MH, 2^k-1], rows sorted); attr
                       out_bits = k: an unsigned k-bit activation for the next layer
   LabelSelect(acc)    index of the largest value, lowest index on a tie
-  SparseMatMul(x, W)  sparse layer (finn_flows/sparse.py): attrs weight_kind ("sparse01": the
+  SparseMatMul(x, W)  sparse layer (finn_flows/sparse.py, hw/memfiles_sparse.py): attrs weight_kind ("sparse01": the
                       initializer is B in {0,1}, W = m + q*B; "pm1_blocks": W in {-1,0,+1}),
                       m, q, input_kind, input_bits, input_signed
   Threshold / MultiThreshold may take a third input `out_flip` ([MH] bits): the output
