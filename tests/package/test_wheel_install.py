@@ -38,6 +38,7 @@ def test_wheel_runs_the_demo_from_an_empty_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["BNNFORGE_CACHE_DIR"] = str(tmp_path / "cache")
     _run([str(env_dir / "bin" / "bnnforge"), "demo", "--epochs", "2", "--no-synth", "--quiet"], cwd=work, env=env)
+    assert sorted(p.name for p in work.iterdir()) == ["runs"]  # nothing but the demo's own output
     report = json.loads((work / "runs" / "demo" / "report" / "report.json").read_text())
     assert report["golden_vs_torch_agreement"] == 1.0 and report["rtl_mismatches"] == 0
     assert report["accuracy_torch"] == report["accuracy_golden"] == report["accuracy_rtl"]
