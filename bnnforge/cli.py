@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -390,6 +391,16 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # never a traceback: one line, the traceback in a log file
+        import datetime
+
+        from bnnforge.errors import internal_error
+        from bnnforge.resources import cache_dir
+
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        err = internal_error(e, f"bnnforge {args.cmd}", cache_dir("logs") / f"error-{stamp}-{os.getpid()}.log")
+        print(f"bnnforge: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,7 +1,10 @@
 """Runs a build: the configured steps in order, every intermediate model saved.
 
 The build happens in a sibling temporary directory that replaces `output_dir` only
-when every step succeeded, so a failed build leaves nothing half-written.
+when every step succeeded, so a failed build leaves nothing half-written. A bad input
+fails with one line naming the step, node or field; an unexpected exception in a step
+becomes one line naming the step and the node it was working on, with the traceback
+written to `<output_dir>.error.log`.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import onnx
 from tqdm import tqdm
 
-from bnnforge.errors import BnnforgeError
+from bnnforge.errors import BnnforgeError, internal_error
 from .config import BuildConfig
 
 
@@ -39,6 +42,12 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     if len(real_inputs) != 1 or len(model.graph.output) != 1:
         raise BnnforgeError(f"{path}: expected one graph input and one output")
     return model
+
+
+def error_log_path(out_dir: Path) -> Path:
+    """Where an internal error of a build leaves its traceback: beside the output
+    directory (`<out>.error.log`), since a failed build writes nothing into it."""
+    return out_dir.parent / f"{out_dir.name}.error.log"
 
 
 def build(cfg: BuildConfig, progress: bool = True) -> dict:
@@ -68,6 +77,10 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
                 # qonnx's shape inference meets declared shapes that contradict the graph
                 raise BnnforgeError(f"{cfg.model}: tensor shapes contradict each other (step {name}: "
                                     f"{str(e).splitlines()[0][:200]})") from None
+            except BnnforgeError:
+                raise
+            except Exception as e:  # a bug here or in a library: one line, the traceback in a log
+                raise internal_error(e, f"step {name}", error_log_path(out_dir)) from None
             timings[name] = round(time.perf_counter() - t0, 3)
             onnx.save(model, str(work / "intermediate_models" / f"{i:02d}_{name}.onnx"))
         summary = {"steps": list(cfg.steps), "step_seconds": timings,

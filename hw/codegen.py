@@ -293,8 +293,12 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
             WEIGHT_RAM=int(weights_in_bram(a)),
             WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
             in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
+        offset = int(a.get("input_offset", 0))
+        if offset:  # levels of a signed k-bit activation: the unit subtracts the offset
+            q["INPUT_OFFSET"] = offset
         params.append(q)
-        pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED", "ACC_BITS", "OUT_MODE") \
+        pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED") \
+            + (("INPUT_OFFSET",) if offset else ()) + ("ACC_BITS", "OUT_MODE") \
             + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")
         stages.append(dict(
             kind="mvtu", module="mvtu", source=q["source"], layer=q,

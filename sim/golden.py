@@ -34,14 +34,15 @@ def binary_dot(x: np.ndarray, w_pm1: np.ndarray, kind: str) -> np.ndarray:
     return x.astype(np.int64) @ w_pm1.astype(np.int64).T        # add/subtract accumulation
 
 
-def _decode_input(x: np.ndarray, kind: str) -> np.ndarray:
-    """Bits on the wire -> values: bipolar bit 0 means -1."""
+def _decode_input(x: np.ndarray, kind: str, offset: int = 0) -> np.ndarray:
+    """Bits on the wire -> values: bipolar bit 0 means -1; k-bit levels after a signed
+    activation stand for level - offset."""
     x = np.asarray(x, dtype=np.int64)
     if kind == "bipolar":
         if not np.all((x == 0) | (x == 1) | (x == -1)):
             raise BnnforgeError("bipolar input holds values other than {-1, +1} / {0, 1}")
         return np.where(x > 0, 1, -1)
-    return x
+    return x - offset
 
 
 def im2col_nhwc(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
@@ -111,7 +112,8 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
             w = initializer(model, node.input[1]).astype(np.int64)
             kind = attr_str(a["input_kind"])
             rows, lead = _rows(xin, n, w.shape[1])
-            env[node.output[0]] = _unflatten(binary_dot(_decode_input(rows, kind), w, kind), lead)
+            env[node.output[0]] = _unflatten(
+                binary_dot(_decode_input(rows, kind, int(a.get("input_offset", 0))), w, kind), lead)
         elif node.op_type == "Threshold":
             t = initializer(model, node.input[1]).astype(np.int64)
             env[node.output[0]] = _out_flip(model, node, 2, (xin >= t).astype(np.int64), 1)
@@ -124,7 +126,7 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
             wbits = initializer(model, node.input[1]).astype(np.int64)
             kind = attr_str(a["input_kind"])
             rows, lead = _rows(xin, n, a["MW"])
-            acc = binary_dot(_decode_input(rows, kind), 2 * wbits - 1, kind)
+            acc = binary_dot(_decode_input(rows, kind, int(a.get("input_offset", 0))), 2 * wbits - 1, kind)
             if attr_str(a["out_mode"]) == "threshold":
                 t = initializer(model, node.input[2]).astype(np.int64)
                 acc = (acc >= t[None, :]).astype(np.int64)
@@ -169,8 +171,9 @@ def quantize_inputs(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     rows = []
     for i in range(len(images)):
         y = execute_onnx(prefix, {iname: images[i:i + 1]})[oname]
-        if spec.get("nchw"):
+        if spec.get("nchw") and y.ndim == 4:
             y = y.transpose(0, 2, 3, 1)  # the hardware streams channels-last
+        # (a model that flattens before its input quantizer already hands over its own order)
         rows.append(np.rint(y.reshape(1, -1) / spec["scale"]).astype(np.int64))
     q = np.concatenate(rows)
     if spec["kind"] in ("bipolar", "unipolar"):

@@ -59,8 +59,9 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             w = initializer(model, node.input[1])
             mh, mw = w.shape
             kind = attr_str(a["input_kind"])
+            offset = int(a.get("input_offset", 0))
             lo, hi = input_range(kind, a["input_bits"], bool(a["input_signed"]))
-            d_max = mw * max(abs(lo), abs(hi))
+            d_max = mw * max(abs(lo - offset), abs(hi - offset))
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
             fused = (nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold")
                      and nxt.input[0] == node.output[0])
@@ -71,6 +72,8 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                          input_bits=int(a["input_bits"]), input_signed=int(a["input_signed"]),
                          acc_bits=signed_bits_for(-d_max - 1, d_max + 1), pixels=pixels,
                          source_node=attr_str(a.get("source_node", node.name)))
+            if offset:
+                attrs["input_offset"] = offset
             pixels = 1
             if fused:
                 _fuse_thresholds(model, nxt, layer, mh, inits, ins, attrs)

@@ -18,8 +18,12 @@ divided by its scale) must be monotonic in d per channel, and gives 2^k-1 sorted
 thresholds per channel, level = #{t : d >= T[o, t]} (a MultiThreshold node, attribute
 out_bits = k). The next layer then takes unsigned k-bit integers (input_kind "int"),
 and its own thresholds see level * scale, as the first layer sees the input quantizer's
-integers times its scale. Signed multi-bit activations, k > 4 and non-monotonic levels
-are refused with the node's name.
+integers times its scale. A signed k-bit activation (FINN's W1A2/W2A2 networks: values
+-2^(k-1)..2^(k-1)-1, or symmetric when narrow) travels the same way, as its level
+value + offset (offset 2^(k-1), or 2^(k-1)-1 narrow), and the next unit subtracts the
+offset from every input (attribute input_offset), so its accumulator is the true dot
+product: sum w*(l - o), exact, measured against qonnx on Brevitas' own 1W2A models.
+k > 4 and non-monotonic levels are refused with the node's name.
 
 Sparse fully-connected layers (finn_flows/sparse.py): a MatMul whose tidy weights are the
 integers of the binary domain (W = m + q*B, two values) or of a grouped layer ({-1,0,+1})
@@ -71,7 +75,9 @@ class _Layer:
         self.conv = conv              # None (fully connected) or dict(ifm_dim, channels, kernel, stride, pad, ofm_dim)
         self.ops = []                 # elementwise nodes after the MatMul
         self.act = None               # the activation quantizer (None: last layer)
-        self.act_bits = 1             # 1, or k for an unsigned k-bit activation (MultiThreshold)
+        self.act_bits = 1             # 1, or k for a k-bit activation (MultiThreshold)
+        self.act_offset = 0           # signed k-bit activation: level on the wire = value + offset
+        self.in_offset = 0            # the same offset of this layer's input (subtracted by the unit)
         self.pool = None              # dict(ifm_dim, channels, kernel) of a MaxPool after the activation
 
 
@@ -118,7 +124,7 @@ def _shapes(model):
     return out
 
 
-def _conv_params(node, model, chw, kind):
+def _conv_params(node, model, chw, kind, offset=0):
     """Check a Conv node against what the sliding-window hardware does; return its geometry."""
     a = get_attrs(node)
     name = node.name
@@ -150,6 +156,11 @@ def _conv_params(node, model, chw, kind):
             f"node {name!r} (Conv): zero padding on bipolar {{-1,+1}} activations computes with the value 0, "
             "which a 1-bit bipolar stream cannot represent; train with padding=0 or with {0,1} (unipolar) "
             "activations, where the pad value 0 is exact")
+    if pad and offset:
+        raise BnnforgeError(
+            f"node {name!r} (Conv): zero padding after a signed k-bit activation: the stream carries "
+            f"levels offset by {offset}, so the pad value 0 is not a level; train with padding=0 or with "
+            "unsigned activations")
     if k > h + 2 * pad:
         raise BnnforgeError(f"node {name!r} (Conv): kernel {k} is larger than the padded map {h + 2 * pad}")
     if len(node.input) > 2:
@@ -254,6 +265,7 @@ def _parse_chain(model):
     chw = shapes.get(tensor)
     chw = tuple(chw[1:]) if chw is not None and len(chw) == 4 else None
     cur_kind = kind
+    cur_offset = 0
     spatial_in = chw               # NCHW shape of the tensor feeding the next FC layer (None: flat)
     while tensor not in outputs:
         nxt = consumers.get(tensor, [])
@@ -282,6 +294,7 @@ def _parse_chain(model):
             layer.weight_kind, layer.m, layer.q = wkind, wm, wq
             layer.in_scale = cur_scale
             layer.in_kind = cur_kind
+            layer.in_offset = cur_offset
             layers.append(layer)
             spatial_in = chw = None
         elif op == "Conv" and layer is None:
@@ -289,7 +302,7 @@ def _parse_chain(model):
                 raise BnnforgeError(f"node {node.name!r} (Conv): weights are not a constant")
             from bnnforge.hw.hwgraph import get_meta
             w = consts[node.input[1]]
-            conv = _conv_params(node, model, chw, cur_kind)
+            conv = _conv_params(node, model, chw, cur_kind, cur_offset)
             if w.ndim != 4 or w.shape[2:] != (conv["kernel"], conv["kernel"]):
                 raise BnnforgeError(f"node {node.name!r} (Conv): weight shape {list(w.shape)} does not match "
                                     f"its {conv['kernel']}x{conv['kernel']} kernel")
@@ -298,6 +311,7 @@ def _parse_chain(model):
             layer = _Layer(node, wm, conv=conv)
             layer.weight_kind, layer.m, layer.q = wkind, m_, q_
             layer.in_scale = cur_scale
+            layer.in_offset = cur_offset
             layer.in_kind = cur_kind
             layers.append(layer)
             chw = (w.shape[0], conv["ofm_dim"], conv["ofm_dim"])
@@ -314,17 +328,16 @@ def _parse_chain(model):
             layer.ops.append(node)
         elif op in ("Quant", "BipolarQuant") and layer is not None:
             k, b, sgn, s = _act_spec(node, model)
-            if b != 1 and sgn:
-                raise BnnforgeError(
-                    f"node {node.name!r} ({op}): signed {b}-bit activation; multi-bit activations between "
-                    "layers must be unsigned (signed=0), levels 0..2^k-1 from 2^k-1 thresholds")
             if b > MAX_ACT_BITS:
                 raise BnnforgeError(
-                    f"node {node.name!r} ({op}): {b}-bit activation; at most {MAX_ACT_BITS}-bit unsigned "
+                    f"node {node.name!r} ({op}): {b}-bit activation; at most {MAX_ACT_BITS}-bit "
                     f"activations between layers (2^k-1 threshold comparators per output)")
             layer.act = node
             layer.act_kind = k
             layer.act_bits = b
+            if b > 1 and sgn:  # the wire carries the level value + offset, 0..2^k-1 (or 2^k-2 narrow)
+                layer.act_offset = (1 << (b - 1)) - int(get_attrs(node).get("narrow", 0))
+            cur_offset = layer.act_offset
             cur_scale = _scalar_scale(s, node)
             cur_kind = k
             if layer.conv is not None:
@@ -428,8 +441,9 @@ def _thresholds(layer, d_max, model):
 
 
 def _quantize_levels(y, node, model):
-    """Integer output levels of an unsigned k-bit Quant: its own output (qonnx's code)
-    divided by its one positive scale; exact, the output is level * scale."""
+    """Integer output values of a k-bit Quant: its own output (qonnx's code) divided by its
+    one positive scale; exact, the output is value * scale (signed: the caller adds the
+    offset that makes it a level 0..2^k-1)."""
     from qonnx.custom_op.general.intquant import int_quant
 
     args = [initializer(model, i) for i in node.input[1:]]
@@ -453,7 +467,8 @@ def _multithresholds(layer, d_max, model):
     mh, k = layer.weights.shape[0], layer.act_bits
     nt = (1 << k) - 1
     d, y = _ops_on_every_accumulator(layer, d_max, model)
-    lv = _quantize_levels(y, layer.act, model).reshape(len(d), mh)  # [2D+1, MH] levels 0..2^k-1
+    # levels 0..2^k-1 on the wire: a signed activation's value plus its offset
+    lv = _quantize_levels(y, layer.act, model).reshape(len(d), mh) + layer.act_offset  # [2D+1, MH]
     if lv.min() < 0 or lv.max() > nt:
         raise BnnforgeError(f"node {layer.act.name!r} (Quant): levels outside 0..{nt} for a {k}-bit activation")
     up = np.all(lv[1:] >= lv[:-1], axis=0)
@@ -476,6 +491,7 @@ def _multithresholds(layer, d_max, model):
 def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
     nodes, inits = [], []
     kind, bits, signed = in_spec["kind"], in_spec["bits"], in_spec["signed"]
+    offset = 0
     x_name = "global_in"
     if in_spec.get("nchw"):
         c, h, w_ = in_spec["nchw"]
@@ -486,6 +502,7 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
     for i, layer in enumerate(layers):
         mh, mw = layer.weights.shape
         lo, hi = input_range(kind, bits, signed)
+        lo, hi = lo - offset, hi - offset   # the values the wire's levels stand for
         d_max = mw * max(abs(lo), abs(hi))
         w = layer.weights.astype(np.int8)
         wkind, out_flip = getattr(layer, "weight_kind", "binary"), None
@@ -494,6 +511,14 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
             d_max = acc_range(layer.weights, max(abs(lo), abs(hi)))
             w = layer.weights.astype(np.int64)
         mm_attrs = dict(input_kind=kind, input_bits=bits, input_signed=int(signed), source_node=layer.matmul.name)
+        if offset:  # the unit subtracts it from every input level: its accumulator is the true dot product
+            if wkind != "binary":
+                raise BnnforgeError(
+                    f"node {layer.matmul.name!r}: multi-level weights ({wkind}: {{-1,0,+1}} or {{m, m+q}}, "
+                    "e.g. 2-bit weights) after a signed k-bit activation are not supported: the block-sparse "
+                    "unit takes no input offset and general k-bit weights have no unit yet; use 1-bit "
+                    "weights (W1A2) there")
+            mm_attrs["input_offset"] = int(offset)
         if layer.conv is not None:
             cv = layer.conv
             nodes.append(helper.make_node(
@@ -524,17 +549,19 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
         if layer.act is not None:
             out = f"layer{i}_out"
             if layer.act_bits > 1:
-                # k-bit unsigned activation: level = #{t : acc >= T[o, t]}; the next layer takes
-                # the levels as unsigned k-bit integers (its in_scale is this quantizer's scale)
+                # k-bit activation: level = #{t : acc >= T[o, t]}; the next layer takes the
+                # levels as unsigned k-bit integers (its in_scale is this quantizer's scale) and,
+                # after a signed activation, subtracts the offset: value = level - offset
                 nodes.append(helper.make_node("MultiThreshold", [acc, f"layer{i}_thresholds"], [out],
                                               name=f"MultiThreshold_{i}", domain=DOMAIN, output_kind="int",
-                                              out_bits=layer.act_bits, acc_min=-d_max, acc_max=d_max))
-                kind, bits, signed = "int", layer.act_bits, False
+                                              out_bits=layer.act_bits, acc_min=-d_max, acc_max=d_max,
+                                              level_offset=int(layer.act_offset)))
+                kind, bits, signed, offset = "int", layer.act_bits, False, layer.act_offset
             else:
                 nodes.append(helper.make_node("Threshold", [acc, f"layer{i}_thresholds"], [out],
                                               name=f"Threshold_{i}", domain=DOMAIN, output_kind=layer.act_kind,
                                               acc_min=-d_max, acc_max=d_max))
-                kind, bits, signed = layer.act_kind, 1, layer.act_kind == "bipolar"
+                kind, bits, signed, offset = layer.act_kind, 1, layer.act_kind == "bipolar", 0
             if out_flip is not None and out_flip.any():  # inverted channels: y = NT - level
                 nodes[-1].input.append(f"layer{i}_out_flip")
                 inits.append(numpy_helper.from_array(out_flip.astype(np.uint8), f"layer{i}_out_flip"))

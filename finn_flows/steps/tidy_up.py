@@ -1,4 +1,5 @@
-"""step_tidy_up: qonnx cleanup, shapes and datatypes, weight quantizers folded.
+"""step_tidy_up: qonnx cleanup, shapes and datatypes, Gemm to MatMul (with or without
+bias: both Brevitas exporters), weight quantizers folded.
 
 After this step every MatMul weight is a constant initializer holding exactly
 {-1,+1}, and any per-output-channel weight scale is an explicit Mul after the
@@ -16,6 +17,8 @@ from onnx import helper
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import set_initializer
 
+from ..transforms.gemm_without_bias import gemm_without_bias_to_matmul
+
 
 def step_tidy_up(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     from qonnx.core.modelwrapper import ModelWrapper
@@ -25,6 +28,7 @@ def step_tidy_up(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     wrapper = ModelWrapper(model)
     _check_batch_one(wrapper.model)
     wrapper = cleanup_model(wrapper)
+    wrapper = ModelWrapper(gemm_without_bias_to_matmul(wrapper.model))
     wrapper = wrapper.transform(GemmToMatMul())
     wrapper = cleanup_model(wrapper)
     return fold_weight_quantizers(wrapper.model)

@@ -36,6 +36,8 @@ module mvtu #(
     parameter MODE = 0,          // 0 XNOR, 1 AND, 2 ADDSUB
     parameter INPUT_BITS = 1,    // 1 in modes 0/1, integer width in mode 2
     parameter INPUT_SIGNED = 0,  // mode 2 only
+    parameter INPUT_OFFSET = 0,  // mode 2, unsigned inputs: each input stands for x - INPUT_OFFSET
+                                 // (levels of a signed k-bit activation, 0 <= offset <= 2^(INPUT_BITS-1))
     parameter ACC_BITS = 8,
     parameter OUT_MODE = 0,      // 0 threshold (1 bit/output), 1 raw accumulator,
                                  // 2 multi-threshold (OUT_BITS bits/output)
@@ -97,6 +99,10 @@ generate
     if (OUT_MODE == 2 && (OUT_BITS < 1 || OUT_BITS > 8)) begin : g_err_ob
         mvtu_error_OUT_BITS_must_be_1_to_8_in_OUT_MODE_2 u_err();
     end
+    if (INPUT_OFFSET != 0 && (MODE != 2 || INPUT_SIGNED != 0 || INPUT_OFFSET < 0
+                              || INPUT_OFFSET > (1 << (INPUT_BITS - 1)))) begin : g_err_off
+        mvtu_error_INPUT_OFFSET_needs_MODE_2_unsigned_and_at_most_half_range u_err();
+    end
     if (ACC_BITS < 2) begin : g_err_acc
         mvtu_error_ACC_BITS_must_be_at_least_2 u_err();
     end
@@ -106,6 +112,8 @@ endgenerate
 localparam [31:0] SF_LAST = SF - 1;
 localparam [31:0] NF_LAST = NF - 1;
 localparam [31:0] SIMD_32 = SIMD;
+localparam [31:0] OFFSET_32 = INPUT_OFFSET;
+localparam [IB:0] OFFSET_E = OFFSET_32[IB:0];
 
 reg out_valid_reg;
 reg [PE*OB-1:0] out_data_reg;
@@ -225,8 +233,9 @@ generate
             wire [TW-1:0] tsum;
             for (j = 0; j < SIMD; j = j + 1) begin : g_op
                 wire [IB-1:0] x = act1[j*IB +: IB];
-                // one extra bit so that -x is representable for every x
-                wire [IB:0] e = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x};
+                // one extra bit so that -x is representable for every x (and x - offset:
+                // with offset <= 2^(IB-1) the value lies in [-2^(IB-1), 2^IB - 1])
+                wire [IB:0] e = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x} - OFFSET_E;
                 assign ops[j*(IB+1) +: IB+1] = w1[p*SIMD + j] ? e : -e;
             end
             adder_tree #(

@@ -1,0 +1,1 @@
+"""Graph transformations used by the build steps, one per module."""

@@ -1,0 +1,125 @@
+"""Models we did not write: Brevitas' own BNN-PYNQ examples (`brevitas_examples.bnn_pynq`,
+the networks of FINN's end-to-end tests), random init with random BatchNorm statistics,
+exported the documented way (`brevitas.export.export_qonnx`) with both exporters:
+the default dynamo exporter and TorchScript (`dynamo=False`).
+
+For each supported model: the build succeeds, the golden model's argmax equals qonnx's
+execution of the exported file, the RTL equals the golden model beat for beat (bulk
+Verilator harness), and the measured cycles per frame equal the ideal. Models the
+compiler does not take yet are refused with one `bnnforge: error:` line.
+TFC runs in CI; SFC, LFC and CNV in the slow set.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import bnnforge
+from bnnforge.cli import main
+from bnnforge.sim.bulk import run_network_bulk
+from bnnforge.sim.golden import execute, quantize_inputs
+
+pytestmark = pytest.mark.rtl
+STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"]
+FOLDING = {"tfc": "tfc_finn_examples.json", "lfc": "lfc_bnn_pynq.json", "cnv": "cnv_bnn_pynq.json"}
+SFC_FOLDING = {"Defaults": {}, "MVTU_0": {"PE": 16, "SIMD": 49}, "MVTU_1": {"PE": 16, "SIMD": 16},
+               "MVTU_2": {"PE": 16, "SIMD": 16}, "MVTU_3": {"PE": 10, "SIMD": 16}}
+
+
+def zoo_export(name: str, exporter: str, path, seed: int = 0):
+    """A zoo model with random weights and random BatchNorm statistics, exported with
+    Brevitas' documented call; returns (model, example input shape)."""
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, _ = model_with_cfg(name, pretrained=False)
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.data = torch.randn(m.num_features, generator=g) * 2
+            m.running_var.data = torch.rand(m.num_features, generator=g) * 3 + 0.1
+            m.weight.data = torch.randn(m.num_features, generator=g)
+            m.bias.data = torch.randn(m.num_features, generator=g)
+    model.eval()
+    shape = (1, 3, 32, 32) if name.startswith("cnv") else (1, 1, 28, 28)
+    kw = {} if exporter == "dynamo" else {"dynamo": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(model, torch.rand(shape), str(path), **kw)
+    return model, shape
+
+
+def qonnx_outputs(path, x):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.util.cleanup import cleanup_model
+
+    w = cleanup_model(ModelWrapper(str(path)))
+    iname, oname = w.graph.input[0].name, w.graph.output[0].name
+    return np.concatenate([execute_onnx(w, {iname: x[i:i + 1]})[oname] for i in range(len(x))])
+
+
+def check_zoo_model(tmp_path, name, exporter, n_golden, n_rtl):
+    onnx_path = tmp_path / f"{name}_{exporter}.onnx"
+    model, shape = zoo_export(name, exporter, onnx_path)
+    topo = name.split("_")[0]
+    folding = SFC_FOLDING if topo == "sfc" else bnnforge.shipped_folding(FOLDING[topo])
+    bnnforge.build(onnx_path, tmp_path / "build", folding=folding, steps=STEPS)
+    b = tmp_path / "build"
+    streamlined = onnx.load(str(b / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(b / "final_model.onnx"))
+    x = np.random.default_rng(3).random((n_golden,) + shape[1:], dtype=np.float32)
+    q = quantize_inputs(streamlined, x)
+    golden = execute(hw, q)
+    ref = qonnx_outputs(onnx_path, x)
+    with torch.no_grad():
+        assert np.allclose(model(torch.from_numpy(x)).numpy(), ref, atol=1e-4)  # qonnx runs the file like torch
+    agree = int(np.sum(golden.reshape(-1) == ref.argmax(1)))
+    assert agree == n_golden, f"golden argmax == qonnx on {agree} of {n_golden}"
+    res = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl], p_gap=0.2, p_stall=0.2, seed=1)
+    assert res["rtl_mismatches"] == 0, res["first_mismatches"]
+    assert res["tlast_correct"] and res["extra_beats"] == 0
+    clean = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl])  # no stalls: the ideal rate
+    assert clean["rtl_mismatches"] == 0
+    assert clean["cycles_per_frame_measured"] == clean["cycles_per_frame_ideal"]
+    return clean
+
+
+@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a"])
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_tfc(tmp_path, name, exporter):
+    check_zoo_model(tmp_path, name, exporter, n_golden=200, n_rtl=200)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sfc_1w1a", "lfc_1w1a", "lfc_1w2a"])
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_fc_1w1a_slow(tmp_path, name, exporter):
+    check_zoo_model(tmp_path, name, exporter, n_golden=200, n_rtl=50)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnv_1w1a", "cnv_1w2a"])
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_cnv_slow(tmp_path, name, exporter):
+    check_zoo_model(tmp_path, name, exporter, n_golden=40, n_rtl=10)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("tfc_2w2a", "general k-bit weights have no unit yet"),
+])
+def test_unsupported_zoo_models_are_refused_in_one_line(tmp_path, capsys, name, message):
+    onnx_path = tmp_path / "m.onnx"
+    zoo_export(name, "dynamo", onnx_path)
+    assert main(["build", "--model", str(onnx_path), "--out", str(tmp_path / "b"), "--quiet",
+                 "--steps", ",".join(STEPS)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bnnforge: error: ") and message in err[0], err
+    assert not (tmp_path / "b").exists()
