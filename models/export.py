@@ -49,6 +49,9 @@ def export_qonnx(model: torch.nn.Module, path: str | os.PathLike, input_shape) -
     created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in [out_dir, *out_dir.parents] if p.exists() and not p.is_dir())
+        raise BnnforgeError(f"{out_dir}: output directory is not writable ({blocker} is a file)") from None
     except OSError as e:
         raise BnnforgeError(f"{out_dir}: cannot create the output directory ({e.strerror})") from None
     if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):

@@ -23,9 +23,9 @@ def assets(tmp_path_factory):
     (d / "empty.onnx").write_bytes(b"")
     (d / "garbage.onnx").write_bytes(b"\x08\x07not a protobuf" * 8)
 
-    # multi-bit activations between layers (not the input quantizer) the flow cannot make exact:
-    # a signed 2-bit one, and an unsigned 5-bit one (more than the 15 comparators of k = 4)
-    for fname, bits, signed in (("act2bit.onnx", 2, 1), ("act5bit.onnx", 5, 0)):
+    # a multi-bit activation between layers (not the input quantizer) wider than the flow
+    # takes: 5 bits (more than the 15 comparators of k = 4)
+    for fname, bits, signed in (("act5bit.onnx", 5, 0),):
         model = onnx.load(str(good))
         q = [n for n in model.graph.node if n.op_type == "Quant"][1]
         model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(float(bits), dtype=np.float32),
@@ -99,8 +99,6 @@ def _cases(d):
         "contradicting shapes": (build + ["--model", str(d / "bad_shape.onnx")],
                                  r"bad_shape.onnx: tensor shapes contradict each other \(step tidy_up: \[ShapeInferenceError\]"),
         "unsupported op": (build + ["--model", str(d / "tanh.onnx")], "unsupported op Tanh"),
-        "signed 2-bit activation": (build + ["--model", str(d / "act2bit.onnx")],
-                                    r"node '[^']*Quant[^']*' \(Quant\): signed 2-bit activation"),
         "5-bit activation": (build + ["--model", str(d / "act5bit.onnx")],
                              r"node '[^']*Quant[^']*' \(Quant\): 5-bit activation; at most 4-bit"),
         "conv simd vs channels": (build + ["--model", str(d / "cnv.onnx"), "--folding", str(d / "fold_cnv_simd.json")],
@@ -128,7 +126,7 @@ def _cases(d):
         "unknown topology": (["export", "--topology", "resnet18", "--out", str(o / "m.onnx")], "choices: cnv, digits_cnv, digits_mlp, lfc, sfc, tfc"),
         "unknown activation": (["export", "--act", "ternary", "--out", str(o / "m.onnx")], "choices: bipolar, unipolar"),
         "unknown weight scaling": (["export", "--weight-scaling", "per_row", "--out", str(o / "m.onnx")], "choices: none, per_channel"),
-        "export unwritable": (["export", "--out", str(d / "afile" / "m.onnx")], "not writable"),
+        "export unwritable": (["export", "--out", str(d / "afile" / "m.onnx")], r"not writable \(.*afile is a file\)"),
         "checkpoint other topology": (["eval", "--topology", "digits_mlp", "--act", "unipolar",
                                        "--checkpoint", str(d / "run" / "checkpoint.pt")], "checkpoint.pt"),
         "checkpoint corrupt": (["eval", "--checkpoint", str(d / "corrupt.pt")], "corrupt.pt"),

@@ -238,23 +238,49 @@ def _refused(tmp_path, model: onnx.ModelProto, pattern):
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "something was written"
 
 
-def test_refuses_signed_multibit_activation(tmp_path):
-    path = export_method_qonnx(_margin_model(2, seed=20), tmp_path / "m.onnx")
+@pytest.mark.rtl
+@pytest.mark.parametrize("bits, narrow", [(2, 0), (2, 1), (3, 0), (4, 1)])
+def test_signed_multibit_activation_is_exact(tmp_path, bits, narrow):
+    """Signed k-bit activations between layers (FINN's W1A2): every hidden Quant made
+    signed (and narrow or not), so values run -2^(k-1)(+narrow)..2^(k-1)-1; the wire
+    carries value + offset and the next unit subtracts it. The graph executed by qonnx
+    is the reference: golden accumulators equal its logits up to the positive affine
+    map of the last layer, and the RTL equals golden beat for beat."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.util.cleanup import cleanup_model
+
+    from bnnforge.sim.bulk import run_network_bulk
+
+    path = export_method_qonnx(_margin_model(bits, seed=20 + bits + narrow), tmp_path / "m.onnx")
     model = onnx.load(str(path))
-    q = [n for n in model.graph.node if n.op_type == "Quant"][1]
-    for a in q.attribute:
-        if a.name == "signed":
-            a.i = 1
-    path.unlink()
-    _refused(tmp_path, model, r"node '[^']+' \(Quant\): signed 2-bit activation; multi-bit activations "
-                              r"between layers must be unsigned")
+    for q in [n for n in model.graph.node if n.op_type == "Quant"][1:]:
+        for a in q.attribute:
+            if a.name in ("signed", "narrow"):
+                a.i = 1 if a.name == "signed" else narrow
+    onnx.save(model, str(path))
+    streamlined, hw, b = _build(path, tmp_path, steps=HW_STEPS + ["codegen"], folding=FOLD_64_32,
+                                label_select=False)
+    offsets = [get_attrs(n).get("input_offset", 0) for n in hw_nodes(hw, "MVTU")]
+    assert offsets == [0] + [(1 << (bits - 1)) - narrow] * 2
+    x = images(64, seed=5)
+    q = quantize_inputs(streamlined, x)
+    acc = execute(hw, q).astype(np.float64)
+    w = cleanup_model(ModelWrapper(model))
+    ref = np.concatenate([execute_onnx(w, {w.graph.input[0].name: x[i:i + 1]})[w.graph.output[0].name]
+                          for i in range(len(x))]).astype(np.float64)
+    # one positive scale and one bias map the integer accumulators onto qonnx's logits
+    slope, icpt = np.polyfit(acc.reshape(-1), ref.reshape(-1), 1)
+    assert slope > 0 and np.max(np.abs(acc * slope + icpt - ref)) < 1e-3 * max(1.0, np.abs(ref).max())
+    res = run_network_bulk(b / "rtl", q, execute(hw, q), p_gap=0.3, p_stall=0.3, seed=2)
+    assert res["rtl_mismatches"] == 0 and res["tlast_correct"], res["first_mismatches"]
 
 
 def test_refuses_5bit_activation(tmp_path):
     path = export_method_qonnx(_margin_model(5, seed=21), tmp_path / "m.onnx")
     model = onnx.load(str(path))
     path.unlink()
-    _refused(tmp_path, model, r"node '[^']+' \(Quant\): 5-bit activation; at most 4-bit unsigned")
+    _refused(tmp_path, model, r"node '[^']+' \(Quant\): 5-bit activation; at most 4-bit activations")
 
 
 
