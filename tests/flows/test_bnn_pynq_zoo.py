@@ -123,3 +123,28 @@ def test_unsupported_zoo_models_are_refused_in_one_line(tmp_path, capsys, name, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bnnforge: error: ") and message in err[0], err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a"])
+def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
+    """Host-side input quantization of a zoo model (it flattens before its input
+    quantizer and computes 2x - 1 in the graph): the rtlsim step on given images and the
+    deployment package's driver check on given images, both against the golden model."""
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+
+    onnx_path = tmp_path / "m.onnx"
+    zoo_export(name, "dynamo", onnx_path)
+    x = np.random.default_rng(5).random((24, 1, 28, 28), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(24) % 10)
+    cfg = load_config(None, model=str(onnx_path), output_dir=str(tmp_path / "b"), rtlsim_inputs=str(tmp_path / "x.npy"),
+                      folding_config_file=str(bnnforge.shipped_folding(FOLDING["tfc"])), steps=STEPS + ["rtlsim"])
+    build(cfg, progress=False)
+    import json
+
+    sim = json.loads((tmp_path / "b" / "report" / "rtlsim.json").read_text())
+    assert sim["frames"] == 24 and sim["rtl_mismatches"] == 0
+    assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg"), "--samples", "24",
+                 "--images", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]) == 0
+    assert "driver on simulated RTL: 24 inputs, 0 differ from the golden model" in capsys.readouterr().out
