@@ -37,6 +37,17 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         onnx.checker.check_model(model)
     except Exception as e:  # onnx raises DecodeError, ValidationError, ...
         raise BnnforgeError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:200]})")
+    for t in model.graph.initializer:
+        if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+            import numpy as np
+            from onnx import numpy_helper
+
+            try:
+                values = numpy_helper.to_array(t)
+            except Exception as e:  # raw data of the wrong length, ...
+                raise BnnforgeError(f"{path}: initializer {t.name!r} cannot be read ({str(e).splitlines()[0][:150]})")
+            if not np.all(np.isfinite(values)):
+                raise BnnforgeError(f"{path}: initializer {t.name!r} holds NaN or infinite values")
     inits = {t.name for t in model.graph.initializer}
     real_inputs = [i for i in model.graph.input if i.name not in inits]
     if len(real_inputs) != 1 or len(model.graph.output) != 1:

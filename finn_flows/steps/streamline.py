@@ -393,6 +393,16 @@ def _apply_ops(x, ops, model):
 
 
 def _quantize(y, node, model):
+    try:
+        return _quantize_bits(y, node, model)
+    except BnnforgeError:
+        raise
+    except Exception as e:  # qonnx cannot run this quantizer (bad attribute, shapes)
+        from .tidy_up import _cannot_evaluate
+        raise BnnforgeError(_cannot_evaluate(e)) from None
+
+
+def _quantize_bits(y, node, model):
     from qonnx.custom_op.general.bipolar_quant import binary_quant
     from qonnx.custom_op.general.intquant import int_quant
 
@@ -448,8 +458,12 @@ def _quantize_levels(y, node, model):
 
     args = [initializer(model, i) for i in node.input[1:]]
     a = get_attrs(node)
-    q = int_quant(y, *args, signed=a.get("signed", 1), narrow=a.get("narrow", 0),
-                  rounding_mode=a.get("rounding_mode", b"ROUND").decode())
+    try:
+        q = int_quant(y, *args, signed=a.get("signed", 1), narrow=a.get("narrow", 0),
+                      rounding_mode=a.get("rounding_mode", b"ROUND").decode())
+    except Exception as e:  # qonnx cannot run this quantizer (bad attribute, shapes)
+        from .tidy_up import _cannot_evaluate
+        raise BnnforgeError(_cannot_evaluate(e)) from None
     scale = _scalar_scale(args[0], node)
     levels = np.rint(np.asarray(q, dtype=np.float64) / scale)
     if not np.array_equal(levels * scale, np.asarray(q, dtype=np.float64)):

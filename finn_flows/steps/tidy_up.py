@@ -27,11 +27,28 @@ def step_tidy_up(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
 
     wrapper = ModelWrapper(model)
     _check_batch_one(wrapper.model)
-    wrapper = cleanup_model(wrapper)
-    wrapper = ModelWrapper(gemm_without_bias_to_matmul(wrapper.model))
-    wrapper = wrapper.transform(GemmToMatMul())
-    wrapper = cleanup_model(wrapper)
+    try:
+        wrapper = cleanup_model(wrapper)
+        wrapper = ModelWrapper(gemm_without_bias_to_matmul(wrapper.model))
+        wrapper = wrapper.transform(GemmToMatMul())
+        wrapper = cleanup_model(wrapper)
+    except (BnnforgeError, onnx.shape_inference.InferenceError):
+        raise  # the builder names contradicting shapes itself
+    except Exception as e:
+        # qonnx's cleanup executes every constant subgraph: a node it cannot evaluate (an op
+        # in its domain it does not know, an attribute out of range, shapes that do not
+        # broadcast) is a property of this model, reported with the node qonnx was at
+        raise BnnforgeError(_cannot_evaluate(e)) from None
     return fold_weight_quantizers(wrapper.model)
+
+
+def _cannot_evaluate(e: Exception) -> str:
+    from bnnforge.errors import onnx_node_in_traceback
+
+    node = onnx_node_in_traceback(e)
+    where = f"node {node.name!r} ({node.op_type}): " if node is not None else ""
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    return f"{where}qonnx cannot evaluate the model here ({type(e).__name__}: {first})"
 
 
 def _check_batch_one(model: onnx.ModelProto) -> None:
@@ -70,7 +87,10 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in new_nodes:
         if node.op_type in ("MatMul", "Conv") and len(node.input) > 1 and node.input[1] in producers:
             qnode = producers.pop(node.input[1])
-            w = np.asarray(_quant_output(qnode, model), dtype=np.float64)
+            try:
+                w = np.asarray(_quant_output(qnode, model), dtype=np.float64)
+            except Exception as e:
+                raise BnnforgeError(_cannot_evaluate(e)) from None
             signs, scale = _split_weights(w, node, qnode, model, channel_axis=1 if node.op_type == "MatMul" else 0)
             set_initializer(model, node.input[1], signs.astype(np.float32))
             out_nodes.append(node)

@@ -153,7 +153,7 @@ def test_finn_accepts_config_and_estimates_match_ours(tmp_path, act):
 
 def test_dockerfiles_use_the_readme_install_entry_point():
     readme = (REPO / "README.md").read_text()
-    quick = readme[readme.index("## Quick start"):readme.index("## What happens")]
+    quick = readme[readme.index("## Quick start"):readme.index("## A five-minute tour")]
     assert re.search(r"^make demo\b", quick, re.M) and re.search(r"^make test\b", quick, re.M)
     mk = (REPO / "Makefile").read_text()
     # demo and test both go through the install target's stamp

@@ -11,8 +11,6 @@ TFC runs in CI; SFC, LFC and CNV in the slow set.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import onnx
 import pytest
@@ -22,56 +20,16 @@ import bnnforge
 from bnnforge.cli import main
 from bnnforge.sim.bulk import run_network_bulk
 from bnnforge.sim.golden import execute, quantize_inputs
+from bnnforge.zoo import FOLDINGS, folding_for, input_shape, qonnx_outputs, zoo_export
 
 pytestmark = pytest.mark.rtl
 STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"]
-FOLDING = {"tfc": "tfc_finn_examples.json", "lfc": "lfc_bnn_pynq.json", "cnv": "cnv_bnn_pynq.json"}
-SFC_FOLDING = {"Defaults": {}, "MVTU_0": {"PE": 16, "SIMD": 49}, "MVTU_1": {"PE": 16, "SIMD": 16},
-               "MVTU_2": {"PE": 16, "SIMD": 16}, "MVTU_3": {"PE": 10, "SIMD": 16}}
-
-
-def zoo_export(name: str, exporter: str, path, seed: int = 0):
-    """A zoo model with random weights and random BatchNorm statistics, exported with
-    Brevitas' documented call; returns (model, example input shape)."""
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model, _ = model_with_cfg(name, pretrained=False)
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            m.running_mean.data = torch.randn(m.num_features, generator=g) * 2
-            m.running_var.data = torch.rand(m.num_features, generator=g) * 3 + 0.1
-            m.weight.data = torch.randn(m.num_features, generator=g)
-            m.bias.data = torch.randn(m.num_features, generator=g)
-    model.eval()
-    shape = (1, 3, 32, 32) if name.startswith("cnv") else (1, 1, 28, 28)
-    kw = {} if exporter == "dynamo" else {"dynamo": False}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_qonnx(model, torch.rand(shape), str(path), **kw)
-    return model, shape
-
-
-def qonnx_outputs(path, x):
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.util.cleanup import cleanup_model
-
-    w = cleanup_model(ModelWrapper(str(path)))
-    iname, oname = w.graph.input[0].name, w.graph.output[0].name
-    return np.concatenate([execute_onnx(w, {iname: x[i:i + 1]})[oname] for i in range(len(x))])
 
 
 def check_zoo_model(tmp_path, name, exporter, n_golden, n_rtl):
     onnx_path = tmp_path / f"{name}_{exporter}.onnx"
-    model, shape = zoo_export(name, exporter, onnx_path)
-    topo = name.split("_")[0]
-    folding = SFC_FOLDING if topo == "sfc" else bnnforge.shipped_folding(FOLDING[topo])
-    bnnforge.build(onnx_path, tmp_path / "build", folding=folding, steps=STEPS)
+    model, shape = zoo_export(name, exporter, onnx_path), input_shape(name)
+    bnnforge.build(onnx_path, tmp_path / "build", folding=folding_for(name), steps=STEPS)
     b = tmp_path / "build"
     streamlined = onnx.load(str(b / "intermediate_models" / "01_streamline.onnx"))
     hw = onnx.load(str(b / "final_model.onnx"))
@@ -139,7 +97,7 @@ def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.arange(24) % 10)
     cfg = load_config(None, model=str(onnx_path), output_dir=str(tmp_path / "b"), rtlsim_inputs=str(tmp_path / "x.npy"),
-                      folding_config_file=str(bnnforge.shipped_folding(FOLDING["tfc"])), steps=STEPS + ["rtlsim"])
+                      folding_config_file=str(bnnforge.shipped_folding(FOLDINGS["tfc"])), steps=STEPS + ["rtlsim"])
     build(cfg, progress=False)
     import json
 

@@ -1,0 +1,92 @@
+"""Brevitas' BNN-PYNQ zoo through bnnforge: each model x exporter, random init with random
+BatchNorm statistics. Prints and writes (benchmarks/results/zoo.md, .json) per model:
+build status (or the one-line refusal), golden argmax == qonnx's execution of the
+exported file, RTL mismatches (bulk Verilator harness, random stalls), measured vs ideal
+cycles per frame, build seconds, and with --synth the Yosys LUT/BRAM18 of the design.
+
+    .venv/bin/python benchmarks/zoo.py [--synth] [--models tfc_1w1a,lfc_1w2a]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+import bnnforge
+from bnnforge.errors import BnnforgeError
+from bnnforge.sim.bulk import run_network_bulk
+from bnnforge.sim.golden import execute, quantize_inputs
+from bnnforge.zoo import EXPORTERS, ZOO, folding_for, input_shape, qonnx_outputs, zoo_export
+
+STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"]
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def run(name, exporter, tmp: Path, synth: bool) -> dict:
+    row = {"model": name, "exporter": exporter}
+    path = tmp / f"{name}_{exporter}.onnx"
+    zoo_export(name, exporter, path)
+    cnv = name.startswith("cnv")
+    n_golden, n_rtl = (40, 10) if cnv else (200, 50)
+    b = tmp / f"build_{name}_{exporter}"
+    t0 = time.perf_counter()
+    try:
+        bnnforge.build(path, b, folding=folding_for(name), steps=STEPS)
+    except BnnforgeError as e:
+        row["status"] = f"refused: {str(e).splitlines()[0]}"
+        return row
+    row["status"] = "built"
+    row["build_s"] = round(time.perf_counter() - t0, 2)
+    streamlined = onnx.load(str(b / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(b / "final_model.onnx"))
+    x = np.random.default_rng(3).random((n_golden,) + input_shape(name)[1:], dtype=np.float32)
+    q = quantize_inputs(streamlined, x)
+    golden = execute(hw, q).reshape(-1)
+    ref = qonnx_outputs(path, x).argmax(1)
+    row["golden_eq_qonnx"] = f"{int(np.sum(golden == ref))}/{n_golden}"
+    res = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl, None], p_gap=0.2, p_stall=0.2, seed=1)
+    clean = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl, None])
+    row["rtl"] = f"{res['rtl_mismatches'] + clean['rtl_mismatches']} of {2 * n_rtl}"
+    row["cycles"] = f"{clean['cycles_per_frame_measured']:.1f} ({clean['cycles_per_frame_ideal']})"
+    est = json.loads((b / "report" / "estimates.json").read_text())
+    row["est_lut"] = est["est_luts_total"]
+    if synth:
+        r = bnnforge.synthesize(b)["total"]
+        row["yosys_lut"], row["bram18"] = r["lut_total"], r["bram18"]
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--synth", action="store_true", help="Yosys synth_xilinx of every built design (minutes)")
+    ap.add_argument("--models", default=",".join(ZOO))
+    a = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="bnnforge-zoo-"))
+    rows = []
+    cases = [(m, e) for m in a.models.split(",") for e in EXPORTERS]
+    for m, e in tqdm(cases, desc="zoo", unit="model"):
+        rows.append(run(m, e, tmp, a.synth))
+        tqdm.write(json.dumps(rows[-1]))
+    cols = ["model", "exporter", "status", "golden_eq_qonnx", "rtl", "cycles", "build_s"] + (
+        ["yosys_lut", "bram18"] if a.synth else [])
+    head = ["model", "exporter", "build", "golden == qonnx", "RTL mismatches (with/without stalls)",
+            "cycles/frame measured (ideal)", "build s"] + (["Yosys LUT", "BRAM18"] if a.synth else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    table = "\n".join(lines)
+    print(table)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "zoo.md").write_text(f"Command: `.venv/bin/python benchmarks/zoo.py{' --synth' if a.synth else ''}`\n\n"
+                                + table + "\n")
+    (OUT / "zoo.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
