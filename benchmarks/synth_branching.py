@@ -12,6 +12,12 @@ contents that Yosys may fold into the comparators (as they would be in a
 generated network). It is synthesized inside a one-instance wrapper that sets
 its parameters: a top-level -P override would first elaborate the module with
 its default image prefix, whose files do not exist.
+
+For comparison, ``parallel_thresholds`` rows synthesize the design the
+binary search replaces, generated here: every beat reads all 2^k - 1
+thresholds of its channel at once and counts the comparisons met (one
+register stage for the threshold read, then the output register), with the
+same thresholds.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bnnforge.hw.memfiles import write_memh
 from bnnforge.hw.memfiles_thresholding import write_thresholding_images
 from bnnforge.hw.synth import synthesize
 from bnnforge.resources import rtl_dir
@@ -37,6 +44,9 @@ ROWS = [
     ("thresholding", {"LANES": 4, "C": 64, "IN_BITS": 8, "SIGNED": 1, "OUT_BITS": 2, "T_BITS": 9}),
     ("thresholding", {"LANES": 4, "C": 64, "IN_BITS": 12, "SIGNED": 1, "OUT_BITS": 4, "T_BITS": 13}),
     ("thresholding", {"LANES": 2, "C": 16, "IN_BITS": 16, "SIGNED": 1, "OUT_BITS": 8, "T_BITS": 17}),
+    ("parallel_thresholds", {"LANES": 4, "C": 64, "IN_BITS": 8, "SIGNED": 1, "OUT_BITS": 2, "T_BITS": 9}),
+    ("parallel_thresholds", {"LANES": 4, "C": 64, "IN_BITS": 12, "SIGNED": 1, "OUT_BITS": 4, "T_BITS": 13}),
+    ("parallel_thresholds", {"LANES": 2, "C": 16, "IN_BITS": 16, "SIGNED": 1, "OUT_BITS": 8, "T_BITS": 17}),
     ("global_pool", {"PIXELS": 49, "C": 64, "PE": 16, "IN_BITS": 1, "SIGNED": 0}),
     ("global_pool", {"PIXELS": 64, "C": 128, "PE": 8, "IN_BITS": 4, "SIGNED": 0}),
 ]
@@ -63,6 +73,58 @@ endmodule
     return path
 
 
+def parallel_thresholds(work: Path, params: dict) -> tuple[Path, list[Path]]:
+    """The comparator-per-threshold baseline (Verilog-2005) and its images:
+    per lane, CF words of all NT thresholds (threshold t at bits t*T_BITS)."""
+    lanes, c, ib, k, tb = (params[n] for n in ("LANES", "C", "IN_BITS", "OUT_BITS", "T_BITS"))
+    nt, cf = (1 << k) - 1, c // lanes
+    cfw = max(1, (cf - 1).bit_length())
+    cw = max(ib, tb) + 1
+    T = thresholds(params)
+    images = []
+    for j in range(lanes):
+        words = [sum((int(v) & ((1 << tb) - 1)) << (t * tb) for t, v in enumerate(T[f * lanes + j]))
+                 for f in range(cf)]
+        images.append(write_memh(work / "images" / f"par_l{j}.mem", words, nt * tb))
+    sx = "x[{}]".format(ib - 1) if params["SIGNED"] else "1'b0"
+    lanes_v = "\n".join(f"""  reg [{nt * tb - 1}:0] mem{j} [0:{cf - 1}];
+  initial $readmemh("par_l{j}.mem", mem{j});
+  reg [{nt * tb - 1}:0] t{j};
+  reg [{ib - 1}:0] x{j};
+  always @(posedge clk) if (en) begin t{j} <= mem{j}[{'cf' if cf > 1 else '0'}]; x{j} <= in_data[{j * ib} +: {ib}]; end
+  always @* begin
+    cnt{j} = 0;
+    for (i = 0; i < {nt}; i = i + 1)
+      cnt{j} = cnt{j} + ($signed({{{{{cw - ib}{{{sx.replace('x[', f'x{j}[')}}}}}, x{j}}}) >=
+                         $signed({{{{{cw - tb}{{t{j}[i*{tb}+{tb - 1}]}}}}, t{j}[i*{tb} +: {tb}]}}));
+  end
+  always @(posedge clk) if (en) od[{j * k} +: {k}] <= cnt{j};""" for j in range(lanes))
+    cnts = ", ".join(f"cnt{j}" for j in range(lanes))
+    v = work / "parallel_thresholds.v"
+    v.write_text(f"""module parallel_thresholds (input clk, input rst_n,
+    input [{lanes * ib - 1}:0] in_data, input in_valid, output in_ready,
+    output [{lanes * k - 1}:0] out_data, output out_valid, input out_ready);
+  reg v0, vo;
+  reg [{cfw - 1}:0] cf;
+  reg [{lanes * k - 1}:0] od;
+  reg [{k - 1}:0] {cnts};
+  integer i;
+  wire en = !vo || out_ready;
+  assign in_ready = en;
+  always @(posedge clk)
+    if (!rst_n) begin v0 <= 0; vo <= 0; cf <= 0; end
+    else if (en) begin
+      v0 <= in_valid; vo <= v0;
+      if (in_valid) cf <= (cf == {cf - 1}) ? 0 : cf + 1;
+    end
+{lanes_v}
+  assign out_data = od;
+  assign out_valid = vo;
+endmodule
+""")
+    return v, images
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", type=Path, default=None)
@@ -86,7 +148,11 @@ def main(argv=None) -> int:
                                              params["LANES"], params["T_BITS"])
         srcs = [rtl_dir() / f"{top}.v"]
         synth_top, top_params = top, params
-        if data:
+        if top == "parallel_thresholds":
+            (work / "images").mkdir(exist_ok=True)
+            src, data = parallel_thresholds(work, params)
+            srcs, top_params = [src], {}
+        elif data:
             synth_top, top_params = f"wrap_{top}", {}
             srcs.append(wrapper(work / "wrap.v", top, params))
         cmd = ["python", "-m", "bnnforge.hw.synth", *map(str, srcs), "--top", synth_top,
