@@ -24,12 +24,15 @@ def fork_case(width: int, n: int) -> dict:
     rng = np.random.default_rng(zlib.crc32(f"fork{width}_{n}".encode()))
 
     def beats(count):
-        return [int(v) for v in rng.integers(0, 1 << min(width, 62), size=count)]
+        # random in all WIDTH bits, 31 bits at a time
+        out = [0] * count
+        for lo in range(0, width, 31):
+            chunk = rng.integers(0, 1 << min(31, width - lo), size=count)
+            out = [v | (int(c) << lo) for v, c in zip(out, chunk)]
+        return out
 
     def sc(name, count, p_gap, p_stall, seed):
         b = beats(count)
-        if width > 62:   # make the top bits matter too
-            b = [v | (int(rng.integers(0, 1 << (width - 62))) << 62) for v in b]
         # a fork's reference: every output equals the input
         return {"name": name, "in_beats": [b], "expected": [b] * n, "p_gap": [p_gap],
                 "p_stall": list(p_stall), "seed": seed}
