@@ -3,6 +3,9 @@ stream_add, thresholding, global_pool, for a few parameter sets each.
 
 Usage: python benchmarks/synth_branching.py [--workdir DIR] [--only NAME ...]
 
+About 4 minutes of CPU on an idle machine, most of it the k = 8 comparator
+baseline (--only stream_fork stream_add thresholding global_pool skips it).
+
 Each row is one run of ``python -m bnnforge.hw.synth`` on the module itself
 (top = the module, parameters set with -P); the exact command is printed
 under the table. thresholding needs its threshold images: random sorted
