@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bnnforge.errors import BnnforgeError
+from bnnforge.report_html import write_demo_report
 from bnnforge.resources import folding_config
 
 DEMO_FOLDING = folding_config("digits_mlp.json")
@@ -118,6 +119,7 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
         shutil.copyfile(out / "train" / "curve.png", rdir / "training_curve.png")
     plot_layers(est, rdir / "layer_cycles.png")
     (rdir / "report.md").write_text(_markdown(report, est))
+    write_demo_report(out, report)
     if not quiet:
         print(_summary(report))
     if report["rtl_mismatches"] or report["golden_vs_torch_agreement"] != 1.0:

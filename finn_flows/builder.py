@@ -17,6 +17,7 @@ import onnx
 from tqdm import tqdm
 
 from bnnforge.errors import BnnforgeError
+from bnnforge.report_html import write_build_report
 from .config import BuildConfig
 
 
@@ -74,6 +75,7 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
                    "build_seconds": round(time.perf_counter() - t_all, 3), "output_dir": str(out_dir)}
         (work / "build_summary.json").write_text(json.dumps(summary, indent=2))
         onnx.save(model, str(work / "final_model.onnx"))
+        write_build_report(work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
