@@ -148,4 +148,4 @@ def _markdown(r: dict, est: dict) -> str:
         "## Layers", "", format_table(est), "",
         "![cycles and LUTs per layer](layer_cycles.png)", "",
         "## Training", "", "![training curve](training_curve.png)", "",
-        "Machine-readable figures: `report.json`.", ""])
+        "Machine-readable figures: `report.json`; the whole report as one page: `index.html`.", ""])

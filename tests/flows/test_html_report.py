@@ -172,3 +172,20 @@ def test_report_with_rtlsim_and_synthesis(tmp_path):
     assert re.search(r"frames\s+20\b", text) and re.search(r"outputs differing from the golden model\s+0\b", text)
     assert f"{sim['cycles_per_frame_measured']:,.1f}" in text
     assert re.search(rf"LUT\s+{syn['luts']:,}\b", text)
+
+
+@pytest.mark.slow
+@pytest.mark.rtl
+def test_demo_report_renders(tmp_path):
+    """`bnnforge demo`'s report/index.html: the three levels, the training curve
+    (inline PNG), the layers of its build and links into OUT/build."""
+    from bnnforge.pipeline import run_demo
+
+    rdir = run_demo(tmp_path / "demo", epochs=1, quiet=True, synth=False)
+    rep = json.loads((rdir / "report.json").read_text())
+    est = json.loads((tmp_path / "demo" / "build" / "report" / "estimates.json").read_text())
+    r = check_page(rdir / "index.html", tmp_path, [l["name"] for l in est["layers"]])
+    text = re.sub(r"<[^>]+>", " ", r["dom"])
+    assert re.search(rf"accuracy \(RTL\)\s+{rep['accuracy_rtl']:.4f}", text)
+    assert any(s.startswith("data:image/png;base64,") for s in r["parsed"].srcs)
+    assert any(h.startswith("../build/rtl/") for h in r["parsed"].hrefs)
