@@ -169,7 +169,7 @@ def vivado_timing(rpt: Path) -> dict | None:
     lines = text.splitlines()
     for k, line in enumerate(lines):
         if line.strip().startswith("WNS(ns)") and k + 2 < len(lines):
-            heads = line.split()
+            heads = re.split(r"\s{2,}", line.strip())   # headers hold single spaces ("TNS Failing Endpoints")
             vals = lines[k + 2].split()
             res = {h: v for h, v in zip(heads, vals) if h in ("WNS(ns)", "TNS(ns)", "WHS(ns)", "THS(ns)")}
             met = re.search(r"All user specified timing constraints are met", text)

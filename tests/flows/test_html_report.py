@@ -104,6 +104,19 @@ def check_page(page: Path, tmp: Path, layer_names: list[str]) -> dict:
     return {**r, "parsed": d}
 
 
+TIMING_RPT = (
+    "------------------------------------------------------------------------------------------------\n"
+    "| Design Timing Summary\n| ---------------------\n"
+    "------------------------------------------------------------------------------------------------\n\n"
+    "    WNS(ns)      TNS(ns)  TNS Failing Endpoints  TNS Total Endpoints      WHS(ns)      THS(ns)  "
+    "THS Failing Endpoints  THS Total Endpoints\n"
+    "    -------      -------  ---------------------  -------------------      -------      -------  "
+    "---------------------  -------------------\n"
+    "      1.234        0.000                      0                12345        0.052        0.000  "
+    "                    0                12345\n\n\n"
+    "All user specified timing constraints are met.\n")
+
+
 @pytest.fixture(scope="module")
 def digits_build(tmp_path_factory):
     return _build(tmp_path_factory.mktemp("html"))
@@ -134,9 +147,13 @@ def test_model_strings_are_escaped(digits_build, tmp_path):
     est["layers"][0]["name"] = evil
     est["bottleneck"] = [evil]
     est_path.write_text(json.dumps(est))
+    (b / "vivado" / "output").mkdir(parents=True)
+    (b / "vivado" / "output" / "timing_summary.rpt").write_text(TIMING_RPT)
     page = write_build_report(b)
     assert "<script" not in page.read_text()
-    check_page(page, tmp_path, [evil] + [l["name"] for l in est["layers"][1:]])
+    r = check_page(page, tmp_path, [evil] + [l["name"] for l in est["layers"][1:]])
+    text = re.sub(r"<[^>]+>", " ", r["dom"])
+    assert re.search(r"WNS\(ns\)\s+1\.234", text) and "../vivado/output/timing_summary.rpt" in r["parsed"].hrefs
 
 
 def test_the_checks_can_fail(tmp_path):
@@ -189,3 +206,13 @@ def test_demo_report_renders(tmp_path):
     assert re.search(rf"accuracy \(RTL\)\s+{rep['accuracy_rtl']:.4f}", text)
     assert any(s.startswith("data:image/png;base64,") for s in r["parsed"].srcs)
     assert any(h.startswith("../build/rtl/") for h in r["parsed"].hrefs)
+
+
+def test_vivado_timing_summary_is_read(tmp_path):
+    from bnnforge.report_html import vivado_timing
+
+    rpt = tmp_path / "timing_summary.rpt"
+    rpt.write_text(TIMING_RPT)
+    t = vivado_timing(rpt)
+    assert t == {"WNS(ns)": "1.234", "TNS(ns)": "0.000", "WHS(ns)": "0.052", "THS(ns)": "0.000", "constraints": "met"}
+    assert vivado_timing(tmp_path / "missing.rpt") is None
