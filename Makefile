@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 	@command -v tclsh >/dev/null || $(PYTHON) -c 'import tkinter; tkinter.Tcl()' 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tcl; \
 	  else echo "note: no Tcl (tclsh or Python tkinter); the Vivado-script check will be skipped (sudo apt-get install tcl)" >&2; fi; }
+	@# headless Chromium for the check that the HTML build report renders (the test skips without one)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "note: no Chromium; the HTML report rendering check will be skipped (sudo apt-get install chromium)" >&2; fi; }
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e ".[all,dev]"
 	rm -f $(VENV)/.installed-*

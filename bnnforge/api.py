@@ -12,7 +12,7 @@ Example (from a Brevitas model to bit-exact RTL)::
                              folding=bnnforge.shipped_folding("digits_mlp.json"))
     sim = bnnforge.simulate("runs/sibnn/build", images, labels)   # Verilator, bit-exact check
     res = bnnforge.synthesize("runs/sibnn/build")                  # Yosys synth_xilinx
-    print(sim["accuracy"], sim["mismatches"], res["total"]["lut_total"])
+    print(sim["accuracy_rtl"], sim["frames_mismatching"], res["total"]["lut_total"])
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from bnnforge.errors import BnnforgeError
 from bnnforge.resources import folding_config
 
-__all__ = ["build", "export", "shipped_folding", "synthesize", "train"]
+__all__ = ["build", "export", "shipped_folding", "simulate", "synthesize", "train"]
 
 
 def shipped_folding(name: str) -> Path:
@@ -55,6 +55,19 @@ def build(model: str | Path, output_dir: str | Path, *, folding: str | Path | di
     elif folding is not None:
         overrides["folding_config_file"] = str(folding)
     return run_build(load_config(config, **overrides), progress=progress)
+
+
+def simulate(build_dir: str | Path, images, labels=None, *, limit: int | None = None,
+             progress: bool = False) -> dict:
+    """Run a dataset through a build's RTL (what ``bnnforge sim`` does): ``images`` as
+    the model was trained on (an array or a ``.npy`` path), quantized on the host by the
+    model's own input quantizer, simulated with the compiled Verilator harness and
+    compared bit-exactly with the golden model. Returns accuracy (with ``labels``),
+    ``frames_mismatching``, measured and ideal cycles per frame, ...
+    """
+    from bnnforge.simulate_dataset import simulate as run_dataset
+
+    return run_dataset(build_dir, images, labels, limit=limit, progress=progress)
 
 
 def synthesize(build_dir: str | Path) -> dict:

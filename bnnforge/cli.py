@@ -146,6 +146,28 @@ def cmd_build(args):
     print(f"build finished in {summary['build_seconds']:.2f} s: {cfg.output_dir}")
 
 
+def cmd_sim(args):
+    """Thin: the work is bnnforge.simulate_dataset.simulate (also the Python API)."""
+    from bnnforge.simulate_dataset import format_summary, simulate
+
+    if args.json is not None and Path(args.json).is_dir():
+        raise BnnforgeError(f"{args.json}: --json must name a file, not a directory")
+    r = simulate(args.build, args.images, args.labels, limit=args.limit, chunk_size=args.chunk,
+                 progress=not args.quiet, seed=args.seed)
+    print(format_summary(r))
+    if args.json is not None:
+        out = Path(args.json)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({k: v for k, v in r.items() if k != "predictions_rtl"}, indent=2) + "\n")
+        except OSError as e:
+            raise BnnforgeError(f"{out}: cannot write --json ({e.strerror})") from None
+        print(f"figures: {out}")
+    if r["frames_mismatching"] or not r["tlast_correct"]:
+        raise BnnforgeError(f"{args.build}: the RTL differs from the golden model on {r['frames_mismatching']} "
+                            f"of {r['frames']} frames")
+
+
 def cmd_synth(args):
     if args.vivado:
         args.run, args.force, args.no_capacity, args.part, args.jobs = True, False, False, None, 4
@@ -326,6 +348,17 @@ def build_parser():
     p.add_argument("--steps", default=None, help="comma-separated step names")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_build)
+
+    p = sub.add_parser("sim", help="run a dataset (.npy) through a build's RTL: accuracy, mismatches, cycles")
+    p.add_argument("build", help="build directory (with rtl/)")
+    p.add_argument("--images", required=True, help=".npy of float images [N, C, H, W] as the model was trained on")
+    p.add_argument("--labels", default=None, help=".npy of the true labels [N]")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the figures to this JSON file")
+    p.add_argument("--chunk", type=int, default=256, metavar="N", help="frames per simulation run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_sim)
 
     p = sub.add_parser("synth", help="Yosys synth_xilinx estimate of a build's RTL")
     p.add_argument("build", help="build directory")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bnnforge.errors import BnnforgeError
+from bnnforge.finn_flows.report_html import write_demo_report
 from bnnforge.resources import folding_config
 
 DEMO_FOLDING = folding_config("digits_mlp.json")
@@ -125,6 +126,7 @@ def run_demo(out: Path, epochs: int = 20, quiet: bool = False, synth: bool = Tru
         shutil.copyfile(out / "train" / "curve.png", rdir / "training_curve.png")
     plot_layers(est, rdir / "layer_cycles.png")
     (rdir / "report.md").write_text(_markdown(report, est))
+    write_demo_report(out, report)
     if not quiet:
         print(_summary(report))
     if report["rtl_mismatches"] or report["golden_vs_torch_agreement"] != 1.0:
@@ -153,4 +155,4 @@ def _markdown(r: dict, est: dict) -> str:
         "## Layers", "", format_table(est), "",
         "![cycles and LUTs per layer](layer_cycles.png)", "",
         "## Training", "", "![training curve](training_curve.png)", "",
-        "Machine-readable figures: `report.json`.", ""])
+        "Machine-readable figures: `report.json`; the whole report as one page: `index.html`.", ""])

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from bnnforge.errors import BnnforgeError, internal_error
 from .config import BuildConfig
+from .report_html import write_build_report
 
 
 def step_function(name: str):
@@ -98,6 +99,7 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
                    "build_seconds": round(time.perf_counter() - t_all, 3), "output_dir": str(out_dir)}
         (work / "build_summary.json").write_text(json.dumps(summary, indent=2))
         onnx.save(model, str(work / "final_model.onnx"))
+        write_build_report(work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
