@@ -50,8 +50,8 @@ def run(name, exporter, tmp: Path, synth: bool) -> dict:
     golden = execute(hw, q).reshape(-1)
     ref = qonnx_outputs(path, x).argmax(1)
     row["golden_eq_qonnx"] = f"{int(np.sum(golden == ref))}/{n_golden}"
-    res = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl, None], p_gap=0.2, p_stall=0.2, seed=1)
-    clean = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl, None])
+    res = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl], p_gap=0.2, p_stall=0.2, seed=1)
+    clean = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl])
     row["rtl"] = f"{res['rtl_mismatches'] + clean['rtl_mismatches']} of {2 * n_rtl}"
     row["cycles"] = f"{clean['cycles_per_frame_measured']:.1f} ({clean['cycles_per_frame_ideal']})"
     est = json.loads((b / "report" / "estimates.json").read_text())
