@@ -30,10 +30,11 @@ def folding_for(name: str):
     return SFC_FOLDING if topo == "sfc" else shipped_folding(FOLDINGS[topo])
 
 
-def zoo_export(name: str, exporter: str, path: str | Path, seed: int = 0):
+def zoo_export(name: str, exporter: str, path: str | Path, seed: int = 0, edit=None):
     """The zoo model `name` with random weights and random BatchNorm statistics, exported
     to `path` with `brevitas.export.export_qonnx` (exporter "dynamo", Brevitas' default,
-    or "torchscript": dynamo=False). Returns the torch model (eval mode)."""
+    or "torchscript": dynamo=False); `edit(model)`, when given, changes the model before
+    the export. Returns the torch model (eval mode)."""
     import torch
     from brevitas.export import export_qonnx
     from brevitas_examples.bnn_pynq.models import model_with_cfg
@@ -50,6 +51,8 @@ def zoo_export(name: str, exporter: str, path: str | Path, seed: int = 0):
             m.weight.data = torch.randn(m.num_features, generator=g)
             m.bias.data = torch.randn(m.num_features, generator=g)
     model.eval()
+    if edit is not None:
+        edit(model)
     kw = {} if exporter == "dynamo" else {"dynamo": False}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

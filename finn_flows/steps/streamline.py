@@ -363,7 +363,9 @@ def _parse_chain(model):
     if layers[-1].conv is not None:
         raise BnnforgeError(f"node {layers[-1].matmul.name!r}: the last layer is a convolution; "
                             "expected a fully-connected classifier")
-    shape = shapes.get(g.input[0].name)
+    # the stream's layout is that of the input quantizer's output: a graph that flattens
+    # before its quantizer streams the flat (c, y, x) vector, its first weights unpermuted
+    shape = shapes.get(in_spec["tensor"])
     in_spec["nchw"] = list(shape[1:]) if shape is not None and len(shape) == 4 else None
     return layers, host, in_spec, tensor
 
@@ -550,8 +552,13 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
             else:
                 w[flip] *= -1
             inits.append(numpy_helper.from_array(t, f"layer{i}_thresholds"))
-        else:
-            _check_argmax_preserving(layer, d_max, model)
+        elif _argmax_scale_is_negative(layer, model):
+            # one negative scale shared by all outputs (e.g. a TensorNorm with weight < 0): the
+            # argmax of -s*acc is the argmax of the accumulator of the negated weights
+            if wkind not in ("binary", "pm1_blocks"):
+                raise BnnforgeError(f"node {layer.matmul.name!r}: a negative scale after the last layer "
+                                    f"needs negated weights, which the {wkind} form cannot hold")
+            w = -w
         if wkind == "binary":
             nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
                                           name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
@@ -601,19 +608,21 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
     return new
 
 
-def _check_argmax_preserving(layer, d_max, model):
-    """The last layer's float ops must be one positive scale and one bias for all
-    channels, else argmax over raw accumulators would differ from the logits."""
+def _argmax_scale_is_negative(layer, model) -> bool:
+    """The last layer's float ops must be one nonzero scale and one bias for all
+    channels, else argmax over raw accumulators would differ from the logits; returns
+    whether that scale is negative."""
     mh = layer.weights.shape[0]
     probe = np.array([[-1.0], [0.0], [1.0]]) * np.ones((1, mh))
     y = _apply_ops(probe * layer.in_scale, layer.ops, model)
     slope = y[2] - y[1]
-    if not (np.all(slope > 0) and np.allclose(slope, slope[0], rtol=1e-6)
+    if not (np.all(slope != 0) and np.allclose(slope, slope[0], rtol=1e-6)
             and np.allclose(y[1], y[1][0], rtol=1e-6, atol=1e-9)):
         raise BnnforgeError(
-            f"node {layer.matmul.name!r}: the ops after the last layer are not one positive scale and one "
+            f"node {layer.matmul.name!r}: the ops after the last layer are not one scale and one "
             "bias shared by all outputs; the label select over raw accumulators would change the argmax "
             "(use unscaled weights and a per-tensor norm on the last layer)")
+    return bool(slope[0] < 0)
 
 
 def _host_prefix_model(model, host_nodes, in_spec):

@@ -106,3 +106,23 @@ def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
     assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg"), "--samples", "24",
                  "--images", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]) == 0
     assert "driver on simulated RTL: 24 inputs, 0 differ from the golden model" in capsys.readouterr().out
+
+
+def test_negative_tensor_norm_scale(tmp_path):
+    """The zoo ends in a TensorNorm, one scale for all logits; a negative one reverses
+    the argmax, which the compiler absorbs by negating the last layer's weights."""
+    def negate(model):
+        tn = next(m for m in model.modules() if type(m).__name__ == "TensorNorm")
+        with torch.no_grad():
+            tn.weight.copy_(-tn.weight.abs().clamp(min=0.1))
+
+    onnx_path = tmp_path / "m.onnx"
+    zoo_export("tfc_1w1a", "dynamo", onnx_path, seed=4, edit=negate)
+    bnnforge.build(onnx_path, tmp_path / "b", steps=["tidy_up", "streamline", "convert_to_hw"])
+    streamlined = onnx.load(str(tmp_path / "b" / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(tmp_path / "b" / "final_model.onnx"))
+    x = np.random.default_rng(1).random((100, 1, 28, 28), dtype=np.float32)
+    ref = qonnx_outputs(onnx_path, x).argmax(1)
+    assert len(np.unique(ref)) > 1  # not a network collapsed onto one label
+    assert np.array_equal(execute(hw, quantize_inputs(streamlined, x)).reshape(-1), ref)
+
