@@ -48,7 +48,15 @@ def stage_logic_delays(rtl: Path, manifest: dict, *, timeout_s: float | None = N
     rtl = Path(rtl)
     sources = [rtl / f for f in manifest["files"]]
     out = []
-    for st in manifest["stages"]:
+    stages = list(manifest["stages"])
+    if manifest.get("label_select"):
+        # the same parameters the generated top gives label_select (hw/codegen.py)
+        last = manifest["layers"][-1]
+        stages.append({"index": len(stages), "module": "label_select", "source": "label_select",
+                       "params": {"PE": last["PE"], "NF": last["MH"] // last["PE"],
+                                  "ACC_BITS": last["ACC_BITS"],
+                                  "INDEX_BITS": max(1, (last["MH"] - 1).bit_length())}})
+    for st in stages:
         k = st["index"]
         d = logic_delay(sources, st["module"], rtl / "timing", parameters=st.get("params") or {},
                         timeout_s=timeout_s, log_name=f"sta_stage{k}.log")

@@ -117,3 +117,20 @@ def test_cli_timing_option_rejects_unknown_mode(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bnnforge.cli", "synth", str(tmp_path), "--timing", "x"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--timing" in r.stderr
+
+
+def test_label_select_is_timed_with_the_tops_parameters(tmp_path):
+    import shutil
+
+    from bnnforge.hw.timing import stage_logic_delays
+    from bnnforge.resources import rtl_dir
+
+    rtl = _fake_build(tmp_path / "b") / "rtl"
+    shutil.copyfile(rtl_dir() / "label_select.v", rtl / "label_select.v")
+    manifest = json.loads((rtl / "manifest.json").read_text())
+    manifest["files"].insert(0, "label_select.v")
+    manifest.update(label_select=True, layers=[{"PE": 2, "MH": 10, "ACC_BITS": 8}])
+    stages = stage_logic_delays(rtl, manifest)
+    assert [s["module"] for s in stages] == ["reg_add", "label_select"]
+    assert stages[1]["logic_delay_ns"] > 0.303 and stages[1]["start"]
+    assert "NF" in (rtl / "timing" / "sta_stage1.ys").read_text()
