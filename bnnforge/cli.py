@@ -177,6 +177,9 @@ def cmd_synth(args):
     res = synthesize(args.build)
     md = Path(args.build) / "rtl" / "synth.md"
     print(md.read_text() if md.exists() else json.dumps(res["total"]))
+    if args.timing:
+        from bnnforge.hw.timing import build_timing, timing_markdown
+        print(timing_markdown(build_timing(Path(args.build), args.timing)))
 
 
 def _build_dir(path: str) -> Path:
@@ -364,6 +367,9 @@ def build_parser():
     p.add_argument("build", help="build directory")
     p.add_argument("--vivado", action="store_true", help="same as `bnnforge vivado BUILD --run`")
     p.add_argument("--board", default="pynq-z2", help="with --vivado: pynq-z1 or pynq-z2")
+    p.add_argument("--timing", choices=("sta", "pnr", "both"), default=None,
+                   help="also estimate the clock: per-stage xc7 logic delay (Yosys sta), "
+                        "ECP5 post-route Fmax (nextpnr-ecp5), or both; writes report/timing.md")
     p.set_defaults(fn=cmd_synth)
 
     p = sub.add_parser("vivado", help="Vivado project (Tcl) for Pynq-Z1/Z2; capacity check; --run starts Vivado")

@@ -46,6 +46,7 @@ __all__ = [
     "XC7Z020",
     "synthesize",
     "logic_delay",
+    "parse_sta",
     "classify_cells",
     "parse_module_name",
 ]
@@ -596,30 +597,56 @@ def _assign_short_names(modules: dict[str, ModuleStats], top: str) -> None:
 
 def logic_delay(sources: list[Path], top: str, workdir: Path, *,
                 parameters: dict | None = None, data_files: list[Path] | None = None,
-                timeout_s: float | None = None) -> dict:
-    """Longest combinational path in ns from Yosys ``sta`` (cell delays only, no routing).
+                timeout_s: float | None = None, log_name: str = "sta.log") -> dict:
+    """Longest register-to-register path in ns from Yosys ``sta`` (xc7 cell delays, no routing).
 
-    Uses the ``specify`` blocks of ``+/xilinx/cells_sim.v``.  Routing on a
-    7-series part typically adds as much again or more, so treat this as a
-    lower bound on the clock period.  Returns ``{"logic_delay_ns": float | None,
-    "log_path": str}``; ``None`` when Yosys found no timed path.
+    Yosys ``sta`` times combinational arcs only (the flip-flops' clocked arcs in
+    ``+/xilinx/cells_sim.v`` are conditional and ignored), so the flip-flops are cut
+    out first: their outputs become inputs of the netlist (path starts) and their
+    inputs path ends.  The delay is the FF clock-to-out (303 ps, cells_sim.v) plus
+    the cells on the longest path.  Routing on a 7-series part typically adds as much
+    again or more, so treat it as a lower bound on the clock period.  Returns
+    ``{"logic_delay_ns", "start", "end", "log_path"}``; the delay is ``None`` when
+    Yosys found no timed path.
     """
     workdir = Path(workdir)
     rel = _prepare(sources, workdir, data_files)
-    lines = ["read_verilog " + " ".join(_quote(r) for r in rel)]
-    for k, v in (parameters or {}).items():
-        lines.append(f"chparam -set {k} {_param_value(v)} {top}")
+    # -defer: only the requested parameterization is elaborated, never a library
+    # module's defaults (a default $readmemh file name would not exist).
+    lines = ["read_verilog -defer " + " ".join(_quote(r) for r in rel)]
+    if parameters:
+        lines.append("chparam " + " ".join(f"-set {k} {_param_value(v)}"
+                                            for k, v in parameters.items()) + f" {top}")
+    sta_txt = Path(log_name).stem + ".txt"
     lines += [
         f"synth_xilinx -family xc7 -noiopad -flatten -top {top}",
+        "select -set ffs t:FD*",
+        "expose -input @ffs %co:+[Q] @ffs %d",
+        "delete @ffs t:BUFG*",
         "read_verilog -lib -specify +/xilinx/cells_sim.v",
-        "tee -q -o sta.txt sta",
+        f"tee -q -o {sta_txt} sta",
     ]
-    log_path, _ = _run_yosys("\n".join(lines) + "\n", workdir, "sta.log", timeout_s)
-    text = (workdir / "sta.txt").read_text(errors="replace")
-    m = re.search(r"Latest arrival time in '.*?' is (\d+)", text)
-    # Delays in cells_sim.v specify blocks are in ps.
-    return {"logic_delay_ns": (int(m.group(1)) / 1000.0) if m else None,
-            "log_path": str(log_path)}
+    log_path, elapsed = _run_yosys("\n".join(lines) + "\n", workdir, log_name, timeout_s)
+    return dict(parse_sta((workdir / sta_txt).read_text(errors="replace")),
+                log_path=str(log_path), seconds=round(elapsed, 1))
+
+
+FF_CLOCK_TO_OUT_PS = 303  # FDRE C->Q in +/xilinx/cells_sim.v (prjxray artix7 -1)
+
+
+def parse_sta(text: str) -> dict:
+    """Delay, start net and end cell of the critical path in a Yosys ``sta`` report."""
+    m = re.search(r"Latest arrival time in '.*?' is (\d+):\n(.*?)\n\s*\n", text, re.S)
+    if not m:
+        return {"logic_delay_ns": None, "start": None, "end": None}
+    path = m.group(2).splitlines()
+    cells = [re.match(r"\s*\d+\s+(\S.*?) \((\S+)\)$", l) for l in path]
+    cells = [c for c in cells if c and c.group(2) != "<unknown>"]
+    start = next((m2.group(1) for m2 in (re.match(r"\s*\d+\s+\\?(.*?) \(<primary input>\)$", l)
+                                         for l in path) if m2), None)
+    end = cells[0].group(1) if cells else None
+    return {"logic_delay_ns": (int(m.group(1)) + FF_CLOCK_TO_OUT_PS) / 1000.0,
+            "start": start, "end": end}
 
 
 def _main(argv=None) -> int:

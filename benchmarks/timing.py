@@ -1,0 +1,91 @@
+"""Clock each generated design can meet, and frames/s at that clock.
+
+For each network: cycles/frame (ideal), Yosys synth_xilinx LUT/FF/BRAM18, the worst
+per-stage xc7 logic delay from Yosys `sta` (cells only, no routing) and the post-route
+Fmax of the whole design on an ECP5 LFE5U-85F (nextpnr-ecp5), with frames/s at each.
+Beside them: the figures measured on this design before timing work began (issue 14's
+baseline, same tools) and BNN-PYNQ's measured rates on the xc7z020.
+
+    .venv/bin/python benchmarks/timing.py [--nets tfc,digits_mlp] [--timing both|sta|pnr]
+
+LFC and CNV place and route for tens of minutes here; pass them explicitly
+(`--nets lfc,cnv`) when there is time.
+"""
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+NETS = {  # topology, activation, folding file, input shape
+    "tfc": ("tfc", "bipolar", "tfc_finn_examples.json", (1, 1, 28, 28)),
+    "digits_mlp": ("digits_mlp", "unipolar", "digits_mlp.json", (1, 1, 8, 8)),
+    "lfc": ("lfc", "bipolar", "lfc_bnn_pynq.json", (1, 1, 28, 28)),
+    "cnv": ("cnv", "bipolar", "cnv_bnn_pynq.json", (1, 3, 32, 32)),
+}
+# Post-route Fmax measured before the timing work (issue 14), same yowasp tools.
+BASELINE_ECP5_MHZ = {"tfc": 34.6, "lfc": 32.7}
+# BNN-PYNQ measured on a PYNQ-Z1 (frames/s), see /work/shared/reference/anchors.md
+BNN_PYNQ_FPS = {"lfc": 356_633}
+
+
+def _build(net: str, tmp: Path) -> Path:
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+    from bnnforge.models.export import export_qonnx
+    from bnnforge.models.topologies import build_model, randomize_batchnorm
+    from bnnforge.resources import folding_config
+
+    topo, act, folding, shape = NETS[net]
+    m = build_model(topo, act)
+    randomize_batchnorm(m, torch.Generator().manual_seed(0))
+    m.eval()
+    export_qonnx(m, tmp / f"{net}.onnx", shape)
+    out = tmp / net
+    cfg = load_config(None, model=str(tmp / f"{net}.onnx"), output_dir=str(out), name=net,
+                      folding_config_file=str(folding_config(folding)),
+                      steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
+    build(cfg, progress=False)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nets", default="tfc,digits_mlp")
+    ap.add_argument("--timing", default="both", choices=("sta", "pnr", "both"))
+    a = ap.parse_args()
+    from bnnforge.hw.synth import synthesize
+    from bnnforge.hw.timing import build_timing
+
+    tmp = Path(tempfile.mkdtemp(prefix="bnnforge-timing-"))
+    rows = []
+    for net in a.nets.split(","):
+        t0 = time.perf_counter()
+        b = _build(net, tmp)
+        rtl = b / "rtl"
+        manifest = json.loads((rtl / "manifest.json").read_text())
+        r = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
+        t = build_timing(b, a.timing)
+        sta, pnr = t.get("sta", {}), t.get("pnr", {})
+        worst = next((s for s in sta.get("stages", []) if s["stage"] == sta.get("worst_stage")), {})
+        rows.append((net, t["cycles_per_frame"], r.total.lut_total, r.total.ff, r.total.bram18,
+                     worst.get("logic_delay_ns"), sta.get("fmax_mhz"), sta.get("frames_per_s"),
+                     pnr.get("fmax_mhz"), pnr.get("frames_per_s"), BASELINE_ECP5_MHZ.get(net),
+                     BNN_PYNQ_FPS.get(net), f"{pnr.get('start')} -> {pnr.get('end')}",
+                     time.perf_counter() - t0))
+        print(f"{net}: {(b / 'report' / 'timing.md').read_text()}", flush=True)
+    print("| net | cycles/frame | LUT | FF | BRAM18 | worst stage sta ns | xc7 logic MHz | frames/s (xc7 logic) "
+          "| ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | BNN-PYNQ frames/s | ECP5 critical path | s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for row in rows:
+        print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
+                                                        f"{v:.1f}" if isinstance(v, float) else str(v))
+                                for v in row) + " |")
+
+
+if __name__ == "__main__":
+    main()
