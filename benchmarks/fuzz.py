@@ -10,13 +10,22 @@ cores) with the compiled bulk harness (sim/bulk.py, 64 frames); 300 RTL cases ~4
 The cocotb fallback costs about the same per case (at most
 16 frames and RTL_CYCLE_BUDGET ideal cycles per case, so a case's simulation stays
 under ~5 s). --max-seconds stops early (after the running case) to bound a run.
-Reproducers of failing cases land in OUT/reproducers/.
+Reproducers of failing cases land in OUT/reproducers/. With --shrink each failing case
+is also reduced (layers, channels, inputs, edge-case edits, folding factors) while it
+still fails the same way, and the small reproducer is saved under --store (default
+OUT/shrunk; tests/fuzz_regressions/ is the store the tests replay).
+
+Proof that the loop finds and shrinks a bug (a test-only fault in the golden model):
+
+    python benchmarks/fuzz.py --count 10 --seed 0 --no-rtl --inject-fault mvtu_threshold_strict \
+        --shrink --stop-after-failures 1 --out runs/fuzz-fault
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import json
+import os
 import sys
 import tempfile
 import time
@@ -26,14 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bnnforge.sim.golden import FAULT_ENV, FAULTS  # noqa: E402
+
 
 def main(argv=None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
+    import numpy as np
     from tqdm import tqdm
 
-    from bnnforge.sim.fuzz import random_case, run_case
+    from bnnforge.sim.fuzz import random_case, run_case, shrink_and_save
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100)
@@ -42,7 +54,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-rtl", dest="rtl", action="store_false")
     ap.add_argument("--out", default="runs/fuzz")
     ap.add_argument("--max-seconds", type=float, default=None, help="stop after this much wall time")
+    ap.add_argument("--shrink", action="store_true", help="shrink failing cases and save them to --store")
+    ap.add_argument("--store", default=None, help="folder for shrunk reproducers (default OUT/shrunk)")
+    ap.add_argument("--inject-fault", default=None, choices=FAULTS,
+                    help="test-only fault in the golden model (shows the fuzzer finds and shrinks it)")
+    ap.add_argument("--stop-after-failures", type=int, default=None)
     args = ap.parse_args(argv)
+    if args.inject_fault:
+        os.environ[FAULT_ENV] = args.inject_fault
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +85,19 @@ def main(argv=None) -> int:
                 kinds[r["kind"]] += 1
                 failures.append(r)
                 tqdm.write(f"MISMATCH {r['kind']} {case.summary()}\n  {r['reason']}\n  -> {r['reproducer']}")
+                if args.shrink:
+                    t_shrink = time.perf_counter()
+                    with tempfile.TemporaryDirectory(prefix="fuzz-shrink-") as work:
+                        d = shrink_and_save(case, r, args.store or out / "shrunk", work, rtl=args.rtl,
+                                            injected_fault=args.inject_fault, log=tqdm.write)
+                    small = json.loads((d / "case.json").read_text())
+                    layers, images = len(small["case"]["hidden"]) + 1, len(np.load(d / "inputs.npy"))
+                    tqdm.write(f"shrunk in {time.perf_counter() - t_shrink:.1f} s to {layers} layers, "
+                               f"{images} inputs: {small['summary']}\n  -> {d}")
+                    r["shrunk"] = str(d)
             bar.set_postfix(fail=len(failures))
+            if args.stop_after_failures and len(failures) >= args.stop_after_failures:
+                break
             if args.max_seconds and time.perf_counter() - t_start > args.max_seconds:
                 tqdm.write(f"stopping: --max-seconds {args.max_seconds} reached")
                 break

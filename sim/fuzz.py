@@ -57,6 +57,7 @@ class FuzzCase:
     edits: list = field(default_factory=list)   # edge cases injected into the model
     p_gap: float = 0.0
     p_stall: float = 0.0
+    image_rows: list | None = None   # subset of case_images' rows (set by shrinking)
 
     @property
     def widths(self) -> list[int]:
@@ -75,11 +76,15 @@ class FuzzCase:
         d["input_shape"], d["hidden"] = tuple(d["input_shape"]), tuple(d["hidden"])
         return cls(**d)
 
+    @property
+    def n_images(self) -> int:
+        return CHECK_IMAGES if self.image_rows is None else len(self.image_rows)
+
     def summary(self) -> str:
         fold = ",".join(f"{v['PE']}/{v['SIMD']}" for v in self.folding.values())
         return (f"seed={self.seed} {self.act} in={self.input_quant}{list(self.input_shape)} "
                 f"widths={self.widths} ws={self.weight_scaling} ls={int(self.label_select)} "
-                f"PE/SIMD={fold} edits={[e['kind'] for e in self.edits]}")
+                f"PE/SIMD={fold} edits={[e['kind'] for e in self.edits]} images={self.n_images}")
 
 
 def _divisors(n: int) -> list[int]:
@@ -212,7 +217,7 @@ def case_images(case: FuzzCase, n: int = CHECK_IMAGES) -> np.ndarray:
                        dtype=np.float32)
     mask = rng.random(x.shape) < 0.15
     x[mask] = rng.choice(special, size=int(mask.sum()))
-    return x
+    return x if case.image_rows is None else x[list(case.image_rows)]
 
 
 def torch_logits(model, images: np.ndarray) -> np.ndarray:
@@ -433,8 +438,9 @@ def run_case(case: FuzzCase, workdir, rtl: bool = True, reproducer_dir=None,
     return result
 
 
-def save_reproducer(case: FuzzCase, root: Path, result: dict, onnx_path: Path, images, logits) -> Path:
-    d = root / f"seed{case.seed}_{result['kind']}"
+def save_reproducer(case: FuzzCase, root: Path, result: dict, onnx_path: Path, images, logits,
+                    name: str | None = None, extra: dict | None = None) -> Path:
+    d = root / (name or f"seed{case.seed}_{result['kind']}")
     d.mkdir(parents=True, exist_ok=True)
     if onnx_path.is_file():
         shutil.copy(onnx_path, d / "model.onnx")
@@ -444,20 +450,21 @@ def save_reproducer(case: FuzzCase, root: Path, result: dict, onnx_path: Path, i
     if logits is not None:
         np.save(d / "torch_logits.npy", logits)
     info = {"seed": case.seed, "kind": result["kind"], "reason": result["reason"],
-            "rtl": result["rtl"], "case": case.to_json(), "summary": case.summary()}
+            "rtl": result["rtl"], "case": case.to_json(), "summary": case.summary(), **(extra or {})}
     (d / "case.json").write_text(json.dumps(info, indent=1))
     if result.get("traceback"):
         (d / "traceback.txt").write_text(result["traceback"])
     return d
 
 
-def check_reproducer(d, workdir, rtl: bool = True) -> dict:
+def check_reproducer(d, workdir, rtl: bool = True, force_rtl: bool = False) -> dict:
     """Re-run a saved reproducer. From its files (model.onnx, folding, inputs, torch
-    logits) when the export had succeeded, else from its seed (needs torch)."""
+    logits) when the export had succeeded, else from its seed (needs torch). The RTL
+    runs when `rtl` and the case was found with it, or always with `force_rtl`."""
     d, workdir = Path(d), Path(workdir)
     info = json.loads((d / "case.json").read_text())
     case = FuzzCase.from_json(info["case"])
-    rtl = rtl and info.get("rtl", True)
+    rtl = force_rtl or (rtl and info.get("rtl", True))
     if not (d / "model.onnx").is_file() or not (d / "torch_logits.npy").is_file():
         return run_case(case, workdir, rtl=rtl)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -470,3 +477,166 @@ def check_reproducer(d, workdir, rtl: bool = True) -> dict:
     except Mismatch as m:
         result.update(ok=False, kind=m.kind, reason=m.reason)
     return result
+
+
+# ---------------------------------------------------------------------------
+# shrinking a failing case
+
+def _refold(case: FuzzCase, folding: dict | None = None) -> dict:
+    """Foldings valid for the case's widths: each old factor cut down to a divisor."""
+    from math import gcd
+
+    w = case.widths
+    old = list((folding if folding is not None else case.folding).values())
+    out = {}
+    for i in range(len(w) - 1):
+        f = old[i] if i < len(old) else {"PE": 1, "SIMD": 1}
+        out[f"MVTU_{i}"] = {"PE": gcd(int(f["PE"]), w[i + 1]), "SIMD": gcd(int(f["SIMD"]), w[i])}
+    return out
+
+
+def _fit_edits(edits: list, widths: list[int], layer_map: dict | None = None) -> list:
+    """Edits remapped to the layers that remain and cut to their channel counts."""
+    n_layers = len(widths) - 1
+    out = []
+    for e in edits:
+        li = e["layer"] if layer_map is None else layer_map.get(e["layer"])
+        if li is None or li >= n_layers:
+            continue
+        if e["kind"] in ("neg_gamma", "zero_gamma", "always") and li == n_layers - 1:
+            continue                                  # BatchNorm edits exist on hidden layers only
+        mh = widths[li + 1]
+        e = dict(e, layer=li)
+        for key in ("channels", "rows"):
+            if key in e:
+                keep = [j for j, c in enumerate(e[key]) if c < mh]
+                if e["kind"] == "always":
+                    e["on"] = [e["on"][j] for j in keep]
+                e[key] = [e[key][j] for j in keep]
+        if e["kind"] in ("zero_gamma", "always", "const_row") and not e.get("channels", e.get("rows")):
+            continue
+        out.append(e)
+    return out
+
+
+def _with(case: FuzzCase, **kw) -> FuzzCase:
+    d = case.to_json()
+    d.update(kw)
+    c = FuzzCase.from_json(d)
+    return c
+
+
+def _structural(case: FuzzCase, hidden: tuple | None = None, num_classes: int | None = None,
+                input_shape: tuple | None = None, layer_map: dict | None = None) -> FuzzCase:
+    c = _with(case, hidden=list(hidden if hidden is not None else case.hidden),
+              num_classes=num_classes if num_classes is not None else case.num_classes,
+              input_shape=list(input_shape if input_shape is not None else case.input_shape))
+    old_fold = case.folding
+    if layer_map is not None:
+        inv = {v: k for k, v in layer_map.items()}
+        vals = list(case.folding.values())
+        old_fold = {f"MVTU_{i}": vals[inv.get(i, i)] for i in range(len(c.widths) - 1)}
+    c.folding = _refold(c, old_fold)
+    c.edits = _fit_edits(case.edits, c.widths, layer_map)
+    return c
+
+
+def shrink_candidates(case: FuzzCase):
+    """Smaller variants of `case`, the most reducing first."""
+    n = case.n_images
+    rows = list(case.image_rows) if case.image_rows is not None else list(range(CHECK_IMAGES))
+    # inputs: halves first, then single inputs
+    if n > 1:
+        yield "images_half_a", _with(case, image_rows=rows[: n // 2])
+        yield "images_half_b", _with(case, image_rows=rows[n // 2:])
+    if 1 < n <= 8:
+        for r in rows:
+            yield f"image_{r}", _with(case, image_rows=[r])
+    # layers
+    for i in range(len(case.hidden)):
+        hidden = case.hidden[:i] + case.hidden[i + 1:]
+        layer_map = {j: (j if j < i else j - 1) for j in range(len(case.hidden) + 1) if j != i}
+        yield f"drop_layer_{i}", _structural(case, hidden=hidden, layer_map=layer_map)
+    # channels
+    for i, h in enumerate(case.hidden):
+        for new in sorted({2, h // 2}):
+            if 2 <= new < h:
+                yield f"hidden_{i}_{new}", _structural(case, hidden=case.hidden[:i] + (new,) + case.hidden[i + 1:])
+    for new in sorted({2, case.num_classes // 2}):
+        if 2 <= new < case.num_classes:
+            yield f"classes_{new}", _structural(case, num_classes=new)
+    # input features
+    c, h, w = case.input_shape
+    for shape in [(c, 1, 2), (c, 2, 2), (c, 1, max(1, w // 2)), (c, max(1, h // 2), w)]:
+        if shape[1] * shape[2] < h * w:
+            yield f"input_{shape[1]}x{shape[2]}", _structural(case, input_shape=shape)
+    # edge-case edits
+    for i, e in enumerate(case.edits):
+        yield f"drop_edit_{e['kind']}", _with(case, edits=case.edits[:i] + case.edits[i + 1:])
+    # folding factors towards 1 (all layers, then one at a time)
+    one = {"PE": 1, "SIMD": 1}
+    if any(f != one for f in case.folding.values()):
+        yield "fold_1", _with(case, folding={k: dict(one) for k in case.folding})
+        for k, f in case.folding.items():
+            if f != one and len(case.folding) > 1:
+                yield f"fold_1_{k}", _with(case, folding=dict(case.folding, **{k: dict(one)}))
+    if case.p_gap or case.p_stall:
+        yield "no_stalls", _with(case, p_gap=0.0, p_stall=0.0)
+    if case.fifo_depth != 2:
+        yield "fifo_2", _with(case, fifo_depth=2)
+
+
+def case_size(case: FuzzCase) -> tuple:
+    """What shrinking minimizes, most important first (a step must make it smaller)."""
+    return (len(case.widths) - 1, case.n_images, sum(case.widths), len(case.edits),
+            sum(f["PE"] * f["SIMD"] > 1 for f in case.folding.values()), case.p_gap + case.p_stall,
+            case.fifo_depth)
+
+
+def shrink_case(case: FuzzCase, failure: dict, workdir, rtl: bool = True, max_trials: int = 200,
+                log=None) -> tuple[FuzzCase, dict, list[str]]:
+    """Greedy reduction of a failing case: apply the first smaller variant that still
+    fails with the same kind, until none does (or `max_trials` runs). Returns the smallest
+    case, its failing result and the accepted steps."""
+    workdir = Path(workdir)
+    trials, steps = 0, []
+    best, best_result = case, failure
+    progress = True
+    while progress and trials < max_trials:
+        progress = False
+        for name, cand in shrink_candidates(best):
+            if trials >= max_trials:
+                break
+            if case_size(cand) >= case_size(best):
+                continue
+            trials += 1
+            d = workdir / f"trial{trials}"
+            r = run_case(cand, d, rtl=rtl)
+            shutil.rmtree(d, ignore_errors=True)
+            if not r["ok"] and r["kind"] == failure["kind"]:
+                best, best_result = cand, r
+                steps.append(name)
+                if log:
+                    log(f"shrink: {name} -> {cand.summary()}")
+                progress = True
+                break
+    return best, best_result, steps
+
+
+def shrink_and_save(case: FuzzCase, failure: dict, store, workdir, rtl: bool = True,
+                    injected_fault: str | None = None, log=None) -> Path:
+    """Shrink a failing case and save the reproducer of the smallest one under `store`
+    (the regression store re-run by tests/flows/test_fuzz.py)."""
+    workdir = Path(workdir)
+    small, result, steps = shrink_case(case, failure, workdir / "shrink", rtl=rtl, log=log)
+    final = workdir / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    result = run_case(small, final, rtl=rtl)
+    if result["ok"] or result["kind"] != failure["kind"]:
+        raise RuntimeError(f"shrunk case no longer fails as {failure['kind']}: {result}")
+    name = f"seed{small.seed}_{result['kind']}" + (f"_{injected_fault}" if injected_fault else "")
+    d = save_reproducer(small, Path(store), result, final / "model.onnx", case_images(small),
+                        torch_logits(build_torch_model(small), case_images(small)), name=name,
+                        extra={"injected_fault": injected_fault, "shrink_steps": steps,
+                               "original": case.to_json(), "original_reason": failure["reason"]})
+    return d

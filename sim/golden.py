@@ -13,6 +13,20 @@ import onnx
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, get_meta, initializer
 
+# Test-only fault injection: proves that the differential fuzzer finds, shrinks and
+# replays a golden-model bug (tests/flows/test_fuzz.py). Never set outside those tests.
+FAULT_ENV = "BNNFORGE_TEST_INJECT_FAULT"
+FAULTS = ("mvtu_threshold_strict",)   # MVTU threshold compare acc > T instead of acc >= T
+
+
+def injected_fault() -> str | None:
+    import os
+
+    name = os.environ.get(FAULT_ENV) or None
+    if name is not None and name not in FAULTS:
+        raise BnnforgeError(f"{FAULT_ENV}={name!r}: unknown test fault; choices: {', '.join(FAULTS)}")
+    return name
+
 
 def _popcount_rows(bits_packed: np.ndarray) -> np.ndarray:
     return np.bitwise_count(bits_packed).sum(axis=-1, dtype=np.int64)
@@ -102,6 +116,7 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
     """
     x = np.asarray(x, dtype=np.int64)
     n = x.shape[0]
+    strict_threshold = injected_fault() == "mvtu_threshold_strict"
     env = {model.graph.input[0].name: x}
     for node in model.graph.node:
         if node.domain != DOMAIN:
@@ -129,7 +144,7 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
             acc = binary_dot(_decode_input(rows, kind, int(a.get("input_offset", 0))), 2 * wbits - 1, kind)
             if attr_str(a["out_mode"]) == "threshold":
                 t = initializer(model, node.input[2]).astype(np.int64)
-                acc = (acc >= t[None, :]).astype(np.int64)
+                acc = ((acc > t[None, :]) if strict_threshold else (acc >= t[None, :])).astype(np.int64)
             elif attr_str(a["out_mode"]) == "multithreshold":
                 acc = _multithreshold(acc, initializer(model, node.input[2]).astype(np.int64))
             env[node.output[0]] = _unflatten(acc, lead)

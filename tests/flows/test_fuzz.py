@@ -9,7 +9,8 @@ import pytest
 from bnnforge.hw.hwgraph import initializer, set_initializer
 from bnnforge.sim.fuzz import (FuzzCase, Mismatch, build_artifacts, build_torch_model, case_images, check_golden,
                       check_reproducer, check_rtl, random_case, run_case, save_reproducer, torch_logits,
-                      _drop_sim_build)
+                      _drop_sim_build, shrink_and_save)
+from bnnforge.sim.golden import FAULT_ENV, injected_fault
 
 REGRESSIONS = Path(__file__).resolve().parents[1] / "fuzz_regressions"
 GOLDEN_SEEDS = list(range(100, 120))
@@ -62,14 +63,65 @@ def test_fuzz_rtl_bit_exact(tmp_path, seed):
 
 
 def _regressions():
-    return sorted(p.parent for p in REGRESSIONS.glob("*/case.json")) if REGRESSIONS.is_dir() else []
+    found = sorted(p.parent for p in REGRESSIONS.glob("*/case.json")) if REGRESSIONS.is_dir() else []
+    # an empty store must fail, not silently run nothing
+    return found or [pytest.param(None, id="EMPTY_STORE")]
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("repro", _regressions(), ids=lambda p: p.name)
-def test_saved_fuzz_regressions(tmp_path, repro):
-    r = check_reproducer(repro, tmp_path)
+@pytest.mark.parametrize("repro", _regressions(), ids=lambda p: getattr(p, "name", "EMPTY_STORE"))
+def test_saved_fuzz_regressions(tmp_path, monkeypatch, repro):
+    assert repro is not None, f"the fuzz regression store {REGRESSIONS} holds no reproducer"
+    info = json.loads((repro / "case.json").read_text())
+    fault = info.get("injected_fault")
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    if fault:
+        # the saved case was shrunk from a failure of this test-only fault: with the
+        # fault on it must still be detected, as the same kind of mismatch
+        monkeypatch.setenv(FAULT_ENV, fault)
+        r = check_reproducer(repro, tmp_path / "fault_on", rtl=False)
+        assert not r["ok"] and r["kind"] == info["kind"], r
+        monkeypatch.delenv(FAULT_ENV)
+    r = check_reproducer(repro, tmp_path / "fault_off", force_rtl=True)
     assert r["ok"], (r["kind"], r["reason"])
+    assert r["rtl_frames"] >= 1
+
+
+def test_regression_store_holds_the_shrunk_injected_fault():
+    repros = [p.parent for p in REGRESSIONS.glob("*/case.json")]
+    shrunk = [json.loads((d / "case.json").read_text()) for d in repros]
+    faults = [i for i in shrunk if i.get("injected_fault")]
+    assert faults, "no shrunk reproducer of an injected fault in the store"
+    for info in faults:
+        assert len(info["case"]["hidden"]) + 1 <= 2, info["summary"]
+        assert len(info["case"]["image_rows"]) <= 8, info["summary"]
+
+
+@pytest.mark.slow
+def test_shrinking_reduces_an_injected_fault(tmp_path, monkeypatch):
+    """Fault on: a fixed fuzz case fails, shrinking reduces it to <= 2 layers and <= 8
+    inputs, the saved reproducer fails with the fault on and passes with it off."""
+    monkeypatch.setenv(FAULT_ENV, "mvtu_threshold_strict")
+    case = _small_case(hidden=(12, 8, 6), folding={"MVTU_0": {"PE": 3, "SIMD": 6}, "MVTU_1": {"PE": 2, "SIMD": 12},
+                                                   "MVTU_2": {"PE": 6, "SIMD": 4}, "MVTU_3": {"PE": 5, "SIMD": 2}})
+    r = run_case(case, tmp_path / "orig", rtl=False)
+    assert not r["ok"] and r["kind"] == "streamlined_vs_hw", r
+    d = shrink_and_save(case, r, tmp_path / "store", tmp_path / "work", rtl=False,
+                        injected_fault="mvtu_threshold_strict")
+    info = json.loads((d / "case.json").read_text())
+    small = FuzzCase.from_json(info["case"])
+    assert len(small.widths) - 1 <= 2 and small.n_images <= 8, small.summary()
+    assert len(np.load(d / "inputs.npy")) == small.n_images
+    assert not check_reproducer(d, tmp_path / "on", rtl=False)["ok"]
+    monkeypatch.delenv(FAULT_ENV)
+    assert check_reproducer(d, tmp_path / "off", rtl=False)["ok"]
+    assert run_case(case, tmp_path / "orig_off", rtl=False)["ok"]
+
+
+def test_injected_fault_is_off_by_default():
+    import os
+
+    assert os.environ.get(FAULT_ENV) is None and injected_fault() is None
 
 
 # --- the harness can fail ---------------------------------------------------------
