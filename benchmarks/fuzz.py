@@ -3,7 +3,7 @@
     python benchmarks/fuzz.py --count 300 --seed 0 --no-rtl --out runs/fuzz
     python benchmarks/fuzz.py --count 50 --seed 1000 --rtl --out runs/fuzz
 
-Case i uses seed S+i (sim/fuzz.py: random_case). Without RTL a case takes ~0.1-1 s
+Case i uses seed S+i (bnnforge/fuzz.py: random_case). Without RTL a case takes ~0.1-1 s
 (export + build + golden vs torch on 64 images; 400 cases measured in 374 s). With RTL the Verilator build of
 the case's design dominates: measured 8.9 s/case mean, 35 s max (117 cases, 2 shared
 cores) with the compiled bulk harness (sim/bulk.py, 64 frames); 300 RTL cases ~45 min.
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from bnnforge.sim.fuzz import random_case, run_case, shrink_and_save
+    from bnnforge.fuzz import random_case, run_case, shrink_and_save
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100)

@@ -1,4 +1,4 @@
-"""Differential fuzzing (sim/fuzz.py) on fixed seeds, saved regressions, and proof that
+"""Differential fuzzing (bnnforge/fuzz.py) on fixed seeds, saved regressions, and proof that
 the harness reports corrupted hardware."""
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bnnforge.hw.hwgraph import initializer, set_initializer
-from bnnforge.sim.fuzz import (FuzzCase, Mismatch, build_artifacts, build_torch_model, case_images, check_golden,
+from bnnforge.fuzz import (FuzzCase, Mismatch, build_artifacts, build_torch_model, case_images, check_golden,
                       check_reproducer, check_rtl, random_case, run_case, save_reproducer, torch_logits,
                       _drop_sim_build, shrink_and_save)
 from bnnforge.sim.golden import FAULT_ENV, injected_fault
