@@ -35,12 +35,12 @@ def main():
     import ray
 
     out = Path(args.out)
-    spec = load_sweep(args.sweep)
+    out.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load(Path(args.sweep).read_text())
     if args.model:
         data["model"] = {"onnx": str(Path(args.model).resolve())}
-    elif "train" in spec.model:
-        tr = spec.model["train"]
+    elif "train" in data.get("model", {}):
+        tr = load_sweep(args.sweep).model["train"]
         model = out / "model" / "model.onnx"
         if not model.is_file():
             t0 = time.perf_counter()
@@ -51,6 +51,7 @@ def main():
         data["model"] = {"onnx": str(model.resolve())}
     sweep_file = out / "sweep.yaml"
     sweep_file.write_text(yaml.safe_dump(data))
+    spec = load_sweep(sweep_file)
     walls = {}
     for workers in (1, 2):
         run_dir = out / f"workers{workers}"
