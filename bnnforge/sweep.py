@@ -471,7 +471,11 @@ def _run_ray(jobs, address, workers, progress, say):
     started = False
     if not ray.is_initialized():
         kw = dict(address=address) if address else dict(num_cpus=workers or os.cpu_count() or 1)
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kw)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kw)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            where = f"--address {address}" if address else "local Ray"
+            raise BnnforgeError(f"{where}: cannot start or join Ray ({str(e).splitlines()[0][:200]})") from None
         started = True
     try:
         # max_retries: a worker process lost mid-candidate (killed, node gone) reruns it;
