@@ -161,7 +161,8 @@ def test_ray_sweep_simulates_rtl_bit_exactly(tmp_path, onnx_model):
     golden model on every frame (a Verilator build per design: minutes)."""
     path = write_sweep(tmp_path, f"model: {{onnx: {onnx_model}}}\nspace: {{target_cycles: [128, 256]}}\n"
                                  "stages: {rtlsim: {images: 8}}\n")
-    r = sweep_mod.run_sweep(path, tmp_path / "out", workers=2, progress=False, say=lambda m: None)
+    out = tmp_path / "out"
+    r = sweep_mod.run_sweep(path, out, workers=2, progress=False, say=lambda m: None)
     for row in r["rows"]:
         assert row["status"] == "ok", row["error"]
         assert row["rtl_mismatches"] == 0 and row["images"] == 8
