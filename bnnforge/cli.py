@@ -301,6 +301,19 @@ def cmd_demo(args):
     print(report_dir)
 
 
+def cmd_sweep(args):
+    from bnnforge.sweep import run_sweep
+
+    say = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    out = args.out or str(Path("runs") / ("sweep_" + "".join(c if c.isalnum() or c in "-_" else "_"
+                                                              for c in Path(args.sweep).stem)))
+    r = run_sweep(args.sweep, out, address=args.address, workers=args.workers, use_ray=not args.no_ray,
+                  retry_failed=args.retry_failed, progress=not args.quiet, say=say)
+    failed = sum(1 for row in r["rows"] if row.get("status") != "ok")
+    print(f"{len(r['rows'])} candidates ({r['computed']} computed, {r['reused']} read back, {failed} failed; "
+          f"{r['mode']}): {r['table']['csv']}" + (f", {r['plot']}" if r["plot"] else ""))
+
+
 def build_parser():
     from bnnforge import __version__
 
@@ -401,6 +414,16 @@ def build_parser():
     p.add_argument("--run", action="store_true", help="run FINN (must be importable) and compare cycles")
     p.add_argument("--hw", action="store_true", help="with Vivado on PATH: FINN's bitfile steps too")
     p.set_defaults(fn=cmd_finn)
+
+    p = sub.add_parser("sweep", help="design-space sweep (foldings, methods, bits) on Ray: table + Pareto plot")
+    p.add_argument("sweep", help="sweep file (YAML)")
+    p.add_argument("--out", default=None, help="results directory (default runs/sweep_<name>)")
+    p.add_argument("--address", default=None, help="Ray cluster address (HOST:PORT, as printed by `ray start --head`)")
+    p.add_argument("--workers", type=int, default=None, help="local Ray: worker processes (default: the cores)")
+    p.add_argument("--no-ray", action="store_true", help="run the candidates serially in this process")
+    p.add_argument("--retry-failed", action="store_true", help="recompute candidates stored as failed")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("demo", help="the main job: train, export, build, simulate, synthesize, report")
     p.add_argument("--out", default="runs/demo")
