@@ -79,6 +79,10 @@ def _problems(argv: list[str]) -> list[str]:
             return [f"{args[0]}: no such file"]
         return [f"{args[0]} {a}: option not in the script" for a in args[1:]
                 if a.startswith("--") and a not in script.read_text()]
+    if prog == "ray":  # the cluster extra's own CLI
+        if importlib.util.find_spec("ray") is None:
+            return ["ray: not installed by the project (the cluster extra)"]
+        return [] if args[0] in ("start", "stop", "status") else [f"ray {args[0]}: not a ray command"]
     return [f"{prog}: a command the README should not show (unknown program)"]
 
 
