@@ -31,11 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bnnforge.sim.golden import FAULT_ENV, FAULTS
 
-from bnnforge.sim.golden import FAULT_ENV, FAULTS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
