@@ -110,5 +110,6 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(work, out_dir)
+    error_log_path(out_dir).unlink(missing_ok=True)  # an earlier failure's log no longer applies
     cfg.build_dir = str(out_dir)
     return summary
