@@ -52,24 +52,15 @@ def cmd_train(args):
 
 def _train_method(args):
     """`bnnforge train --method NAME`: the network and paper defaults of the method's config."""
-    import yaml
-
     from bnnforge.api import train
+    from bnnforge.models.methods.train import parse_param_overrides
 
     for opt, given in (("--topology", args.topology != "digits_mlp"), ("--act", args.act != "unipolar"),
                        ("--weight-scaling", args.weight_scaling != "none"), ("--resume", args.resume)):
         if given:
             raise BnnforgeError(f"{opt}: not used with --method (the method's config defines the network; "
                                 f"change it with --config or --param)")
-    params = {}
-    for item in args.param:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise BnnforgeError(f"--param {item!r}: expected name=value")
-        try:
-            params[k] = yaml.safe_load(v)
-        except yaml.YAMLError:
-            raise BnnforgeError(f"--param {item!r}: the value is not valid YAML") from None
+    params = parse_param_overrides(args.param)
     t0 = time.perf_counter()
     res = train(out=args.out, method=args.method, dataset=args.dataset, data_dir=args.data_dir,
                 epochs=args.epochs, seed=args.seed, config=args.config, params=params, export=args.export,

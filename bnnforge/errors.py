@@ -42,6 +42,15 @@ def onnx_node_in_traceback(exc: BaseException):
     return None
 
 
+def model_error(exc: BaseException, what: str) -> BnnforgeError:
+    """One-line error for a library failing on the user's model (not on our code): names
+    the ONNX node it was at, says what could not be done, and keeps the library's reason."""
+    node = onnx_node_in_traceback(exc)
+    where = f"node {node.name!r} ({node.op_type}): " if node is not None else ""
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return BnnforgeError(f"{where}{what} ({type(exc).__name__}: {first})")
+
+
 def write_error_log(exc: BaseException, log: Path, context: str) -> Path | None:
     """Write the traceback of *exc* to *log*; returns the path, or None if it cannot be written."""
     try:

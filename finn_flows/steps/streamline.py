@@ -51,7 +51,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, TensorProto
 
-from bnnforge.errors import BnnforgeError
+from bnnforge.errors import BnnforgeError, model_error
+from .tidy_up import QONNX_CANNOT_EVALUATE
 from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
@@ -400,8 +401,7 @@ def _quantize(y, node, model):
     except BnnforgeError:
         raise
     except Exception as e:  # qonnx cannot run this quantizer (bad attribute, shapes)
-        from .tidy_up import _cannot_evaluate
-        raise BnnforgeError(_cannot_evaluate(e)) from None
+        raise model_error(e, QONNX_CANNOT_EVALUATE) from None
 
 
 def _quantize_bits(y, node, model):
@@ -464,8 +464,7 @@ def _quantize_levels(y, node, model):
         q = int_quant(y, *args, signed=a.get("signed", 1), narrow=a.get("narrow", 0),
                       rounding_mode=a.get("rounding_mode", b"ROUND").decode())
     except Exception as e:  # qonnx cannot run this quantizer (bad attribute, shapes)
-        from .tidy_up import _cannot_evaluate
-        raise BnnforgeError(_cannot_evaluate(e)) from None
+        raise model_error(e, QONNX_CANNOT_EVALUATE) from None
     scale = _scalar_scale(args[0], node)
     levels = np.rint(np.asarray(q, dtype=np.float64) / scale)
     if not np.array_equal(levels * scale, np.asarray(q, dtype=np.float64)):

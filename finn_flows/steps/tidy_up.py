@@ -14,10 +14,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from bnnforge.errors import BnnforgeError
+from bnnforge.errors import BnnforgeError, model_error
 from bnnforge.hw.hwgraph import set_initializer
 
 from ..transforms.gemm_without_bias import gemm_without_bias_to_matmul
+
+
+QONNX_CANNOT_EVALUATE = "qonnx cannot evaluate the model here"
 
 
 def step_tidy_up(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
@@ -38,17 +41,8 @@ def step_tidy_up(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
         # qonnx's cleanup executes every constant subgraph: a node it cannot evaluate (an op
         # in its domain it does not know, an attribute out of range, shapes that do not
         # broadcast) is a property of this model, reported with the node qonnx was at
-        raise BnnforgeError(_cannot_evaluate(e)) from None
+        raise model_error(e, QONNX_CANNOT_EVALUATE) from None
     return fold_weight_quantizers(wrapper.model)
-
-
-def _cannot_evaluate(e: Exception) -> str:
-    from bnnforge.errors import onnx_node_in_traceback
-
-    node = onnx_node_in_traceback(e)
-    where = f"node {node.name!r} ({node.op_type}): " if node is not None else ""
-    first = (str(e).strip().splitlines() or [""])[0][:200]
-    return f"{where}qonnx cannot evaluate the model here ({type(e).__name__}: {first})"
 
 
 def _check_batch_one(model: onnx.ModelProto) -> None:
@@ -90,7 +84,7 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
             try:
                 w = np.asarray(_quant_output(qnode, model), dtype=np.float64)
             except Exception as e:
-                raise BnnforgeError(_cannot_evaluate(e)) from None
+                raise model_error(e, QONNX_CANNOT_EVALUATE) from None
             signs, scale = _split_weights(w, node, qnode, model, channel_axis=1 if node.op_type == "MatMul" else 0)
             set_initializer(model, node.input[1], signs.astype(np.float32))
             out_nodes.append(node)

@@ -96,6 +96,22 @@ def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config
     return res
 
 
+def parse_param_overrides(items) -> dict:
+    """`--param name=value` items (values in YAML) as a dict; one-line errors."""
+    import yaml
+
+    params = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise BnnforgeError(f"--param {item!r}: expected name=value")
+        try:
+            params[k] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            raise BnnforgeError(f"--param {item!r}: the value is not valid YAML") from None
+    return params
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bnnforge.models.methods.train", description=__doc__.splitlines()[0])
     ap.add_argument("--method", required=True, choices=METHODS)
@@ -108,17 +124,11 @@ def main(argv=None) -> int:
     ap.add_argument("--param", action="append", default=[], help="name=value (YAML value), repeatable")
     ap.add_argument("--export", action="store_true")
     args = ap.parse_args(argv)
-    import yaml
     from bnnforge.models.data import load_dataset
 
     try:
         cfg = load_method_config(args.config or args.method)
-        params = {}
-        for item in args.param:
-            k, sep, v = item.partition("=")
-            if not sep:
-                raise BnnforgeError(f"--param {item!r}: expected name=value")
-            params[k] = yaml.safe_load(v)
+        params = parse_param_overrides(args.param)
         epochs = args.epochs or int(cfg.get("train", {}).get("epochs", 20))
         data = load_dataset(args.dataset, args.data_dir)
         res = train_method(args.method, data, args.out, epochs, args.seed, config=cfg, params=params,
