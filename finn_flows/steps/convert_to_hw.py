@@ -89,11 +89,14 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             i += _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels)
             layer += 1
             pixels = 1
+        elif node.op_type == "StreamAdd":
+            i += _add_to_hw(model, nodes, i, out_nodes, inits)
         elif node.op_type == "LabelSelect":
             out_nodes.append(node)
             i += 1
         else:
             raise BnnforgeError(f"node {node.name!r}: op {node.op_type} has no hardware layer")
+    out_nodes = insert_stream_forks(out_nodes, {t.name for t in model.graph.output})
     used = {n for node in out_nodes for n in node.input}
     del model.graph.node[:]
     model.graph.node.extend(out_nodes)
@@ -175,3 +178,72 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> 
     hw.attribute.extend([helper.make_attribute("NNZ", sl.nnz), helper.make_attribute("STEPS", sl.steps)])
     out_nodes.append(hw)
     return used
+
+
+def _add_to_hw(model, nodes, i, out_nodes, inits) -> int:
+    """StreamAdd + its Threshold | MultiThreshold -> StreamAdd (hw/rtl/stream_add.v) and
+    Thresholding (hw/rtl/thresholding.v, a standalone multi-threshold unit on the
+    integer sum, with per-channel output flips). Both start with one lane (PE = 1);
+    apply_folding gives them the lanes of the stream they join."""
+    node = nodes[i]
+    a = get_attrs(node)
+    nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+    if nxt is None or nxt.op_type not in ("Threshold", "MultiThreshold") or nxt.input[0] != node.output[0]:
+        raise BnnforgeError(f"node {node.name!r}: a residual add must be followed by its requantizer")
+    kind = attr_str(a["input_kind"])
+    eb = int(a["input_bits"]) if kind == "int" else 1
+    c, pixels = int(a["channels"]), int(a["pixels"])
+    src = attr_str(a.get("source_node", node.name))
+    j = node.name.rsplit("_", 1)[-1]
+    out_nodes.append(helper.make_node(
+        "StreamAdd", list(node.input), list(node.output), name=f"StreamAdd_{j}", domain=DOMAIN,
+        C=c, pixels=pixels, EB=eb, PE=1, input_kind=kind, source_node=src))
+    t = initializer(model, nxt.input[1]).astype(np.int64).reshape(c, -1)
+    ta = get_attrs(nxt)
+    k = int(ta["out_bits"]) if nxt.op_type == "MultiThreshold" else 1
+    if t.shape[1] != (1 << k) - 1 or np.any(np.diff(t, axis=1) < 0):
+        raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {c} sorted rows of 2^{k}-1")
+    tname = f"thresholding{j}_thresholds"
+    inits[tname] = numpy_helper.from_array(t, tname)
+    ins = [node.output[0], tname]
+    if len(nxt.input) > 2 and nxt.input[2]:
+        fname = f"thresholding{j}_out_flip"
+        inits[fname] = numpy_helper.from_array(initializer(model, nxt.input[2]).astype(np.uint8), fname)
+        ins.append(fname)
+    out_kind = attr_str(ta.get("output_kind", "int"))
+    out_nodes.append(helper.make_node(
+        "Thresholding", ins, list(nxt.output), name=f"Thresholding_{j}", domain=DOMAIN,
+        C=c, pixels=pixels, IN_BITS=eb + 1, OUT_BITS=k, PE=1, output_kind=out_kind,
+        acc_min=int(ta.get("acc_min", 0)), acc_max=int(ta.get("acc_max", 2 * ((1 << eb) - 1))),
+        source_node=src))
+    return 2
+
+
+def insert_stream_forks(nodes: list, graph_outputs: set) -> list:
+    """A stream read by several nodes gets a StreamFork (hw/rtl/stream_fork.v) right after
+    its producer, one output per reader: a hardware stream has one consumer."""
+    readers = {}
+    for n in nodes:
+        for t in n.input[:1] if n.op_type != "StreamAdd" else n.input[:2]:
+            readers.setdefault(t, []).append(n)
+    out, k = [], 0
+    for n in nodes:
+        out.append(n)
+        for t in n.output:
+            rs = readers.get(t, [])
+            if len(rs) + (t in graph_outputs) < 2:
+                continue
+            if t in graph_outputs:
+                raise BnnforgeError(f"tensor {t!r}: the graph output is also read inside the graph")
+            outs = []
+            for r_i, r in enumerate(rs):
+                name = f"{t}_fork{r_i}"
+                for p, inp in enumerate(r.input):
+                    if inp == t:
+                        r.input[p] = name
+                        break
+                outs.append(name)
+            out.append(helper.make_node("StreamFork", [t], outs, name=f"StreamFork_{k}", domain=DOMAIN,
+                                        N=len(outs), PE=1))
+            k += 1
+    return out
