@@ -150,7 +150,7 @@ def _pool_stage(node, a) -> dict:
 
 
 # bit-vector parameters written as sized hex literals: parameter -> the parameter giving its width
-SIZED_PARAMS = {"OUT_FLIP": "MH"}
+SIZED_PARAMS = {"OUT_FLIP": ("MH", "C")}   # one bit per output (mvtu_sparse) or channel (thresholding)
 
 
 def _param_literal(key: str, v, params: dict) -> str:
@@ -158,7 +158,8 @@ def _param_literal(key: str, v, params: dict) -> str:
     if isinstance(v, str):
         return f"\"{v}\""
     if key in SIZED_PARAMS:
-        return f"{int(params[SIZED_PARAMS[key]])}'h{int(v):x}"
+        width = next(int(params[k]) for k in SIZED_PARAMS[key] if k in params)
+        return f"{width}'h{int(v):x}"
     return str(int(v))
 
 
@@ -302,7 +303,7 @@ def _add_stage(node, a) -> dict:
                 comment=f"residual add of two {eb}-bit streams, {c} channels x {pixels} pixels, {pe} lanes")
 
 
-def _thresholding_stage(model, node, a, out_dir: Path) -> dict:
+def _thresholding_stage(model, node, a, out_dir: Path, index: int) -> dict:
     """Thresholding -> thresholding: the requantizer after a residual add; per-stage
     threshold images <stem>_s<s>_l<j>.mem named from the node's index only."""
     from bnnforge.hw.memfiles_thresholding import write_thresholding_images
@@ -314,13 +315,14 @@ def _thresholding_stage(model, node, a, out_dir: Path) -> dict:
     t = initializer(model, node.input[1]).astype(np.int64).reshape(c, -1)
     if t.shape[1] != (1 << k) - 1 or np.any(np.diff(t, axis=1) < 0):
         raise BnnforgeError(f"node {name!r}: thresholds must be {c} sorted rows of {(1 << k) - 1}")
-    t_bits = max(signed_bits(int(t.min()), int(t.max())), ib + 1)
-    stem = f"thresholding{int(node.name.rsplit('_', 1)[-1]) if node.name.rsplit('_', 1)[-1].isdigit() else 0}"
+    signed = int(a.get("SIGNED", 0))
+    t_bits = max(signed_bits(int(t.min()), int(t.max())), ib + (0 if signed else 1))
+    stem = f"stage{int(index)}_thresholds"   # named from the stage index only
     try:
         write_thresholding_images(out_dir, stem, t, pe, t_bits)
     except ValueError as e:
         raise BnnforgeError(f"node {name!r}: {e}") from None
-    params = dict(LANES=pe, C=c, IN_BITS=ib, SIGNED=0, OUT_BITS=k, T_BITS=t_bits, THRESH_PREFIX=stem)
+    params = dict(LANES=pe, C=c, IN_BITS=ib, SIGNED=signed, OUT_BITS=k, T_BITS=t_bits, THRESH_PREFIX=stem)
     if len(node.input) > 2 and node.input[2]:
         flip = initializer(model, node.input[2]).astype(np.int64).reshape(-1)
         if flip.shape != (c,) or not np.all((flip == 0) | (flip == 1)):
@@ -375,7 +377,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         elif op == "StreamAdd":
             st = _add_stage(node, a)
         elif op == "Thresholding":
-            st = _thresholding_stage(model, node, a, out_dir)
+            st = _thresholding_stage(model, node, a, out_dir, len(stages))
         elif op == "StreamFork":
             st = _fork_stage(node, a)
         else:

@@ -65,6 +65,7 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
             fused = (nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold")
                      and nxt.input[0] == node.output[0])
+            wide = fused and _wide_requantizer(nxt)
             wname = f"mvtu{layer}_weights"
             inits[wname] = numpy_helper.from_array((w > 0).astype(np.uint8), wname)
             ins = [node.input[0], wname]
@@ -74,8 +75,7 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                          source_node=attr_str(a.get("source_node", node.name)))
             if offset:
                 attrs["input_offset"] = offset
-            pixels = 1
-            if fused:
+            if fused and not wide:
                 _fuse_thresholds(model, nxt, layer, mh, inits, ins, attrs)
                 out = nxt.output[0]
                 i += 2
@@ -84,6 +84,11 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                 out = node.output[0]
                 i += 1
             out_nodes.append(helper.make_node("MVTU", ins, [out], name=f"MVTU_{layer}", domain=DOMAIN, **attrs))
+            if wide:  # k > MVTU_MAX_OUT_BITS: accumulators into a binary-search requantizer
+                out_nodes.append(_thresholding_node(model, nxt, f"layer{layer}", mh, pixels,
+                                                    attrs["acc_bits"], True, inits))
+                i += 1
+            pixels = 1
             layer += 1
         elif node.op_type == "SparseMatMul":
             i += _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels)
@@ -159,7 +164,10 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> 
                  source_node=attr_str(a.get("source_node", node.name)))
     nxt = nodes[i + 1] if i + 1 < len(nodes) else None
     used = 1
-    if nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold") and nxt.input[0] == node.output[0]:
+    wide = (nxt is not None and nxt.op_type == "MultiThreshold" and nxt.input[0] == node.output[0]
+            and _wide_requantizer(nxt))
+    if not wide and nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold") \
+            and nxt.input[0] == node.output[0]:
         _fuse_thresholds(model, nxt, layer, mh, inits, ins, attrs)
         if len(nxt.input) > 2 and nxt.input[2]:
             flip = initializer(model, nxt.input[2]).astype(np.uint8).reshape(-1)
@@ -177,6 +185,9 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> 
     sl = build_sparse_layer(w_int, 1, 1, wkind, m=int(a["m"]) if wkind == "sparse01" else None)
     hw.attribute.extend([helper.make_attribute("NNZ", sl.nnz), helper.make_attribute("STEPS", sl.steps)])
     out_nodes.append(hw)
+    if wide:  # k > MVTU_MAX_OUT_BITS: accumulators into a binary-search requantizer
+        out_nodes.append(_thresholding_node(model, nxt, f"layer{layer}", mh, pixels, acc_bits, True, inits))
+        used = 2
     return used
 
 
@@ -198,25 +209,39 @@ def _add_to_hw(model, nodes, i, out_nodes, inits) -> int:
     out_nodes.append(helper.make_node(
         "StreamAdd", list(node.input), list(node.output), name=f"StreamAdd_{j}", domain=DOMAIN,
         C=c, pixels=pixels, EB=eb, PE=1, input_kind=kind, source_node=src))
+    out_nodes.append(_thresholding_node(model, nxt, j, c, pixels, eb + 1, False, inits, src))
+    return 2
+
+
+# the mvtu's fused multi-threshold output compares with 2^k-1 thresholds in parallel; wider
+# requantizers (k up to 8) get the binary-search unit behind an accumulator output
+MVTU_MAX_OUT_BITS = 4
+
+
+def _wide_requantizer(node) -> bool:
+    return node.op_type == "MultiThreshold" and int(get_attrs(node)["out_bits"]) > MVTU_MAX_OUT_BITS
+
+
+def _thresholding_node(model, nxt, tag, c: int, pixels: int, in_bits: int, signed: bool, inits: dict,
+                       source: str | None = None):
+    """A Threshold | MultiThreshold (with its optional output flips) on an integer stream ->
+    Thresholding_<tag> (hw/rtl/thresholding.v), one lane until apply_folding."""
     t = initializer(model, nxt.input[1]).astype(np.int64).reshape(c, -1)
     ta = get_attrs(nxt)
     k = int(ta["out_bits"]) if nxt.op_type == "MultiThreshold" else 1
     if t.shape[1] != (1 << k) - 1 or np.any(np.diff(t, axis=1) < 0):
         raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {c} sorted rows of 2^{k}-1")
-    tname = f"thresholding{j}_thresholds"
+    tname = f"thresholding{tag}_thresholds"
     inits[tname] = numpy_helper.from_array(t, tname)
-    ins = [node.output[0], tname]
+    ins = [nxt.input[0], tname]
     if len(nxt.input) > 2 and nxt.input[2]:
-        fname = f"thresholding{j}_out_flip"
+        fname = f"thresholding{tag}_out_flip"
         inits[fname] = numpy_helper.from_array(initializer(model, nxt.input[2]).astype(np.uint8), fname)
         ins.append(fname)
-    out_kind = attr_str(ta.get("output_kind", "int"))
-    out_nodes.append(helper.make_node(
-        "Thresholding", ins, list(nxt.output), name=f"Thresholding_{j}", domain=DOMAIN,
-        C=c, pixels=pixels, IN_BITS=eb + 1, OUT_BITS=k, PE=1, output_kind=out_kind,
-        acc_min=int(ta.get("acc_min", 0)), acc_max=int(ta.get("acc_max", 2 * ((1 << eb) - 1))),
-        source_node=src))
-    return 2
+    return helper.make_node(
+        "Thresholding", ins, list(nxt.output), name=f"Thresholding_{tag}", domain=DOMAIN,
+        C=c, pixels=pixels, IN_BITS=int(in_bits), SIGNED=int(signed), OUT_BITS=k, PE=1,
+        output_kind=attr_str(ta.get("output_kind", "int")), source_node=source or nxt.name)
 
 
 def insert_stream_forks(nodes: list, graph_outputs: set) -> list:

@@ -12,7 +12,7 @@ non-decreasing gives `d >= T`; non-increasing (a negative scale) flips the weigh
 scales, biases and the activation's tie rule are absorbed exactly, with no algebra that
 could round differently from the graph.
 
-An unsigned k-bit activation quantizer (Quant signed=0, 2 <= k <= 4, one positive
+An unsigned k-bit activation quantizer (Quant signed=0, 2 <= k <= 8, one positive
 scale) is handled the same way: its integer level 0..2^k-1 (the quantizer's own output
 divided by its scale) must be monotonic in d per channel, and gives 2^k-1 sorted
 thresholds per channel, level = #{t : d >= T[o, t]} (a MultiThreshold node, attribute
@@ -23,7 +23,14 @@ integers times its scale. A signed k-bit activation (FINN's W1A2/W2A2 networks: 
 value + offset (offset 2^(k-1), or 2^(k-1)-1 narrow), and the next unit subtracts the
 offset from every input (attribute input_offset), so its accumulator is the true dot
 product: sum w*(l - o), exact, measured against qonnx on Brevitas' own 1W2A models.
-k > 4 and non-monotonic levels are refused with the node's name.
+k > 8 and non-monotonic levels are refused with the node's name.
+
+Residual joins: the graph is walked in dataflow order, and an Add of two activation
+streams quantized alike (one shared quantizer: same kind, bits and scale) becomes
+StreamAdd, an exact integer add of the two wires; the float ops and the quantizer after
+it become thresholds on that integer sum (see _emit_add), and a stream read by several
+nodes is forked in hardware (convert_to_hw). A float shortcut or differently quantized
+inputs are refused naming the Add.
 
 Sparse fully-connected layers (finn_flows/sparse.py): a MatMul whose tidy weights are the
 integers of the binary domain (W = m + q*B, two values) or of a grouped layer ({-1,0,+1})
@@ -56,7 +63,9 @@ from .tidy_up import QONNX_CANNOT_EVALUATE
 from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
-MAX_ACT_BITS = 4   # k-bit activations between layers: mvtu OUT_MODE 2, 2^k-1 comparators per output
+# k-bit activations between layers: up to 4 bits the mvtu compares 2^k-1 thresholds at once
+# (OUT_MODE 2), wider ones go through the binary-search requantizer (thresholding.v)
+MAX_ACT_BITS = 8
 SHAPE_ONLY = ("Flatten", "Reshape")
 SPATIAL_OPS = ("Conv", "MaxPool")
 
@@ -519,7 +528,7 @@ def _on_accumulator(node, layer, model, consts):
         if b > MAX_ACT_BITS:
             raise BnnforgeError(
                 f"node {node.name!r} ({op}): {b}-bit activation; at most {MAX_ACT_BITS}-bit "
-                f"activations between layers (2^k-1 threshold comparators per output)")
+                f"activations between layers (the requantizer's binary search over 2^k-1 thresholds)")
         layer.act, layer.act_kind, layer.act_bits = node, k, b
         if b > 1 and sgn:  # the wire carries the level value + offset, 0..2^k-1 (or 2^k-2 narrow)
             layer.act_offset = (1 << (b - 1)) - int(get_attrs(node).get("narrow", 0))
