@@ -106,6 +106,10 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
                 raise BnnforgeError(f"stage {st['index']} ({st['module']}) reads a stream nothing writes")
             links.append(dict(src=producer[t], dst=(st["index"], p)))
     _balance_depths(stages, links, producer, fifo_depth)
+    for lk in links:
+        src, dst = stages[lk["src"][0]], stages[lk["dst"][0]]
+        lk.update(width=dst["in_width"], converter=[src["out_width"], dst["in_width"]]
+                  if src["out_width"] != dst["in_width"] else None)
     verilog = _top_verilog(top, stages, links, first, last_st, label)
     (out_dir / f"{top}.v").write_text(verilog)
     files = []
@@ -131,6 +135,8 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         "out_beats_per_frame": 1 if label else last["MH"] // last["PE"],
         "num_outputs": last["MH"], "acc_bits": last["ACC_BITS"],
         "ideal_cycles_per_frame": max(st["cycles"] for st in stages),
+        "links": [{"from": lk["src"][0], "to": lk["dst"][0], "port": lk["dst"][1], "width": lk["width"],
+                   "depth": lk["depth"], "converter": lk["converter"]} for lk in links],
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -347,3 +353,12 @@ def _link(src: dict, q: int, dst: dict, p: int, depth: int) -> list[str]:
     L.append("    );")
     L.append("")
     return L
+
+
+def plan_links(model: onnx.ModelProto, fifo_depth: int = 2) -> list[dict]:
+    """The FIFOs and width converters `generate` would emit for this hardware graph
+    (generated into a scratch folder): the manifest's `links`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bnnforge_links_") as tmp:
+        return generate(model, tmp, fifo_depth=fifo_depth)["links"]

@@ -6,6 +6,7 @@ first-order costs and how they were fitted to Yosys are in operators/_costs.py).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import onnx
@@ -15,7 +16,24 @@ from bnnforge.hw.hwgraph import get_attrs
 from ..operators import for_hw
 
 
-def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:
+def interconnect_estimate(model: onnx.ModelProto, fifo_depth: int = 2) -> dict:
+    """The FIFOs and width converters between the stages (as codegen sizes them; skip
+    FIFOs of residual branches can hold most of a frame), in LUTs fitted to Yosys
+    synth_xilinx on a residual net's FIFOs (2 to 433 words deep, 2 to 4 bits wide, within
+    6 LUT): a FIFO costs 8 + 3 * clog2(depth) LUT of pointers and flags plus its words as
+    LUT RAM at 16 bits per LUT; a converter about 1.5 LUT per bit of its buffer."""
+    from bnnforge.hw.codegen import plan_links
+
+    links = plan_links(model, fifo_depth)
+    fifo_luts = sum(8 + 3 * max(1, (lk["depth"] - 1).bit_length()) + math.ceil(lk["width"] * lk["depth"] / 16)
+                    for lk in links)
+    conv = [lk["converter"] for lk in links if lk["converter"]]
+    conv_luts = sum(int(10 + 1.5 * (a + b + min(a, b))) for a, b in conv)
+    return {"fifos": len(links), "fifo_bits": sum(lk["width"] * lk["depth"] for lk in links),
+            "converters": len(conv), "est_luts": fifo_luts + conv_luts}
+
+
+def layer_estimates(model: onnx.ModelProto, fclk_mhz: float, fifo_depth: int = 2) -> dict:
     layers = []
     for n in model.graph.node:   # each operator module's estimate (finn_flows/operators/)
         op = for_hw(n.op_type)
@@ -23,6 +41,7 @@ def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:
         if e is not None:
             layers.append(e)
     ideal = max(l["cycles"] for l in layers)
+    links = interconnect_estimate(model, fifo_depth)
     return {
         "layers": layers,
         "cycles_per_frame_ideal": ideal,
@@ -30,7 +49,8 @@ def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:
         "fclk_mhz": fclk_mhz,
         "fps_ideal": fclk_mhz * 1e6 / ideal,
         "weight_bits_total": sum(l["weight_bits"] for l in layers),
-        "est_luts_total": sum(l["est_luts"] for l in layers),
+        "interconnect": links,
+        "est_luts_total": sum(l["est_luts"] for l in layers) + links["est_luts"],
         "est_bram18_total": sum(l["est_bram18"] for l in layers),
     }
 
@@ -45,8 +65,9 @@ def format_table(est: dict) -> str:
                     f"{l['est_bram18']} |")
     rows.append(f"\nIdeal cycles per frame: {est['cycles_per_frame_ideal']:,} "
                 f"(bottleneck {', '.join(est['bottleneck'])}); at {est['fclk_mhz']:.0f} MHz: "
-                f"{est['fps_ideal']:,.0f} frames/s. Estimated {est['est_luts_total']:,} LUT, "
-                f"{est['est_bram18_total']} BRAM18.")
+                f"{est['fps_ideal']:,.0f} frames/s. Estimated {est['est_luts_total']:,} LUT "
+                f"({est['interconnect']['est_luts']:,} of them in {est['interconnect']['fifos']} FIFOs and "
+                f"{est['interconnect']['converters']} width converters), {est['est_bram18_total']} BRAM18.")
     return "\n".join(rows) + "\n"
 
 
@@ -77,7 +98,7 @@ def plot_layers(est: dict, path: Path, target: int | None = None) -> None:
 def step_estimates(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     from .target_fps_parallelization import target_cycles
 
-    est = layer_estimates(model, cfg.fclk_mhz)
+    est = layer_estimates(model, cfg.fclk_mhz, cfg.fifo_depth)
     out = Path(cfg.build_dir) / "report"
     out.mkdir(exist_ok=True)
     (out / "estimates.json").write_text(json.dumps(est, indent=2))
