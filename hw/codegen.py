@@ -5,7 +5,8 @@ Nothing from the ONNX file reaches an identifier or a file name: instances and
 files are named from layer indices, the top from a sanitized user-given name, and
 ONNX node names appear only in comments after sanitizing. Block-sparse layers
 (MVTUSparse) become mvtu_sparse instances whose schedule and images come from
-hw.memfiles_sparse (see _sparse_stage).
+hw.memfiles_sparse (see _sparse_stage); k-bit weight layers (MVTUKbit) mvtu_kbit
+instances (hw.memfiles_kbit.kbit_stage).
 """
 from __future__ import annotations
 
@@ -61,10 +62,11 @@ def comment_safe(text: str) -> str:
     return re.sub(r"[^ -~]|\*/|/\*", "?", s)[:80]
 
 
-STAGE_OPS = ("MVTU", "MVTUSparse", "SlidingWindow", "StreamingMaxPool")
+STAGE_OPS = ("MVTU", "MVTUSparse", "MVTUKbit", "SlidingWindow", "StreamingMaxPool")
 # library files each stage kind needs beyond the always-present stream plumbing
 STAGE_FILES = {"MVTU": ["popcount.v", "adder_tree.v", "mvtu.v"],
                "MVTUSparse": ["popcount.v", "adder_tree.v", "sign_resize.v", "mvtu_sparse.v"],
+               "MVTUKbit": ["popcount.v", "adder_tree.v", "mvtu_kbit.v"],
                "SlidingWindow": ["sliding_window.v"],
                "StreamingMaxPool": ["maxpool_bin.v"],
                "LabelSelect": ["label_select.v"]}
@@ -79,7 +81,7 @@ def _layers(model: onnx.ModelProto):
         out.append((node, get_attrs(node)))
     if not out or out[0][0].op_type not in STAGE_OPS:
         raise BnnforgeError("hardware graph must start with an MVTU or a sliding window")
-    if not any(n.op_type in ("MVTU", "MVTUSparse") for n, _ in out):
+    if not any(n.op_type in ("MVTU", "MVTUSparse", "MVTUKbit") for n, _ in out):
         raise BnnforgeError("hardware graph has no MVTU layer")
     for k, (node, _) in enumerate(out[:-1]):
         if node.op_type == "LabelSelect":
@@ -267,6 +269,12 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
             params.append(q)
             stages.append(st)
             continue
+        if node.op_type == "MVTUKbit":  # k-bit weights: mvtu_kbit (hw/memfiles_kbit.py)
+            from bnnforge.hw.memfiles_kbit import kbit_stage
+            q, st = kbit_stage(model, node, a, out_dir, len(params), comment_safe(node.name))
+            params.append(q)
+            stages.append(st)
+            continue
         if node.op_type != "MVTU":
             continue
         w = initializer(model, node.input[1]).astype(np.int64)
@@ -311,7 +319,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
     for k, st in enumerate(stages):
         st["index"] = k
     label = layers[-1][0].op_type == "LabelSelect"
-    if stages[-1]["kind"] not in ("mvtu", "mvtu_sparse"):
+    if stages[-1]["kind"] not in ("mvtu", "mvtu_sparse", "mvtu_kbit"):
         raise BnnforgeError("the last hardware stage must be an MVTU (the classifier)")
     verilog = _top_verilog(top, stages, label, fifo_depth)
     (out_dir / f"{top}.v").write_text(verilog)
@@ -456,7 +464,7 @@ def _fifo_depth(consumer: dict, fifo_depth: int) -> int:
     """An MVTU consumer gets a whole input vector (+2 for pipeline slack): it takes its
     SF beats only during its first neuron fold, so the producer can run a vector ahead
     while it replays. Windows and pools buffer internally and take a beat per clock."""
-    if consumer["kind"] in ("mvtu", "mvtu_sparse"):
+    if consumer["kind"] in ("mvtu", "mvtu_sparse", "mvtu_kbit"):
         q = consumer["layer"]
         return max(fifo_depth, q["MW"] // q["SIMD"] + 2)
     return max(fifo_depth, 2)

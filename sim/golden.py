@@ -135,6 +135,8 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
         elif node.op_type == "MultiThreshold":
             t = initializer(model, node.input[1]).astype(np.int64)   # [MH, 2^k-1]
             env[node.output[0]] = _out_flip(model, node, 2, _multithreshold(xin, t), t.shape[1])
+        elif node.op_type in ("KbitMatMul", "MVTUKbit"):
+            env[node.output[0]] = _kbit_layer(model, node, a, xin, n)
         elif node.op_type in ("SparseMatMul", "MVTUSparse"):
             env[node.output[0]] = _sparse_layer(model, node, a, xin, n)
         elif node.op_type == "MVTU":
@@ -242,4 +244,24 @@ def _sparse_layer(model: onnx.ModelProto, node: onnx.NodeProto, a: dict, xin: np
                 acc = _out_flip(model, node, 3, (acc >= t[None, :]).astype(np.int64), 1)
             else:
                 acc = _out_flip(model, node, 3, _multithreshold(acc, t), t.shape[1])
+    return _unflatten(acc, lead)
+
+
+def _kbit_layer(model: onnx.ModelProto, node: onnx.NodeProto, a: dict, xin: np.ndarray, n: int) -> np.ndarray:
+    """KbitMatMul (streamlined: the accumulator) and MVTUKbit (hardware: with its output
+    stage): the exact integer product of the signed k-bit weights with the decoded
+    inputs (levels minus input_offset after a signed k-bit activation)."""
+    w = initializer(model, node.input[1]).astype(np.int64)
+    wb = int(a.get("weight_bits", 0))
+    if not 2 <= wb <= 8 or w.ndim != 2 or (w.size and (w.min() < -(1 << (wb - 1)) or w.max() >= (1 << (wb - 1)))):
+        raise BnnforgeError(f"node {node.name!r}: weights do not fit weight_bits = {wb} signed bits")
+    kind = attr_str(a["input_kind"])
+    rows, lead = _rows(xin, n, w.shape[1])
+    acc = _decode_input(rows, kind, int(a.get("input_offset", 0))) @ w.T
+    if node.op_type == "MVTUKbit":
+        mode = attr_str(a["out_mode"])
+        if mode == "threshold":
+            acc = (acc >= initializer(model, node.input[2]).astype(np.int64)[None, :]).astype(np.int64)
+        elif mode == "multithreshold":
+            acc = _multithreshold(acc, initializer(model, node.input[2]).astype(np.int64))
     return _unflatten(acc, lead)

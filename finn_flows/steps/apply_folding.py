@@ -3,7 +3,8 @@
 Format (FINN's): {"Defaults": {"PE": [1, ["all"]], "SIMD": [1, ["all"]]},
                   "MVTU_0": {"PE": 16, "SIMD": 49}, ...}
 Keys are node names (MVTU_<i>, MVTUSparse_<i> for block-sparse layers: same PE/SIMD
-keys, and their block schedule's NNZ/STEPS are recomputed for the folding); unknown
+keys, and their block schedule's NNZ/STEPS are recomputed for the folding; MVTUKbit_<i>
+for k-bit weight layers); unknown
 keys and non-dividing foldings are errors.
 Sliding windows and pools have no keys of their own (see derive_stream_folding).
 """
@@ -14,7 +15,7 @@ import onnx
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import get_attrs, set_attr
 
-FOLDABLE = {"MVTU": ("PE", "SIMD"), "MVTUSparse": ("PE", "SIMD")}
+FOLDABLE = {"MVTU": ("PE", "SIMD"), "MVTUSparse": ("PE", "SIMD"), "MVTUKbit": ("PE", "SIMD")}
 
 
 def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:

@@ -10,6 +10,8 @@ SparseMatMul (+ Threshold | MultiThreshold) -> MVTUSparse (block-sparse unit
 mvtu_sparse, see _sparse_to_hw); it shares the layer numbering with MVTU
 (e.g. MVTUSparse_0, MVTUSparse_1, MVTU_2) and is folded the same way. Behind a sliding
 window (grouped or binary-domain convolutions) it runs once per output pixel too.
+KbitMatMul (+ Threshold | MultiThreshold) -> MVTUKbit (k-bit weight unit mvtu_kbit,
+finn_flows/kbit.py), numbered and folded the same way.
 """
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
         if node.op_type == "Im2Col":
             a = get_attrs(node)
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
-            if nxt is None or nxt.op_type not in ("BinaryMatMul", "SparseMatMul"):
-                raise BnnforgeError(f"node {node.name!r}: Im2Col must feed a BinaryMatMul or SparseMatMul")
+            if nxt is None or nxt.op_type not in ("BinaryMatMul", "SparseMatMul", "KbitMatMul"):
+                raise BnnforgeError(f"node {node.name!r}: Im2Col must feed a BinaryMatMul, SparseMatMul or "
+                                    "KbitMatMul")
             m = get_attrs(nxt)
             kind = attr_str(m["input_kind"])
             eb = int(m["input_bits"]) if kind == "int" else 1
@@ -87,6 +90,11 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             layer += 1
         elif node.op_type == "SparseMatMul":
             i += _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels)
+            layer += 1
+            pixels = 1
+        elif node.op_type == "KbitMatMul":  # k-bit weights: mvtu_kbit (finn_flows/kbit.py)
+            from ..kbit import kbit_to_hw
+            i += kbit_to_hw(model, nodes, i, layer, out_nodes, inits, pixels)
             layer += 1
             pixels = 1
         elif node.op_type == "LabelSelect":

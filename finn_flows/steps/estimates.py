@@ -138,6 +138,8 @@ def _mvtu_sparse_estimate(name: str, a: dict) -> dict:
 
 ESTIMATORS = {"MVTU": _mvtu_estimate, "MVTUSparse": _mvtu_sparse_estimate, "SlidingWindow": _window_estimate,
               "StreamingMaxPool": _pool_estimate}
+from .estimates_kbit import mvtu_kbit_estimate  # noqa: E402  (k-bit weight unit, mvtu_kbit)
+ESTIMATORS["MVTUKbit"] = mvtu_kbit_estimate
 
 
 def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:

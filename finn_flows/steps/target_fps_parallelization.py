@@ -55,6 +55,9 @@ def _unit_estimate(model, node, a, pe, simd) -> dict | None:
     (a group of a grouped layer straddling a PE x SIMD block)."""
     if node.op_type == "MVTU":
         return _mvtu_estimate(node.name, dict(a, PE=pe, SIMD=simd))
+    if node.op_type == "MVTUKbit":
+        from .estimates_kbit import mvtu_kbit_estimate
+        return mvtu_kbit_estimate(node.name, dict(a, PE=pe, SIMD=simd))
     from bnnforge.hw.memfiles_sparse import sparse_layer
 
     try:
@@ -73,7 +76,7 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
     nodes = list(model.graph.node)
     folding, plan = {"Defaults": {}}, []
     for k, node in enumerate(nodes):
-        if node.op_type not in ("MVTU", "MVTUSparse"):
+        if node.op_type not in ("MVTU", "MVTUSparse", "MVTUKbit"):
             continue
         a = get_attrs(node)
         win = nodes[k - 1] if k > 0 and nodes[k - 1].op_type == "SlidingWindow" else None
