@@ -2,7 +2,7 @@
 architectures (ARCH 0 lane products, ARCH 1 bit planes) over weight bits, input kinds
 and foldings, beside the compiler's estimate (finn_flows/steps/estimates_kbit.py, lane
 products). Lone instances with random weights/thresholds, synth_xilinx (xc7), weights as
-LUT ROM. Prints and writes benchmarks/results/kbit_unit.md and .json.
+LUT ROM; DSP48s counted (the lanes are written so that none is inferred). Prints and writes benchmarks/results/kbit_unit.md and .json.
 
     .venv/bin/python benchmarks/kbit_unit.py [--quick]
 """
@@ -74,7 +74,7 @@ endmodule
              input_bits=ib, out_mode={0: "threshold", 2: "multithreshold"}[out_mode], out_bits=ob)
     return {"MW x MH": f"{mw} x {mh}", "PE x SIMD": f"{pe} x {simd}", "input": kind, "weight_bits": wb,
             "out": "1-bit" if out_mode == 0 else f"{ob}-bit", "arch": "bit planes" if arch else "lane products",
-            "yosys_lut": res.total.lut_total, "est_lut": mvtu_kbit_estimate("u", a)["est_luts"] if arch == 0 else None}
+            "yosys_lut": res.total.lut_total, "dsp": res.total.dsp, "est_lut": mvtu_kbit_estimate("u", a)["est_luts"] if arch == 0 else None}
 
 
 def main(argv=None):
@@ -87,7 +87,7 @@ def main(argv=None):
         for arch in (0, 1):
             rows.append(synth_unit(cfg, arch, tmp))
             print(json.dumps(rows[-1]), flush=True)
-    head = ["MW x MH", "PE x SIMD", "input", "weight_bits", "out", "arch", "yosys_lut", "est_lut"]
+    head = ["MW x MH", "PE x SIMD", "input", "weight_bits", "out", "arch", "yosys_lut", "dsp", "est_lut"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join("" if r[h] is None else str(r[h]) for h in head) + " |")

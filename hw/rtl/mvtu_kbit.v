@@ -10,8 +10,10 @@
 // docs/hw_interfaces.md ("k-bit weight unit") for the weight memory layout.
 //
 // Two ways to form the per-PE chunk sum of SIMD lanes, chosen by ARCH:
-//   ARCH 0 (lane products): one small signed multiplier per lane, w_j * e_j
-//          (WEIGHT_BITS x (INPUT_BITS+1) bits), then one adder tree.
+//   ARCH 0 (lane products): per lane the product w_j * e_j (WEIGHT_BITS x
+//          (INPUT_BITS+1) bits; a LUT multiplier up to 8 product bits, a shift-add
+//          of the weight's bits beyond, where synthesis would use a DSP48 per lane),
+//          then one adder tree of the SIMD products.
 //   ARCH 1 (bit planes): w = -2^(B-1) w[B-1] + sum_{b<B-1} 2^b w[b], so the chunk
 //          is sum_b +-2^b * S_b with S_b = sum_j (w_j[b] ? e_j : 0): B select-add
 //          trees (mvtu_sparse's int lanes) and a shift-add of B partial sums.
@@ -253,13 +255,31 @@ generate
             wire [SIMD*PW-1:0] prods;
             for (j = 0; j < SIMD; j = j + 1) begin : g_prod
                 wire [WB-1:0] w = w1[(p*SIMD + j)*WB +: WB];
-                wire [EW-1:0] e = lane[j*EW +: EW];
-                // both operands sign-extended to the product width: a same-width
-                // signed multiply, of which only the low PW bits are kept (exact)
-                wire signed [PW-1:0] ws = {{EW{w[WB-1]}}, w};
-                wire signed [PW-1:0] es = {{WB{e[EW-1]}}, e};
-                wire signed [PW-1:0] prod = ws * es;
-                assign prods[j*PW +: PW] = prod;
+                wire [PW-1:0] e_ext = {{WB{lane[j*EW + EW - 1]}}, lane[j*EW +: EW]};
+                if (PW <= 8) begin : g_lutmul
+                    // a same-width signed multiply of the sign-extended operands, of which
+                    // the low PW bits are the exact product; Yosys maps it to LUTs
+                    wire signed [PW-1:0] ws = {{EW{w[WB-1]}}, w};
+                    wire signed [PW-1:0] es = e_ext;
+                    wire signed [PW-1:0] prod = ws * es;
+                    assign prods[j*PW +: PW] = prod;
+                end else begin : g_shiftadd
+                    // 9 bits and more (8-bit inputs, or 4-bit weights x 4-bit inputs): Yosys
+                    // would map a multiply to one DSP48 per lane, so form w*e as the
+                    // shift-add of the weight's bits (the sign bit subtracts)
+                    wire [WB*PW-1:0] pp;
+                    for (b = 0; b < WB; b = b + 1) begin : g_bit
+                        wire [PW-1:0] term = w[b] ? (e_ext << b) : {PW{1'b0}};
+                        if (b == 0) begin : g_first
+                            assign pp[0 +: PW] = term;
+                        end else if (b == WB - 1) begin : g_sign
+                            assign pp[b*PW +: PW] = pp[(b-1)*PW +: PW] - term;
+                        end else begin : g_mid
+                            assign pp[b*PW +: PW] = pp[(b-1)*PW +: PW] + term;
+                        end
+                    end
+                    assign prods[j*PW +: PW] = pp[(WB-1)*PW +: PW];
+                end
             end
             adder_tree #(
                 .N(SIMD),

@@ -40,6 +40,7 @@ CONFIGS = [
     (4, 2, 1, 4, 0, 1, 0, 0, 3, 0, 1, 1),     # SF=1, NF=2, raw
     (32, 8, 8, 32, 2, 2, 0, 1, 2, 0, 0, 1),   # one step per frame, offset 1 (narrow signed)
     (24, 12, 4, 6, 1, 1, 0, 0, 2, 1, 2, 2),   # unipolar, bit planes, 2-bit out
+    (12, 4, 2, 3, 2, 8, 0, 0, 2, 0, 2, 2),    # 8-bit pixels x ternary (a CNV first layer): shift-add lanes
 ]
 
 
@@ -155,11 +156,16 @@ def test_reference_is_not_the_binary_product():
 
 
 @pytest.mark.parametrize("arch", [0, 1])
-@pytest.mark.parametrize("mode, ib, offset", [(0, 1, 0), (2, 2, 2)])
+@pytest.mark.parametrize("mode, ib, offset, wb", [(0, 1, 0, 3), (2, 2, 2, 3), (2, 4, 0, 4), (2, 8, 0, 2)])
 @pytest.mark.parametrize("out_mode", [0, 1, 2])
-def test_mvtu_kbit_lint_clean(tmp_path, arch, mode, ib, offset, out_mode):
-    (tmp_path / "weights.mem").write_text("0\n")
-    (tmp_path / "thresholds.mem").write_text("0\n")
-    lint(SOURCES, "mvtu_kbit", parameters=dict(MW=12, MH=4, PE=2, SIMD=3, MODE=mode, WEIGHT_BITS=3, ARCH=arch,
-                                                INPUT_BITS=ib, INPUT_OFFSET=offset, ACC_BITS=10,
+def test_mvtu_kbit_lint_clean(arch, mode, ib, offset, wb, out_mode):
+    lint(SOURCES, "mvtu_kbit", parameters=dict(MW=12, MH=4, PE=2, SIMD=3, MODE=mode, WEIGHT_BITS=wb, ARCH=arch,
+                                                INPUT_BITS=ib, INPUT_OFFSET=offset, ACC_BITS=16,
                                                 OUT_MODE=out_mode, OUT_BITS=2))
+
+
+@pytest.mark.parametrize("params", [dict(MW=1, MH=1, PE=1, SIMD=1, ACC_BITS=4), dict(WEIGHT_RAM=1),
+                                    dict(MW=784, MH=64, PE=16, SIMD=49, MODE=2, INPUT_BITS=2, INPUT_OFFSET=1,
+                                         ACC_BITS=12, OUT_MODE=2, OUT_BITS=2)])
+def test_mvtu_kbit_lint_corners(params):
+    lint(SOURCES, "mvtu_kbit", parameters=params)
