@@ -4,9 +4,12 @@ weight memory (BRAM18 when deep and large, else LUT ROM at one LUT per 32 bits),
 multi-threshold output's comparators.
 
 A lane multiplies a B-bit weight by an (IB+1)-bit value and feeds a tree whose
-operands are B+IB+1 bits wide, so its cost grows with both widths and with log2(SIMD);
-the coefficients are fitted to Yosys synth_xilinx of lone mvtu_kbit instances (see
-LANE_FIT and docs/hw_interfaces.md, "k-bit weight unit").
+operands are B+IB+1 bits wide, so its cost grows with both widths and with log2(SIMD).
+LANE_FIT is the least-squares fit to Yosys synth_xilinx of nine lone mvtu_kbit instances
+(`benchmarks/kbit_unit.py`, 2026-12: PE x SIMD 4 x 16, 8 x 8, 2 x 64, 16 x 4; bipolar,
+2-bit offset and 4-bit inputs; 2-, 3- and 4-bit weights; 693..2,636 LUT), after the
+accumulator/compare, ROM and multi-threshold terms above; the estimated totals are within
+-5.1 %..+1.1 % of Yosys except the smallest (16 x 4 bipolar: 755 against 693 LUT, +8.9 %).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from bnnforge.hw.memfiles_kbit import kbit_weights_in_bram
 from bnnforge.hw.memory_style import bram18_for
 
 # LUTs per lane = C0 + C1 * B * (IB+1) + C2 * (B + IB + 1) * log2(SIMD)
-LANE_FIT = (0.0, 1.0, 0.5)
+LANE_FIT = (-1.92, 1.29, 0.367)
 
 
 def kbit_lane_luts(pe: int, simd: int, wbits: int, ib: int) -> float:
