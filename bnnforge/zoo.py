@@ -26,8 +26,14 @@ def input_shape(name: str) -> tuple:
 def folding_for(name: str):
     from bnnforge.api import shipped_folding
 
+    import json
+
     topo = name.split("_")[0]
-    return SFC_FOLDING if topo == "sfc" else shipped_folding(FOLDINGS[topo])
+    folding = SFC_FOLDING if topo == "sfc" else json.loads(shipped_folding(FOLDINGS[topo]).read_text())
+    if name.split("_")[1].startswith("2w"):
+        # every layer has 2-bit weights: the k-bit weight units MVTUKbit_<i>, same PE/SIMD
+        folding = {k.replace("MVTU_", "MVTUKbit_"): v for k, v in folding.items()}
+    return folding
 
 
 def zoo_export(name: str, exporter: str, path: str | Path, seed: int = 0, edit=None):

@@ -95,7 +95,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
     if first is None or final not in producer:
         raise BnnforgeError("hardware graph does not connect its input to its output")
     last_st = stages[producer[final][0]]
-    if last_st["kind"] not in ("mvtu", "mvtu_sparse"):
+    if "layer" not in last_st:
         raise BnnforgeError("the last hardware stage must be an MVTU (the classifier)")
     links = []
     for st in stages:

@@ -22,8 +22,9 @@ class SlidingWindowOp(Operator):
         node = ctx.nodes[i]
         a = get_attrs(node)
         nxt = ctx.next_node(i)
-        if nxt is None or nxt.op_type not in ("BinaryMatMul", "SparseMatMul"):
-            raise BnnforgeError(f"node {node.name!r}: Im2Col must feed a BinaryMatMul or SparseMatMul")
+        if nxt is None or nxt.op_type not in ("BinaryMatMul", "SparseMatMul", "KbitMatMul"):
+            raise BnnforgeError(f"node {node.name!r}: Im2Col must feed a BinaryMatMul, SparseMatMul or "
+                                "KbitMatMul")
         m = get_attrs(nxt)
         kind = attr_str(m["input_kind"])
         eb = int(m["input_bits"]) if kind == "int" else 1

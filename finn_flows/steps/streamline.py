@@ -32,6 +32,12 @@ it become thresholds on that integer sum (finn_flows/operators/residual_add.py),
 nodes is forked in hardware (convert_to_hw). A float shortcut or differently quantized
 inputs are refused naming the Add.
 
+k-bit weights (finn_flows/kbit.py): a layer whose tidy weights are a signed 2..4-bit
+integer grid, a ternary layer whose zeros are scattered (FINN's W2A2), and any
+multi-level layer after a signed k-bit activation become KbitMatMul (attribute
+weight_bits, signed int8 initializer); its accumulator range and thresholds are found
+as for the sparse forms, a negative scale negates the row.
+
 Sparse fully-connected layers (finn_flows/sparse.py): a MatMul whose tidy weights are the
 integers of the binary domain (W = m + q*B, two values) or of a grouped layer ({-1,0,+1})
 becomes SparseMatMul (attributes weight_kind, m, q; initializer B or W). Its accumulator
@@ -417,7 +423,11 @@ def _on_wire(node, x, tensor, model, consts, shapes, items):
         w = consts[node.input[1]]
         from bnnforge.hw.hwgraph import get_meta
         from ..sparse import classify_weights  # {-1,+1}, or a sparse form (finn_flows/sparse.py)
-        wkind, wm, wq = classify_weights(w, node.name, sparse=node.name in get_meta(model, "sparse_weights", []))
+        if node.name in get_meta(model, "kbit_weights", []):  # a k-bit integer grid (finn_flows/kbit.py)
+            wkind, wm, wq = "kbit", 0, 1
+        else:
+            wkind, wm, wq = classify_weights(w, node.name,
+                                             sparse=node.name in get_meta(model, "sparse_weights", []))
         w = w.T.astype(np.int8 if wkind == "binary" else np.int64)
         spatial = x.spatial if x.chw is None else x.chw
         if spatial is not None and spatial[1] * spatial[2] > 1:
@@ -438,8 +448,12 @@ def _on_wire(node, x, tensor, model, consts, shapes, items):
         if w.ndim != 4 or w.shape[2:] != (conv["kernel"], conv["kernel"]):
             raise BnnforgeError(f"node {node.name!r} (Conv): weight shape {list(w.shape)} does not match "
                                 f"its {conv['kernel']}x{conv['kernel']} kernel")
-        wm, wkind, m_, q_ = _conv_matrix(w, conv, node.name,
-                                         sparse=node.name in get_meta(model, "sparse_weights", []))
+        if node.name in get_meta(model, "kbit_weights", []):  # a k-bit integer grid (finn_flows/kbit.py)
+            from ..kbit import kbit_conv_matrix
+            wm, wkind, m_, q_ = kbit_conv_matrix(w, conv, node.name), "kbit", 0, 1
+        else:
+            wm, wkind, m_, q_ = _conv_matrix(w, conv, node.name,
+                                             sparse=node.name in get_meta(model, "sparse_weights", []))
         layer = _Layer(node, wm, conv=conv)
         layer.weight_kind, layer.m, layer.q = wkind, m_, q_
         layer.out_chw = (w.shape[0], conv["ofm_dim"], conv["ofm_dim"])
@@ -690,18 +704,17 @@ def _emit_layer(model, layer, i, x_name, nodes, inits) -> str:
     d_max = mw * max(abs(lo), abs(hi))
     w = layer.weights.astype(np.int8)
     wkind, out_flip = getattr(layer, "weight_kind", "binary"), None
+    from ..kbit import use_kbit
+    from bnnforge.hw.hwgraph import get_meta
+    if use_kbit(layer.matmul.name, get_meta(model, "kbit_weights", []), wkind, layer.weights, offset):
+        wkind = "kbit"   # dense multi-level weights, or after a signed k-bit activation: mvtu_kbit
     if wkind != "binary":  # sparse forms: |acc| <= max_o sum_i |W[o,i]| * max|x|
         from ..sparse import acc_range
         d_max = acc_range(layer.weights, max(abs(lo), abs(hi)))
         w = layer.weights.astype(np.int64)
     mm_attrs = dict(input_kind=kind, input_bits=bits, input_signed=int(signed), source_node=layer.matmul.name)
-    if offset:  # the unit subtracts it from every input level: its accumulator is the true dot product
-        if wkind != "binary":
-            raise BnnforgeError(
-                f"node {layer.matmul.name!r}: multi-level weights ({wkind}: {{-1,0,+1}} or {{m, m+q}}, "
-                "e.g. 2-bit weights) after a signed k-bit activation are not supported: the block-sparse "
-                "unit takes no input offset and general k-bit weights have no unit yet; use 1-bit "
-                "weights (W1A2) there")
+    if offset:  # the unit (mvtu or mvtu_kbit) subtracts it from every input level: its
+        # accumulator is the true dot product
         mm_attrs["input_offset"] = int(offset)
     if layer.conv is not None:
         cv = layer.conv
@@ -723,11 +736,17 @@ def _emit_layer(model, layer, i, x_name, nodes, inits) -> str:
     elif _argmax_scale_is_negative(layer, model):
         # one negative scale shared by all outputs (e.g. a TensorNorm with weight < 0): the
         # argmax of -s*acc is the argmax of the accumulator of the negated weights
-        if wkind not in ("binary", "pm1_blocks"):
+        if wkind not in ("binary", "pm1_blocks", "kbit"):
             raise BnnforgeError(f"node {layer.matmul.name!r}: a negative scale after the last layer "
                                 f"needs negated weights, which the {wkind} form cannot hold")
         w = -w
-    if wkind == "binary":
+    if wkind == "kbit":  # signed integers, as the unit stores them
+        from ..kbit import checked_weight_bits
+        nodes.append(helper.make_node("KbitMatMul", [x_name, f"layer{i}_weights"], [acc],
+                                      name=f"KbitMatMul_{i}", domain=DOMAIN,
+                                      weight_bits=checked_weight_bits(w, layer.matmul.name), **mm_attrs))
+        w = w.astype(np.int8)
+    elif wkind == "binary":
         nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
                                       name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
     else:  # initializer: B in {0,1} (sparse01, W = m + q*B) or W in {-1,0,+1} (pm1_blocks)

@@ -53,7 +53,7 @@ def _unit_estimate(model, node, a, pe, simd) -> dict | None:
     """Estimate of an MVTU, or of an MVTUSparse whose block schedule (stored blocks,
     steps) is rebuilt for this folding; None for a folding the sparse layout refuses
     (a group of a grouped layer straddling a PE x SIMD block)."""
-    if node.op_type == "MVTU":
+    if node.op_type != "MVTUSparse":
         return for_hw(node.op_type).estimate(node.name, dict(a, PE=pe, SIMD=simd))
     from bnnforge.hw.memfiles_sparse import sparse_layer
 
@@ -74,7 +74,8 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
     prod, read = producers(model), readers(model)
     folding, plan = {"Defaults": {}}, []
     for k, node in enumerate(nodes):
-        if node.op_type not in ("MVTU", "MVTUSparse"):
+        op = for_hw(node.op_type)
+        if op is None or op.folding_keys != ("PE", "SIMD"):
             continue
         a = get_attrs(node)
         src, dst = prod.get(node.input[0]), read.get(node.output[0], [])

@@ -6,7 +6,8 @@ After this step every MatMul weight is a constant initializer holding exactly
 MatMul (or Conv), where streamlining folds it into the thresholds. Exception: a
 multi-bit Quant weight that is exactly an integer grid of one of the sparse forms
 (finn_flows/sparse.py: two levels {m, m+q} of the binary domain, or {-1, 0, +1} of
-grouped layers) keeps those integers (divided by their gcd) and gets the scale as the Mul.
+grouped layers) keeps those integers (divided by their gcd) and gets the scale as the Mul;
+so does any other signed 2..4-bit integer grid (finn_flows/kbit.py: the k-bit weight unit).
 """
 from __future__ import annotations
 
@@ -132,11 +133,17 @@ def _split_weights(w: np.ndarray, node: onnx.NodeProto, qnode: onnx.NodeProto, m
             if got is not None:
                 set_meta(model, "sparse_weights", sorted(set(get_meta(model, "sparse_weights", [])) | {node.name}))
                 return got
+            from ..kbit import META_KEY, split_kbit_weights
+            got = split_kbit_weights(w, initializer(model, qnode.input[1]), channel_axis,
+                                     bits=int(bits.reshape(-1)[0]), signed=bool(qa.get("signed", 1)))
+            if got is not None:  # a k-bit integer grid: the k-bit weight unit (finn_flows/kbit.py)
+                set_meta(model, META_KEY, sorted(set(get_meta(model, META_KEY, [])) | {node.name}))
+                return got
             try:
                 return _split_binary(w, node, channel_axis)
             except BnnforgeError as e:
                 raise BnnforgeError(f"{e}, or an integer grid of the sparse forms (two levels {{m, m+q}}, or "
-                                    "{-1, 0, +1} with zero blocks)") from None
+                                    "{-1, 0, +1} with zero blocks), or of a signed 2..4-bit quantizer") from None
     return _split_binary(w, node, channel_axis)
 
 

@@ -83,18 +83,18 @@ def test_non_binary_weights_refused(tmp_path, tfc_onnx):
     m = onnx.load(str(tfc_onnx))
     bq = next(n for n in m.graph.node if n.op_type == "BipolarQuant")
     w = next(t for t in m.graph.initializer if t.name == bq.input[0])
-    # turn the weight quantizer into a 4-bit Quant
+    # turn the weight quantizer into a 5-bit Quant (the k-bit weight unit takes 2..4 bits)
     arr = onnx.numpy_helper.to_array(w)
     names = [f"q4_{k}" for k in range(3)]
     m.graph.initializer.extend([onnx.numpy_helper.from_array(np.array(v, dtype=np.float32), nm)
-                                for v, nm in zip([0.1, 0.0, 4.0], names)])
-    q = onnx.helper.make_node("Quant", [bq.input[0]] + names, [bq.output[0]], name="four_bit_weights",
+                                for v, nm in zip([0.1, 0.0, 5.0], names)])
+    q = onnx.helper.make_node("Quant", [bq.input[0]] + names, [bq.output[0]], name="five_bit_weights",
                               domain="qonnx.custom_op.general", signed=1, narrow=0, rounding_mode="ROUND")
     idx = list(m.graph.node).index(bq)
     m.graph.node.remove(bq)
     m.graph.node.insert(idx, q)
     assert arr.size
-    p = tmp_path / "w4.onnx"
+    p = tmp_path / "w5.onnx"
     onnx.save(m, str(p))
     with pytest.raises(BnnforgeError, match="weights are not binary"):
         _build(p, tmp_path / "b")

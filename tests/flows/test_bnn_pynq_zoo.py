@@ -5,8 +5,8 @@ the default dynamo exporter and TorchScript (`dynamo=False`).
 
 For each supported model: the build succeeds, the golden model's argmax equals qonnx's
 execution of the exported file, the RTL equals the golden model beat for beat (bulk
-Verilator harness), and the measured cycles per frame equal the ideal. Models the
-compiler does not take yet are refused with one `bnnforge: error:` line.
+Verilator harness), and the measured cycles per frame equal the ideal: every zoo
+model, 1W1A, 1W2A and 2W2A (2-bit weights: the k-bit weight unit, mvtu_kbit).
 TFC runs in CI; SFC, LFC and CNV in the slow set.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import bnnforge
 from bnnforge.cli import main
 from bnnforge.sim.bulk import run_network_bulk
 from bnnforge.sim.golden import execute, quantize_inputs
-from bnnforge.zoo import FOLDINGS, folding_for, input_shape, qonnx_outputs, zoo_export
+from bnnforge.zoo import folding_for, input_shape, qonnx_outputs, zoo_export
 
 pytestmark = pytest.mark.rtl
 STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"]
@@ -50,40 +50,46 @@ def check_zoo_model(tmp_path, name, exporter, n_golden, n_rtl):
     return clean
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a"])
+@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a", "tfc_2w2a"])
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_tfc(tmp_path, name, exporter):
     check_zoo_model(tmp_path, name, exporter, n_golden=200, n_rtl=200)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["sfc_1w1a", "lfc_1w1a", "lfc_1w2a"])
+@pytest.mark.parametrize("name", ["sfc_1w1a", "sfc_1w2a", "sfc_2w2a", "lfc_1w1a", "lfc_1w2a"])
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_fc_1w1a_slow(tmp_path, name, exporter):
     check_zoo_model(tmp_path, name, exporter, n_golden=200, n_rtl=50)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnv_1w1a", "cnv_1w2a"])
+@pytest.mark.parametrize("name", ["cnv_1w1a", "cnv_1w2a", "cnv_2w2a"])
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_cnv_slow(tmp_path, name, exporter):
     check_zoo_model(tmp_path, name, exporter, n_golden=40, n_rtl=10)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("tfc_2w2a", "general k-bit weights have no unit yet"),
-])
-def test_unsupported_zoo_models_are_refused_in_one_line(tmp_path, capsys, name, message):
+def test_2w2a_layers_use_the_kbit_unit(tmp_path):
+    """FINN's W2A2: every layer's ternary weights (scattered zeros, not the whole-group
+    blocks of a grouped layer) go to the k-bit weight unit, the hidden ones taking the
+    signed 2-bit levels with their offset."""
+    from bnnforge.hw.hwgraph import get_attrs, initializer
+
     onnx_path = tmp_path / "m.onnx"
-    zoo_export(name, "dynamo", onnx_path)
-    assert main(["build", "--model", str(onnx_path), "--out", str(tmp_path / "b"), "--quiet",
-                 "--steps", ",".join(STEPS)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("bnnforge: error: ") and message in err[0], err
-    assert not (tmp_path / "b").exists()
+    zoo_export("tfc_2w2a", "dynamo", onnx_path)
+    bnnforge.build(onnx_path, tmp_path / "b", folding=folding_for("tfc_2w2a"), steps=STEPS[:4])
+    hw = onnx.load(str(tmp_path / "b" / "final_model.onnx"))
+    units = [n for n in hw.graph.node if n.op_type.startswith("MVTU")]
+    assert [n.op_type for n in units] == ["MVTUKbit"] * 4
+    # the zoo's activations are narrow signed 2-bit (-1, 0, +1): on the wire level = value + 1
+    assert [get_attrs(n).get("input_offset", 0) for n in units] == [0, 1, 1, 1]
+    for n in units:
+        w = initializer(hw, n.input[1])
+        assert get_attrs(n)["weight_bits"] == 2 and set(np.unique(w).tolist()) == {-1, 0, 1}
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a"])
+@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a", "tfc_2w2a"])
 def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
     """Host-side input quantization of a zoo model (it flattens before its input
     quantizer and computes 2x - 1 in the graph): the rtlsim step on given images and the
@@ -96,11 +102,12 @@ def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
     x = np.random.default_rng(5).random((24, 1, 28, 28), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.arange(24) % 10)
-    cfg = load_config(None, model=str(onnx_path), output_dir=str(tmp_path / "b"), rtlsim_inputs=str(tmp_path / "x.npy"),
-                      folding_config_file=str(bnnforge.shipped_folding(FOLDINGS["tfc"])), steps=STEPS + ["rtlsim"])
-    build(cfg, progress=False)
     import json
 
+    (tmp_path / "folding.json").write_text(json.dumps(folding_for(name)))
+    cfg = load_config(None, model=str(onnx_path), output_dir=str(tmp_path / "b"), rtlsim_inputs=str(tmp_path / "x.npy"),
+                      folding_config_file=str(tmp_path / "folding.json"), steps=STEPS + ["rtlsim"])
+    build(cfg, progress=False)
     sim = json.loads((tmp_path / "b" / "report" / "rtlsim.json").read_text())
     assert sim["frames"] == 24 and sim["rtl_mismatches"] == 0
     assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg"), "--samples", "24",
