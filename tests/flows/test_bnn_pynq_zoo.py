@@ -73,12 +73,12 @@ def test_cnv_slow(tmp_path, name, exporter):
 def test_2w2a_layers_use_the_kbit_unit(tmp_path):
     """FINN's W2A2: every layer's ternary weights (scattered zeros, not the whole-group
     blocks of a grouped layer) go to the k-bit weight unit, the hidden ones taking the
-    signed 2-bit levels with their offset."""
+    signed 2-bit levels with their offset; the generated Verilog is lint-clean."""
     from bnnforge.hw.hwgraph import get_attrs, initializer
 
     onnx_path = tmp_path / "m.onnx"
     zoo_export("tfc_2w2a", "dynamo", onnx_path)
-    bnnforge.build(onnx_path, tmp_path / "b", folding=folding_for("tfc_2w2a"), steps=STEPS[:4])
+    bnnforge.build(onnx_path, tmp_path / "b", folding=folding_for("tfc_2w2a"), steps=STEPS)
     hw = onnx.load(str(tmp_path / "b" / "final_model.onnx"))
     units = [n for n in hw.graph.node if n.op_type.startswith("MVTU")]
     assert [n.op_type for n in units] == ["MVTUKbit"] * 4
@@ -87,6 +87,14 @@ def test_2w2a_layers_use_the_kbit_unit(tmp_path):
     for n in units:
         w = initializer(hw, n.input[1])
         assert get_attrs(n)["weight_bits"] == 2 and set(np.unique(w).tolist()) == {-1, 0, 1}
+    import json
+
+    from bnnforge.sim.runner import lint
+
+    rtl = tmp_path / "b" / "rtl"
+    manifest = json.loads((rtl / "manifest.json").read_text())
+    assert [st["module"] for st in manifest["stages"]] == ["mvtu_kbit"] * 4
+    assert lint([rtl / f for f in manifest["files"]], manifest["top"]) == []   # generated Verilog
 
 
 @pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a", "tfc_2w2a"])
