@@ -208,7 +208,7 @@ def _act(rng) -> dict:
 def _weights(rng, c_in: int, c_out: int, allow_groups: bool = True, allow_sparse: bool = True) -> dict:
     r = rng.random()
     common = [g for g in _divisors(gcd(c_in, c_out)) if g > 1]
-    if r < 0.3 and common and allow_groups and allow_sparse:
+    if r < 0.4 and common and allow_groups and allow_sparse:
         return {"weights": "grouped", "groups": int(rng.choice(common))}
     if r < 0.55 and allow_sparse:
         return {"weights": "binary_domain", "ratio": float(rng.choice([0.0, -0.3, -0.5, 0.25, -1.0])),
@@ -220,7 +220,7 @@ def random_graph_case(seed: int) -> GraphCase:
     rng = np.random.default_rng([seed, 0x6A4F])
     input_quant = str(rng.choice(INPUT_KINDS, p=[0.3, 0.3, 0.25, 0.15]))
     n_conv = int(rng.choice([0, 1, 2, 3], p=[0.2, 0.35, 0.3, 0.15]))
-    n_fc = int(rng.choice([0, 1, 2], p=[0.35, 0.4, 0.25]))
+    n_fc = int(rng.choice([0, 1, 2], p=[0.3, 0.35, 0.35]))
     if n_conv + n_fc == 0:
         n_fc = 1
     geom = None
@@ -234,6 +234,8 @@ def random_graph_case(seed: int) -> GraphCase:
         layers, prev, prev_offset = [], _stream_kind(input_quant), False
         for _ in range(n_conv):
             out_c = int(rng.integers(1, 9))
+            if c > 1 and rng.random() < 0.3:
+                out_c = c * int(rng.integers(1, 3))      # shares a divisor with c: groups possible
             pad_ok = prev in PAD_KINDS and not prev_offset
             pad = int(rng.choice([0, 0, 1, 2])) if pad_ok else 0
             k = int(rng.choice([1, 2, 3, 3, 4, 5]))
@@ -257,6 +259,10 @@ def random_graph_case(seed: int) -> GraphCase:
         groups_ok = not n_conv and (shape[0] == 1 or shape[1] * shape[2] == 1)
         for _ in range(n_fc):
             out_f = int(rng.integers(2, 33))
+            if groups_ok and rng.random() < 0.5:
+                divs = [d for d in _divisors(n_in) if 1 < d <= 8]
+                if divs:
+                    out_f = int(rng.choice(divs)) * int(rng.integers(1, 5))
             l = {"op": "fc", "out": out_f, **_weights(rng, n_in, out_f, allow_groups=groups_ok,
                                                       allow_sparse=not prev_offset), **_act(rng)}
             layers.append(l)
