@@ -68,7 +68,11 @@ def main(argv=None) -> int:
     ap.add_argument("--stop-after-failures", type=int, default=None)
     ap.add_argument("--graph", action="store_true", help="graph fuzzer: every operator kind (fuzz_graph.py)")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in this many worker processes")
+    ap.add_argument("--summarize", nargs="+", metavar="RESULTS_JSONL",
+                    help="print the graph fuzzer's tables from saved results.jsonl files and exit")
     args = ap.parse_args(argv)
+    if args.summarize:
+        return summarize(args.summarize)
     if args.inject_fault:
         os.environ[FAULT_ENV] = args.inject_fault
 
@@ -142,16 +146,52 @@ def main(argv=None) -> int:
     if n:
         print(f"time: {wall:.1f} s total, {wall / n:.2f} s/case mean, {max(times):.2f} s max")
     if args.graph and n:
-        print(f"\nper operator kind ({n} networks):")
-        print(f"| {'kind':<22} | {'cases':>6} | {'RTL frames':>10} | {'mismatches':>10} |")
-        print(f"|{'-' * 24}|{'-' * 8}|{'-' * 12}|{'-' * 12}|")
-        for k in sorted(per_kind):
-            c, f, m = per_kind[k]
-            print(f"| {k:<22} | {c:>6} | {f:>10} | {m:>10} |")
-        print("parameter corners (networks): " + ", ".join(f"{k} {v}" for k, v in sorted(corners.items())))
+        print_kind_table(per_kind, corners, n)
     for r in failures:
         print(f"reproducer: {r['reproducer']}  ({r['kind']}: {r['reason'][:160]})")
     return 1 if failures else 0
+
+
+def print_kind_table(per_kind: dict, corners: dict, n: int) -> None:
+    print(f"\nper operator kind ({n} networks):")
+    print(f"| {'kind':<22} | {'cases':>6} | {'RTL frames':>10} | {'mismatches':>10} |")
+    print(f"|{'-' * 24}|{'-' * 8}|{'-' * 12}|{'-' * 12}|")
+    for k in sorted(per_kind):
+        c, f, m = per_kind[k]
+        print(f"| {k:<22} | {c:>6} | {f:>10} | {m:>10} |")
+    print("parameter corners (networks): " + ", ".join(f"{k} {v}" for k, v in sorted(corners.items())))
+
+
+def summarize(paths) -> int:
+    """The graph fuzzer's tables from saved results.jsonl files (runs split over seed
+    ranges, or one stopped by --max-seconds): each seed counted once, its operator kinds
+    recomputed from the seed."""
+    from bnnforge.fuzz_graph import coverage, random_graph_case
+
+    rows = {}
+    for p in paths:
+        for line in Path(p).read_text().splitlines():
+            r = json.loads(line)
+            rows[r["seed"]] = r
+    per_kind = collections.defaultdict(lambda: [0, 0, 0])
+    corners = collections.Counter()
+    for seed, r in sorted(rows.items()):
+        cov = coverage(random_graph_case(seed))
+        for k in cov["kinds"]:
+            per_kind[k][0] += 1
+            per_kind[k][1] += r.get("rtl_frames", 0)
+            per_kind[k][2] += not r["ok"]
+        corners.update(cov["corners"])
+    n = len(rows)
+    secs = [r["seconds"] for r in rows.values()]
+    bad = [r for r in rows.values() if not r["ok"]]
+    print(f"networks: {n} (seeds {min(rows)}..{max(rows)}), mismatches: {len(bad)}, RTL frames: "
+          f"{sum(r.get('rtl_frames', 0) for r in rows.values())}, per case: {sum(secs) / n:.1f} s mean, "
+          f"{max(secs):.1f} s max (one worker's time)")
+    print_kind_table(per_kind, corners, n)
+    for r in bad:
+        print(f"mismatch: seed {r['seed']} {r['kind']}: {r['reason'][:160]}")
+    return 1 if bad else 0
 
 
 def _run_seed(job):

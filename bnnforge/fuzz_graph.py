@@ -637,14 +637,10 @@ def _restructure(case: GraphCase, layers: list, layer_map: dict | None = None, *
 
 
 def graph_shrink_candidates(case: GraphCase):
+    """Smaller variants of `case`: the structure first (with all inputs a smaller network
+    is more likely to still meet the failing corner), then inputs, edits and folding."""
     n = case.n_images
     rows = list(case.image_rows) if case.image_rows is not None else list(range(CHECK_IMAGES))
-    if n > 1:
-        yield "images_half_a", _with(case, image_rows=rows[: n // 2])
-        yield "images_half_b", _with(case, image_rows=rows[n // 2:])
-    if 1 < n <= 8:
-        for r in rows:
-            yield f"image_{r}", _with(case, image_rows=[r])
     L = case.layers
     for i in range(len(L)):
         layer_map = {j: (j if j < i else j - 1) for j in range(len(L)) if j != i}
@@ -677,6 +673,12 @@ def graph_shrink_candidates(case: GraphCase):
     for s in shapes:
         if s[0] * s[1] * s[2] < c * h * w:
             yield f"input_{s[0]}x{s[1]}x{s[2]}", _restructure(case, L, input_shape=list(s))
+    if n > 1:
+        yield "images_half_a", _with(case, image_rows=rows[: n // 2])
+        yield "images_half_b", _with(case, image_rows=rows[n // 2:])
+    if 1 < n <= 8:
+        for r in rows:
+            yield f"image_{r}", _with(case, image_rows=[r])
     for i, e in enumerate(case.edits):
         yield f"drop_edit_{e['kind']}", _with(case, edits=case.edits[:i] + case.edits[i + 1:])
     one = {"PE": 1, "SIMD": 1}
