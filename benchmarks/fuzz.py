@@ -21,7 +21,11 @@ of every kernel/stride/padding, max pools, dense / grouped (pm1_blocks) / binary
 select or raw accumulators) and a table per operator kind (cases, RTL frames,
 mismatches) and the parameter corners covered are printed at the end:
 
-    nice -n 10 python benchmarks/fuzz.py --graph --count 500 --seed 0 --out runs/fuzz-graph
+    nice -n 10 python benchmarks/fuzz.py --graph --count 500 --seed 0 --jobs 2 --out runs/fuzz-graph
+
+--jobs N runs cases in N worker processes. --summarize A/results.jsonl B/results.jsonl
+prints the graph tables of runs split over seed ranges (or stopped by --max-seconds),
+each seed counted once.
 
 Proof that the loop finds and shrinks a bug (a test-only fault in the golden model):
 

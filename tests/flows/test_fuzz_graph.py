@@ -95,14 +95,15 @@ def test_graph_fuzz_rtl_bit_exact_more_seeds(tmp_path, seed):
 
 
 def _conv_case():
-    """Two convs (one padded and pooled, one strided binary-domain), a grouped FC, the
-    classifier; 1-bit threshold activations, so the injected threshold fault bites."""
+    """Two convs (one padded and pooled, one strided binary-domain), a dense and a grouped
+    FC, the classifier; 1-bit threshold activations, so the injected threshold fault bites."""
     layers = [
         {"op": "conv", "out": 4, "k": 3, "s": 1, "pad": 1, "weights": "dense", "scaling": "none",
          "act": "unipolar", "pool": 2},
         {"op": "conv", "out": 6, "k": 2, "s": 2, "pad": 0, "weights": "binary_domain", "ratio": -0.3,
          "act": "bipolar", "pool": 0},
-        {"op": "fc", "out": 12, "weights": "grouped", "groups": 3, "act": "unipolar"},
+        {"op": "fc", "out": 12, "weights": "dense", "scaling": "per_channel", "act": "unipolar"},
+        {"op": "fc", "out": 6, "weights": "grouped", "groups": 3, "act": "bipolar"},
     ]
     case = GraphCase(seed=77, input_quant="uint4", input_shape=(2, 8, 8), layers=layers, num_classes=5,
                      label_select=True, folding={}, fifo_depth=3, p_gap=0.2, p_stall=0.3)
