@@ -82,7 +82,8 @@ class GraphCase:
         parts = []
         for l in self.layers:
             w = {"dense": "", "grouped": f"g{l.get('groups', 1)}", "binary_domain": "bd"}[l["weights"]]
-            act = l["act"] + (str(l["bits"]) if l["act"] in ("uint", "int") else "") + ("n" if l.get("narrow") else "")
+            act = (l["act"] + (str(l["bits"]) if l["act"] in ("uint", "int") else "")
+                   + ("n" if l.get("narrow") else ""))
             if l["op"] == "conv":
                 parts.append(f"conv{l['k']}s{l['s']}p{l['pad']}{w}->{l['out']}:{act}"
                              + (f"+pool{l['pool']}" if l.get("pool") else ""))
@@ -115,7 +116,8 @@ def layer_geometry(case: GraphCase) -> list[dict] | None:
         g = l.get("groups", 1) if l["weights"] == "grouped" else 1
         if l["weights"] != "dense" and prev_offset:
             return None        # the block-sparse unit takes no input offset (refused by design)
-        if l["weights"] == "binary_domain" and l["out"] * (l.get("k", 1) ** 2) * c * (1 if l["op"] == "conv" else h * w) < 2:
+        fan_in = c * (l.get("k", 1) ** 2 if l["op"] == "conv" else h * w)
+        if l["weights"] == "binary_domain" and l["out"] * fan_in < 2:
             return None        # one weight is one level: not a two-level layer
         if l["op"] == "conv":
             if flat or h != w:
@@ -467,8 +469,8 @@ def build_graph_model(case: GraphCase):
                 if l.get("empty", 0.0) > 0:
                     rows = torch.rand(lw.shape[0], generator=gen) < l["empty"]
                     lw[rows] = -lw[rows].abs() - 1e-3
-                # both bit values present: a layer whose bits are all equal is a single
-                # level, which tidy_up cannot tell from a binary layer (refused today)
+                # both bit values present: with m = 0 and every bit 0 all weights are 0,
+                # which tidy_up refuses today ("weights are not binary")
                 flat_w = lw.view(-1)
                 if bool((flat_w > 0).all()) or bool((flat_w <= 0).all()):
                     flat_w[0], flat_w[-1] = flat_w[0].abs() + 1e-3, -flat_w[-1].abs() - 1e-3
@@ -575,8 +577,8 @@ def run_graph_case(case: GraphCase, workdir, rtl: bool = True, reproducer_dir=No
         try:
             images, logits = export_graph_case(case, onnx_path)
         except Exception as e:
-            raise Mismatch("exception_export", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}") \
-                from e
+            first_line = str(e).splitlines()[0][:300] if str(e) else ""
+            raise Mismatch("exception_export", f"{type(e).__name__}: {first_line}") from e
         result.update(check_artifacts(onnx_path, case.folding, images, logits, label_select=case.label_select,
                                       fifo_depth=case.fifo_depth, workdir=workdir, rtl=rtl, p_gap=case.p_gap,
                                       p_stall=case.p_stall, sim_seed=case.seed, keep_sim_build=keep_sim_build))

@@ -109,8 +109,8 @@ def _conv_case():
                      label_select=True, folding={}, fifo_depth=3, p_gap=0.2, p_stall=0.3)
     geom = layer_geometry(case)
     assert geom is not None
-    case.folding = {g["name"]: {"PE": g["pe_of"] // 2 if g["pe_of"] % 2 == 0 else 1, "SIMD": 2 if g["simd_of"] % 2 == 0 else 1}
-                    for g in geom}
+    case.folding = {g["name"]: {"PE": g["pe_of"] // 2 if g["pe_of"] % 2 == 0 else 1,
+                                "SIMD": 2 if g["simd_of"] % 2 == 0 else 1} for g in geom}
     return case
 
 
