@@ -15,6 +15,18 @@ is also reduced (layers, channels, inputs, edge-case edits, folding factors) whi
 still fails the same way, and the small reproducer is saved under --store (default
 OUT/shrunk; tests/fuzz_regressions/ is the store the tests replay).
 
+With --graph the cases come from the graph fuzzer (bnnforge/fuzz_graph.py: convolutions
+of every kernel/stride/padding, max pools, dense / grouped (pm1_blocks) / binary-domain
+(sparse01) layers, bipolar / unipolar / unsigned and signed k-bit activations, label
+select or raw accumulators) and a table per operator kind (cases, RTL frames,
+mismatches) and the parameter corners covered are printed at the end:
+
+    nice -n 10 python benchmarks/fuzz.py --graph --count 500 --seed 0 --jobs 2 --out runs/fuzz-graph
+
+--jobs N runs cases in N worker processes. --summarize A/results.jsonl B/results.jsonl
+prints the graph tables of runs split over seed ranges (or stopped by --max-seconds),
+each seed counted once.
+
 Proof that the loop finds and shrinks a bug (a test-only fault in the golden model):
 
     python benchmarks/fuzz.py --count 10 --seed 0 --no-rtl --inject-fault mvtu_threshold_strict \
@@ -44,6 +56,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from bnnforge.fuzz import random_case, run_case, shrink_and_save
+    from bnnforge.fuzz_graph import coverage, random_graph_case, run_graph_case, shrink_and_save_graph
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100)
@@ -57,7 +70,13 @@ def main(argv=None) -> int:
     ap.add_argument("--inject-fault", default=None, choices=FAULTS,
                     help="test-only fault in the golden model (shows the fuzzer finds and shrinks it)")
     ap.add_argument("--stop-after-failures", type=int, default=None)
+    ap.add_argument("--graph", action="store_true", help="graph fuzzer: every operator kind (fuzz_graph.py)")
+    ap.add_argument("--jobs", type=int, default=1, help="cases run in this many worker processes")
+    ap.add_argument("--summarize", nargs="+", metavar="RESULTS_JSONL",
+                    help="print the graph fuzzer's tables from saved results.jsonl files and exit")
     args = ap.parse_args(argv)
+    if args.summarize:
+        return summarize(args.summarize)
     if args.inject_fault:
         os.environ[FAULT_ENV] = args.inject_fault
 
@@ -66,13 +85,32 @@ def main(argv=None) -> int:
     repro = out / "reproducers"
     kinds = collections.Counter()
     failures, times, ties, frames = [], [], 0, 0
+    per_kind = collections.defaultdict(lambda: [0, 0, 0])      # kind -> [cases, rtl frames, mismatches]
+    corners = collections.Counter()
+    make_case, run_one, shrink_one = ((random_graph_case, run_graph_case, shrink_and_save_graph) if args.graph
+                                      else (random_case, run_case, shrink_and_save))
     t_start = time.perf_counter()
-    bar = tqdm(range(args.count), desc="fuzz" + (" (rtl)" if args.rtl else ""), unit="case")
+    bar = tqdm(range(args.count), desc="fuzz" + (" graph" if args.graph else "") + (" (rtl)" if args.rtl else ""),
+               unit="case")
+    pool = None
+    if args.jobs > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(args.jobs)
+        results = pool.imap(_run_seed, [(args.graph, args.seed + i, args.rtl, str(repro)) for i in range(args.count)])
+    else:
+        results = (_run_seed((args.graph, args.seed + i, args.rtl, str(repro))) for i in range(args.count))
     with open(out / "results.jsonl", "a") as log:
-        for i in bar:
-            case = random_case(args.seed + i)
-            with tempfile.TemporaryDirectory(prefix="fuzz-") as work:
-                r = run_case(case, work, rtl=args.rtl, reproducer_dir=repro)
+        for i, r in zip(bar, results):
+            case = make_case(args.seed + i)
+            if args.graph:
+                cov = coverage(case)
+                for k in cov["kinds"]:
+                    row = per_kind[k]
+                    row[0] += 1
+                    row[1] += r.get("rtl_frames", 0)
+                    row[2] += not r["ok"]
+                corners.update(cov["corners"])
             times.append(r["seconds"])
             ties += r.get("ties", 0)
             frames += r.get("rtl_frames", 0)
@@ -86,10 +124,11 @@ def main(argv=None) -> int:
                 if args.shrink:
                     t_shrink = time.perf_counter()
                     with tempfile.TemporaryDirectory(prefix="fuzz-shrink-") as work:
-                        d = shrink_and_save(case, r, args.store or out / "shrunk", work, rtl=args.rtl,
-                                            injected_fault=args.inject_fault, log=tqdm.write)
+                        d = shrink_one(case, r, args.store or out / "shrunk", work, rtl=args.rtl,
+                                       injected_fault=args.inject_fault, log=tqdm.write)
                     small = json.loads((d / "case.json").read_text())
-                    layers, images = len(small["case"]["hidden"]) + 1, len(np.load(d / "inputs.npy"))
+                    layers = len(small["case"]["layers" if args.graph else "hidden"]) + 1
+                    images = len(np.load(d / "inputs.npy"))
                     tqdm.write(f"shrunk in {time.perf_counter() - t_shrink:.1f} s to {layers} layers, "
                                f"{images} inputs: {small['summary']}\n  -> {d}")
                     r["shrunk"] = str(d)
@@ -99,6 +138,8 @@ def main(argv=None) -> int:
             if args.max_seconds and time.perf_counter() - t_start > args.max_seconds:
                 tqdm.write(f"stopping: --max-seconds {args.max_seconds} reached")
                 break
+    if pool is not None:
+        pool.terminate()
     wall = time.perf_counter() - t_start
     n = len(times)
     print(f"cases tried: {n} (seeds {args.seed}..{args.seed + n - 1}, rtl={'on' if args.rtl else 'off'})")
@@ -108,9 +149,67 @@ def main(argv=None) -> int:
         print(f"RTL frames simulated: {frames}")
     if n:
         print(f"time: {wall:.1f} s total, {wall / n:.2f} s/case mean, {max(times):.2f} s max")
+    if args.graph and n:
+        print_kind_table(per_kind, corners, n)
     for r in failures:
         print(f"reproducer: {r['reproducer']}  ({r['kind']}: {r['reason'][:160]})")
     return 1 if failures else 0
+
+
+def print_kind_table(per_kind: dict, corners: dict, n: int) -> None:
+    print(f"\nper operator kind ({n} networks):")
+    print(f"| {'kind':<22} | {'cases':>6} | {'RTL frames':>10} | {'mismatches':>10} |")
+    print(f"|{'-' * 24}|{'-' * 8}|{'-' * 12}|{'-' * 12}|")
+    for k in sorted(per_kind):
+        c, f, m = per_kind[k]
+        print(f"| {k:<22} | {c:>6} | {f:>10} | {m:>10} |")
+    print("parameter corners (networks): " + ", ".join(f"{k} {v}" for k, v in sorted(corners.items())))
+
+
+def summarize(paths) -> int:
+    """The graph fuzzer's tables from saved results.jsonl files (runs split over seed
+    ranges, or one stopped by --max-seconds): each seed counted once, its operator kinds
+    recomputed from the seed."""
+    from bnnforge.fuzz_graph import coverage, random_graph_case
+
+    rows = {}
+    for p in paths:
+        for line in Path(p).read_text().splitlines():
+            r = json.loads(line)
+            rows[r["seed"]] = r
+    per_kind = collections.defaultdict(lambda: [0, 0, 0])
+    corners = collections.Counter()
+    for seed, r in sorted(rows.items()):
+        cov = coverage(random_graph_case(seed))
+        for k in cov["kinds"]:
+            per_kind[k][0] += 1
+            per_kind[k][1] += r.get("rtl_frames", 0)
+            per_kind[k][2] += not r["ok"]
+        corners.update(cov["corners"])
+    n = len(rows)
+    secs = [r["seconds"] for r in rows.values()]
+    bad = [r for r in rows.values() if not r["ok"]]
+    print(f"networks: {n} (seeds {min(rows)}..{max(rows)}), mismatches: {len(bad)}, RTL frames: "
+          f"{sum(r.get('rtl_frames', 0) for r in rows.values())}, per case: {sum(secs) / n:.1f} s mean, "
+          f"{max(secs):.1f} s max (one worker's time)")
+    print_kind_table(per_kind, corners, n)
+    for r in bad:
+        print(f"mismatch: seed {r['seed']} {r['kind']}: {r['reason'][:160]}")
+    return 1 if bad else 0
+
+
+def _run_seed(job):
+    """One case in a fresh temporary folder (a worker process when --jobs > 1)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    graph, seed, rtl, repro = job
+    if graph:
+        from bnnforge.fuzz_graph import random_graph_case as make, run_graph_case as run
+    else:
+        from bnnforge.fuzz import random_case as make, run_case as run
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as work:
+        return run(make(seed), work, rtl=rtl, reproducer_dir=repro)
 
 
 if __name__ == "__main__":

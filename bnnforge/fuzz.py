@@ -463,10 +463,15 @@ def check_reproducer(d, workdir, rtl: bool = True, force_rtl: bool = False) -> d
     runs when `rtl` and the case was found with it, or always with `force_rtl`."""
     d, workdir = Path(d), Path(workdir)
     info = json.loads((d / "case.json").read_text())
-    case = FuzzCase.from_json(info["case"])
     rtl = force_rtl or (rtl and info.get("rtl", True))
+    if info["case"].get("generator") == "graph":
+        from bnnforge.fuzz_graph import GraphCase, run_graph_case
+
+        case, rerun = GraphCase.from_json(info["case"]), run_graph_case
+    else:
+        case, rerun = FuzzCase.from_json(info["case"]), run_case
     if not (d / "model.onnx").is_file() or not (d / "torch_logits.npy").is_file():
-        return run_case(case, workdir, rtl=rtl)
+        return rerun(case, workdir, rtl=rtl)
     workdir.mkdir(parents=True, exist_ok=True)
     result = {"seed": case.seed, "ok": True, "kind": None, "reason": None, "rtl": rtl}
     try:

@@ -23,6 +23,14 @@ from bnnforge.errors import BnnforgeError, internal_error
 from .config import BuildConfig
 from .report_html import write_build_report
 
+# Graph-size bounds checked before any step runs. The steps are quadratic in the node
+# count (qonnx's cleanup re-infers every shape per transformation), so an unbounded
+# chain means an unbounded build; the largest reference network (CNV) has 9 matrix
+# layers and about 80 nodes.
+MAX_MATRIX_LAYERS = 64
+MAX_GRAPH_NODES = 1024
+MATRIX_OPS = ("MatMul", "Gemm", "Conv")
+
 
 def step_function(name: str):
     module = importlib.import_module(f"bnnforge.finn_flows.steps.{name}")
@@ -35,8 +43,12 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         raise BnnforgeError(f"{path}: model file not found")
     try:
         model = onnx.load(str(path))
+    except Exception as e:  # onnx raises DecodeError, ...
+        raise BnnforgeError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:200]})")
+    check_graph_size(model, path)
+    try:
         onnx.checker.check_model(model)
-    except Exception as e:  # onnx raises DecodeError, ValidationError, ...
+    except Exception as e:  # ValidationError, ...
         raise BnnforgeError(f"{path}: not a valid ONNX model ({str(e).splitlines()[0][:200]})")
     for t in model.graph.initializer:
         if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
@@ -54,6 +66,18 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     if len(real_inputs) != 1 or len(model.graph.output) != 1:
         raise BnnforgeError(f"{path}: expected one graph input and one output")
     return model
+
+
+def check_graph_size(model: onnx.ModelProto, path) -> None:
+    """Refuse a graph above the stated bounds before any work on it."""
+    nodes = model.graph.node
+    if len(nodes) > MAX_GRAPH_NODES:
+        raise BnnforgeError(f"{path}: {len(nodes)} nodes; bnnforge compiles graphs of at most "
+                            f"{MAX_GRAPH_NODES} nodes")
+    layers = sum(n.op_type in MATRIX_OPS for n in nodes)
+    if layers > MAX_MATRIX_LAYERS:
+        raise BnnforgeError(f"{path}: {layers} matrix layers (MatMul/Gemm/Conv); bnnforge compiles networks "
+                            f"of at most {MAX_MATRIX_LAYERS}")
 
 
 def error_log_path(out_dir: Path) -> Path:

@@ -67,3 +67,63 @@ def test_hostile_model_refused_within_time_and_memory(tmp_path, capsys, small_mo
     assert err.startswith("bnnforge: error: ") and "\n" not in err and "hostile.onnx" in err, err
     assert seconds < TIME_BOUND_S and peak_mb < PEAK_BOUND_MB, (seconds, peak_mb)
     assert not out.exists()
+
+
+def _chain(n_matmul: int, n_extra: int = 0) -> onnx.ModelProto:
+    """x -> n_matmul MatMuls (8x8 constant weights) -> n_extra Relus: a valid ONNX graph."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, prev = [], [], "x"
+    w = numpy_helper.from_array(np.eye(8, dtype=np.float32), "w")
+    for i in range(n_matmul):
+        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"t{i}"], name=f"MatMul_{i}"))
+        prev = f"t{i}"
+    for i in range(n_extra):
+        nodes.append(helper.make_node("Relu", [prev], [f"r{i}"], name=f"Relu_{i}"))
+        prev = f"r{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"], name="out"))
+    inits.append(w)
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], inits)
+    return helper.make_model(graph)
+
+
+@pytest.mark.parametrize("name, matmuls, extra, message", [
+    ("thousand_layer_chain", 1000, 0, r"1000 matrix layers \(MatMul/Gemm/Conv\); .* at most 64"),
+    ("hundred_layer_chain", 101, 0, r"101 matrix layers .* at most 64"),
+    ("hundred_thousand_nodes", 2, 100_000, r"100003 nodes; .* at most 1024 nodes"),
+])
+def test_long_chain_refused_within_time_and_memory(tmp_path, capsys, name, matmuls, extra, message):
+    """Graphs above the stated bounds (64 matrix layers, 1024 nodes: the steps are
+    quadratic in the node count, a 101-layer chain built for minutes) are refused
+    before any step, in one line, within the time and memory bounds."""
+    import re
+
+    path = tmp_path / "hostile.onnx"
+    onnx.save(_chain(matmuls, extra), str(path))
+    out = tmp_path / "out"
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        code = main(["build", "--quiet", "--out", str(out), "--model", str(path),
+                     "--steps", "tidy_up,streamline,convert_to_hw,apply_folding,codegen"])
+        seconds = time.perf_counter() - t0
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    finally:
+        tracemalloc.stop()
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("bnnforge: error: ") and "\n" not in err and "hostile.onnx" in err, err
+    assert re.search(message, err), err
+    assert seconds < TIME_BOUND_S and peak_mb < PEAK_BOUND_MB, (seconds, peak_mb)
+    assert not out.exists()
+
+
+def test_graph_size_bound_admits_the_largest_allowed_chain():
+    from bnnforge.errors import BnnforgeError
+    from bnnforge.finn_flows.builder import MAX_MATRIX_LAYERS, check_graph_size
+
+    check_graph_size(_chain(MAX_MATRIX_LAYERS), "ok.onnx")
+    with pytest.raises(BnnforgeError, match=f"{MAX_MATRIX_LAYERS + 1} matrix layers"):
+        check_graph_size(_chain(MAX_MATRIX_LAYERS + 1), "big.onnx")
