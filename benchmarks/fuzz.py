@@ -71,6 +71,9 @@ def main(argv=None) -> int:
                     help="test-only fault in the golden model (shows the fuzzer finds and shrinks it)")
     ap.add_argument("--stop-after-failures", type=int, default=None)
     ap.add_argument("--graph", action="store_true", help="graph fuzzer: every operator kind (fuzz_graph.py)")
+    ap.add_argument("--residual", action="store_true",
+                    help="random residual networks (fuzz_residual.py): k-bit and both 1-bit activations, identity "
+                         "and downsampling shortcuts, conv and FC blocks, random foldings")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in this many worker processes")
     ap.add_argument("--summarize", nargs="+", metavar="RESULTS_JSONL",
                     help="print the graph fuzzer's tables from saved results.jsonl files and exit")
@@ -79,6 +82,8 @@ def main(argv=None) -> int:
         return summarize(args.summarize)
     if args.inject_fault:
         os.environ[FAULT_ENV] = args.inject_fault
+    if args.residual and (args.graph or args.shrink):
+        ap.error("--residual runs its own cases: no --graph, no --shrink (residual cases are not shrunk yet)")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,24 +92,29 @@ def main(argv=None) -> int:
     failures, times, ties, frames = [], [], 0, 0
     per_kind = collections.defaultdict(lambda: [0, 0, 0])      # kind -> [cases, rtl frames, mismatches]
     corners = collections.Counter()
+    from bnnforge.fuzz_residual import random_residual_case, residual_coverage
+
     make_case, run_one, shrink_one = ((random_graph_case, run_graph_case, shrink_and_save_graph) if args.graph
                                       else (random_case, run_case, shrink_and_save))
+    if args.residual:
+        make_case = random_residual_case
+    mode = "residual" if args.residual else ("graph" if args.graph else "fc")
     t_start = time.perf_counter()
-    bar = tqdm(range(args.count), desc="fuzz" + (" graph" if args.graph else "") + (" (rtl)" if args.rtl else ""),
+    bar = tqdm(range(args.count), desc="fuzz" + (f" {mode}" if mode != "fc" else "") + (" (rtl)" if args.rtl else ""),
                unit="case")
     pool = None
     if args.jobs > 1:
         import multiprocessing
 
         pool = multiprocessing.get_context("spawn").Pool(args.jobs)
-        results = pool.imap(_run_seed, [(args.graph, args.seed + i, args.rtl, str(repro)) for i in range(args.count)])
+        results = pool.imap(_run_seed, [(mode, args.seed + i, args.rtl, str(repro)) for i in range(args.count)])
     else:
-        results = (_run_seed((args.graph, args.seed + i, args.rtl, str(repro))) for i in range(args.count))
+        results = (_run_seed((mode, args.seed + i, args.rtl, str(repro))) for i in range(args.count))
     with open(out / "results.jsonl", "a") as log:
         for i, r in zip(bar, results):
             case = make_case(args.seed + i)
-            if args.graph:
-                cov = coverage(case)
+            if mode != "fc":
+                cov = residual_coverage(case) if args.residual else coverage(case)
                 for k in cov["kinds"]:
                     row = per_kind[k]
                     row[0] += 1
@@ -114,13 +124,13 @@ def main(argv=None) -> int:
             times.append(r["seconds"])
             ties += r.get("ties", 0)
             frames += r.get("rtl_frames", 0)
-            r["summary"] = case.summary()
+            r["summary"] = json.dumps(case["net"]) if args.residual else case.summary()
             log.write(json.dumps({k: v for k, v in r.items() if k != "traceback"}) + "\n")
             log.flush()
             if not r["ok"]:
                 kinds[r["kind"]] += 1
                 failures.append(r)
-                tqdm.write(f"MISMATCH {r['kind']} {case.summary()}\n  {r['reason']}\n  -> {r['reproducer']}")
+                tqdm.write(f"MISMATCH {r['kind']} {r['summary']}\n  {r['reason']}\n  -> {r['reproducer']}")
                 if args.shrink:
                     t_shrink = time.perf_counter()
                     with tempfile.TemporaryDirectory(prefix="fuzz-shrink-") as work:
@@ -149,7 +159,7 @@ def main(argv=None) -> int:
         print(f"RTL frames simulated: {frames}")
     if n:
         print(f"time: {wall:.1f} s total, {wall / n:.2f} s/case mean, {max(times):.2f} s max")
-    if args.graph and n:
+    if mode != "fc" and n:
         print_kind_table(per_kind, corners, n)
     for r in failures:
         print(f"reproducer: {r['reproducer']}  ({r['kind']}: {r['reason'][:160]})")
@@ -203,8 +213,12 @@ def _run_seed(job):
     import warnings
 
     warnings.filterwarnings("ignore")
-    graph, seed, rtl, repro = job
-    if graph:
+    mode, seed, rtl, repro = job
+    if mode == "residual":
+        from bnnforge.fuzz_residual import random_residual_case, run_residual_case
+        with tempfile.TemporaryDirectory(prefix="fuzz-") as work:
+            return run_residual_case(random_residual_case(seed), work, rtl=rtl)
+    if mode == "graph":
         from bnnforge.fuzz_graph import random_graph_case as make, run_graph_case as run
     else:
         from bnnforge.fuzz import random_case as make, run_case as run

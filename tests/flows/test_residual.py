@@ -16,7 +16,7 @@ from bnnforge.hw.hwgraph import get_attrs
 from bnnforge.models.export import export_qonnx
 from bnnforge.sim.golden import execute, quantize_inputs
 from tests.flows.helpers import HW_STEPS, torch_outputs
-from tests.flows.residual_nets import ResidualNet, activation, random_residual_net
+from bnnforge.fuzz_residual import activation, random_residual_net
 
 CONFIGS = {  # name: ResidualNet arguments
     "k2_conv_id_down": dict(k=2, blocks=("id", "down")),

@@ -1,4 +1,5 @@
-"""Random residual Brevitas networks for the graph-compiler tests.
+"""Random residual Brevitas networks: the graph compiler's tests and the fuzz benchmark
+(`benchmarks/fuzz.py --residual`).
 
 The residual idiom bnnforge compiles (Brevitas' own QuantBasicBlock style): both
 inputs of every Add come out of one shared activation quantizer instance, so the add
@@ -121,3 +122,88 @@ def random_residual_net(seed: int = 0, **kw) -> ResidualNet:
     m = ResidualNet(**kw)
     random_batchnorm(m, seed)
     return m.eval()
+
+
+# ---------------------------------------------------------------------------
+# the fuzz benchmark's residual cases
+
+def random_residual_case(seed: int) -> dict:
+    """ResidualNet arguments and the run's knobs (folding seed, stalls, label select)."""
+    import numpy as np
+
+    rng = np.random.default_rng(10_000 + seed)
+    k = int(rng.choice([1, 1, 2, 2, 3, 4, 5, 6, 8]))
+    kind = str(rng.choice(["unipolar", "bipolar"])) if k == 1 else "unipolar"
+    conv = bool(rng.random() < 0.6)
+    blocks = tuple(str(b) for b in rng.choice(["id", "down"], size=int(rng.integers(1, 4))))
+    net = dict(k=k, kind=kind, conv=conv, width=int(rng.choice([2, 4, 8])) if conv else int(rng.choice([8, 16, 32])),
+               blocks=blocks, dim=8 if conv else int(rng.choice([4, 8])),
+               shortcut_first=bool(rng.random() < 0.5), bn_after_add=bool(rng.random() < 0.5),
+               classes=int(rng.choice([4, 10])))
+    return dict(seed=seed, net=net, label_select=bool(rng.random() < 0.5),
+                p_gap=float(rng.choice([0.0, 0.3, 0.7])), p_stall=float(rng.choice([0.0, 0.3, 0.7])))
+
+
+def residual_coverage(case: dict) -> dict:
+    net = case["net"]
+    k = net["k"]
+    kinds = {f"res_act_{'k1_' + net['kind'] if k == 1 else ('k2-4' if k <= 4 else 'k5-8')}",
+             "res_conv" if net["conv"] else "res_fc"}
+    kinds |= {"res_shortcut_identity" if b == "id" else "res_shortcut_down" for b in net["blocks"]}
+    corners = set()
+    if net["bn_after_add"]:
+        kinds.add("res_bn_after_add")
+    if net["shortcut_first"]:
+        corners.add("shortcut_first")
+    corners.add("label_select" if case["label_select"] else "accumulators")
+    corners.add(f"{len(net['blocks'])}_blocks")
+    return {"kinds": kinds, "corners": corners}
+
+
+def run_residual_case(case: dict, workdir, rtl: bool = True) -> dict:
+    """Export a random residual net, build it at a random folding (PE | MH, SIMD | MW and |
+    the channels of its window), and check torch == streamlined == hardware graph ==
+    golden and RTL == golden beat for beat under the case's stalls (bnnforge.fuzz)."""
+    import time
+    import traceback
+    from pathlib import Path
+
+    import numpy as np
+
+    from bnnforge.fuzz import Mismatch, build_artifacts, check_artifacts, torch_logits
+    from bnnforge.hw.hwgraph import get_attrs
+    from bnnforge.models.export import export_qonnx
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = {"seed": case["seed"], "ok": True, "kind": None, "reason": None, "reproducer": None, "rtl": rtl}
+    try:
+        try:
+            m = random_residual_net(seed=case["seed"], **case["net"])
+            images = np.random.default_rng(case["seed"]).random((64,) + m.input_shape, dtype=np.float32)
+            logits = torch_logits(m, images)
+            path = export_qonnx(m, workdir / "model.onnx", (1,) + m.input_shape)
+            _, hw, _ = build_artifacts(path, {}, workdir / "plain", case["label_select"], 2, rtl=False)
+        except Exception as e:
+            raise Mismatch("exception_export", f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+        rng = np.random.default_rng(case["seed"])
+        window = {n.output[0]: get_attrs(n)["C"] for n in hw.graph.node if n.op_type == "SlidingWindow"}
+        folding = {}
+        for n in hw.graph.node:
+            if n.op_type == "MVTU":
+                a = get_attrs(n)
+                c = window.get(n.input[0], a["MW"])
+                folding[n.name] = {"PE": int(rng.choice([d for d in range(1, a["MH"] + 1) if a["MH"] % d == 0])),
+                                   "SIMD": int(rng.choice([d for d in range(1, c + 1)
+                                                           if c % d == 0 and a["MW"] % d == 0]))}
+        result["folding"] = folding
+        result.update(check_artifacts(path, folding, images, logits, label_select=case["label_select"],
+                                      fifo_depth=2, workdir=workdir, rtl=rtl, p_gap=case["p_gap"],
+                                      p_stall=case["p_stall"], sim_seed=case["seed"]))
+    except Mismatch as mm:
+        result.update(ok=False, kind=mm.kind, reason=mm.reason)
+        if mm.__cause__ is not None:
+            result["traceback"] = "".join(traceback.format_exception(mm.__cause__))[-4000:]
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result
