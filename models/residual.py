@@ -312,3 +312,72 @@ def parameter_counts(model: nn.Module) -> dict:
     binary = sum(m.weight.numel() for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear)))
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"binary_weights": int(binary), "trainable": int(total)}
+
+
+# ---- the idiom in an exported graph -----------------------------------------------------
+
+_QUANT_OPS = ("Quant", "BipolarQuant")
+_ELEMENTWISE = ("Sub", "Mul", "Add", "Div")
+
+
+def residual_adds(model) -> list[dict]:
+    """Every Add of two computed tensors in an exported QONNX graph (path or ModelProto;
+    read after qonnx's cleanup, which folds constants), checked against the residual idiom: both inputs straight from Quant/BipolarQuant nodes
+    with equal scale, zero point, bit width and attributes, and the sum requantized (through
+    per-channel constant Sub/Mul/Add only) before any other use. Returns one dict per Add
+    (name, the two quantizer nodes, scale, bit width, the requantizing node); raises
+    BnnforgeError naming the Add otherwise."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    proto = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
+    # folded constants (exp(log_scale), ...) become initializers, as the compiler sees them
+    g = cleanup_model(ModelWrapper(proto)).model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def attrs(n):
+        return {a.name: helper.get_attribute_value(a) for a in n.attribute}
+
+    found = []
+    for node in g.node:
+        if node.op_type != "Add" or any(i in inits for i in node.input):
+            continue
+        where = f"Add node {node.name!r}"
+        quants = [producer.get(i) for i in node.input]
+        if any(q is None or q.op_type not in _QUANT_OPS for q in quants):
+            kinds = [q.op_type if q is not None else "graph input" for q in quants]
+            raise BnnforgeError(f"{where}: inputs come from {kinds}, not from activation quantizers")
+        a, b = quants
+        params_a = [inits.get(i) for i in a.input[1:]]
+        params_b = [inits.get(i) for i in b.input[1:]]
+        if a.op_type != b.op_type or attrs(a) != attrs(b) or any(p is None for p in params_a + params_b) \
+                or not all(np.array_equal(p, q) for p, q in zip(params_a, params_b)):
+            raise BnnforgeError(f"{where}: its inputs {a.name!r} and {b.name!r} are quantized differently "
+                                "(scale, zero point, bit width or attributes)")
+        tensor, requant = node.output[0], None
+        while requant is None:
+            users = consumers.get(tensor, [])
+            if tensor in outputs or len(users) != 1:
+                raise BnnforgeError(f"{where}: the sum is used before it is requantized")
+            user = users[0]
+            if user.op_type in _QUANT_OPS:
+                requant = user
+            elif user.op_type in _ELEMENTWISE and sum(i not in inits for i in user.input) == 1:
+                tensor = user.output[0]
+            else:
+                raise BnnforgeError(f"{where}: the sum reaches {user.op_type} node {user.name!r} "
+                                    "before it is requantized")
+        bits = 1 if a.op_type == "BipolarQuant" else int(np.asarray(params_a[2]).item())
+        found.append({"add": node.name, "quant": (a.name, b.name), "scale": np.asarray(params_a[0]).tolist(),
+                      "bit_width": bits, "requant": requant.name})
+    return found
