@@ -169,7 +169,19 @@ def _pre_quant(block: str, spec: ResidualSpec, channels: int, cfg: dict, with_fp
     if not with_fprelu:
         return []
     kind = "unsigned" if spec.act_bits > 1 else spec.binary_act
-    return [ChannelThreshold(channels), ResidualFPReLU(channels, cfg["fprelu_a"], cfg["fprelu_b"], next_kind=kind)]
+    return [ChannelThreshold(channels, init=cfg.get("threshold_init", 0.0)), ResidualFPReLU(channels, cfg["fprelu_a"], cfg["fprelu_b"], next_kind=kind)]
+
+
+def _post_add_init(spec: ResidualSpec, cfg: dict) -> dict:
+    """Initial threshold/scale of the 1-bit requantizer after an Add. The sum of two {0,1}
+    values is 0, 1 or 2 ({-2, 0, 2} for {-1,+1}): starting at OR (1 when either input is 1)
+    with every level inside the quantizer's backward window lets gradient reach both branches
+    from the first step (at threshold 0 and scale 1 only the sum 0 would pass it)."""
+    if spec.act_bits > 1:
+        return cfg
+    if spec.binary_act == "unipolar":   # y = (sum - 0.5) * 0.5 in {-0.25, 0.25, 0.75}
+        return dict(cfg, threshold_init=0.5, scale_init=0.5)
+    return dict(cfg, threshold_init=0.0, scale_init=0.4)   # y in {-0.8, 0, 0.8}; sign(0) = +1
 
 
 def _binary_conv(block: str, in_c: int, out_c: int, kernel: int, stride: int, pad_value: float) -> list[nn.Module]:
@@ -206,7 +218,7 @@ class ResidualBlock(nn.Module):
         self.main = nn.Sequential(*main)
         self.shortcut = nn.Sequential(*_binary_conv(block, in_c, out_c, 1, stride, spec.pad_value),
                                       nn.BatchNorm2d(out_c)) if self.projection else None
-        self.post_add = nn.Sequential(*_pre_quant(block, spec, out_c, cfg, True))
+        self.post_add = nn.Sequential(*_pre_quant(block, spec, out_c, _post_add_init(spec, cfg), True))
         self.out_quant = stream_quantizer(spec, block)
 
     def forward(self, x):
