@@ -61,12 +61,15 @@ def comment_safe(text: str) -> str:
     return re.sub(r"[^ -~]|\*/|/\*", "?", s)[:80]
 
 
-STAGE_OPS = ("MVTU", "MVTUSparse", "SlidingWindow", "StreamingMaxPool")
+STAGE_OPS = ("MVTU", "MVTUSparse", "SlidingWindow", "StreamingMaxPool", "StreamAdd", "Thresholding", "StreamFork")
 # library files each stage kind needs beyond the always-present stream plumbing
 STAGE_FILES = {"MVTU": ["popcount.v", "adder_tree.v", "mvtu.v"],
                "MVTUSparse": ["popcount.v", "adder_tree.v", "sign_resize.v", "mvtu_sparse.v"],
                "SlidingWindow": ["sliding_window.v"],
                "StreamingMaxPool": ["maxpool_bin.v"],
+               "StreamAdd": ["stream_add.v"],
+               "Thresholding": ["thresholding.v"],
+               "StreamFork": ["stream_fork.v"],
                "LabelSelect": ["label_select.v"]}
 BASE_FILES = ["stream_fifo.v", "stream_dwc.v"]
 
@@ -77,8 +80,8 @@ def _layers(model: onnx.ModelProto):
         if node.op_type not in STAGE_OPS + ("LabelSelect",):
             raise BnnforgeError(f"node {comment_safe(node.name)!r}: op {node.op_type} has no Verilog module")
         out.append((node, get_attrs(node)))
-    if not out or out[0][0].op_type not in STAGE_OPS:
-        raise BnnforgeError("hardware graph must start with an MVTU or a sliding window")
+    if not out:
+        raise BnnforgeError("hardware graph is empty")
     if not any(n.op_type in ("MVTU", "MVTUSparse") for n, _ in out):
         raise BnnforgeError("hardware graph has no MVTU layer")
     for k, (node, _) in enumerate(out[:-1]):
@@ -147,7 +150,7 @@ def _pool_stage(node, a) -> dict:
 
 
 # bit-vector parameters written as sized hex literals: parameter -> the parameter giving its width
-SIZED_PARAMS = {"OUT_FLIP": "MH"}
+SIZED_PARAMS = {"OUT_FLIP": ("MH", "C")}   # one bit per output (mvtu_sparse) or channel (thresholding)
 
 
 def _param_literal(key: str, v, params: dict) -> str:
@@ -155,7 +158,8 @@ def _param_literal(key: str, v, params: dict) -> str:
     if isinstance(v, str):
         return f"\"{v}\""
     if key in SIZED_PARAMS:
-        return f"{int(params[SIZED_PARAMS[key]])}'h{int(v):x}"
+        width = next(int(params[k]) for k in SIZED_PARAMS[key] if k in params)
+        return f"{width}'h{int(v):x}"
     return str(int(v))
 
 
@@ -244,76 +248,165 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
     return q, stage
 
 
+def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) -> tuple[dict, dict]:
+    """An MVTU node -> mvtu: weight and threshold images (layer<i>_*.mem), parameters, stage."""
+    w = initializer(model, node.input[1]).astype(np.int64)
+    t = initializer(model, node.input[2]).astype(np.int64) if len(node.input) > 2 else None
+    _check_mvtu(node, a, w, t)
+    wfile, tfile = f"layer{i}_weights.mem", f"layer{i}_thresholds.mem"
+    write_memh(out_dir / wfile, weight_words(w, a["PE"], a["SIMD"]), a["PE"] * a["SIMD"])
+    out_mode = OUT_MODES[attr_str(a["out_mode"])]
+    ob = {0: 1, 1: a["acc_bits"], 2: int(a.get("out_bits", 1))}[out_mode]  # bits per output
+    thr_out = out_mode != 1
+    if out_mode == 0:
+        write_memh(out_dir / tfile, threshold_words(t, a["PE"], a["acc_bits"]), a["PE"] * a["acc_bits"])
+    elif out_mode == 2:  # k-bit activations: 2^k-1 thresholds per output (docs/hw_interfaces.md)
+        nt = (1 << ob) - 1
+        write_memh(out_dir / tfile, multithreshold_words(t, a["PE"], a["acc_bits"]),
+                   a["PE"] * nt * a["acc_bits"])
+    ib = a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1
+    pixels = a.get("pixels", 1)
+    q = dict(
+        index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
+        MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
+        ACC_BITS=a["acc_bits"], OUT_MODE=out_mode, OUT_BITS=ob if out_mode == 2 else 1,
+        WEIGHT_RAM=int(weights_in_bram(a)),
+        WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
+        in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
+    offset = int(a.get("input_offset", 0))
+    if offset:  # levels of a signed k-bit activation: the unit subtracts the offset
+        q["INPUT_OFFSET"] = offset
+    pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED") \
+        + (("INPUT_OFFSET",) if offset else ()) + ("ACC_BITS", "OUT_MODE") \
+        + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")
+    stage = dict(
+        kind="mvtu", module="mvtu", source=q["source"], layer=q,
+        params={k: q[k] for k in pkeys},
+        in_width=q["in_width"], out_width=q["out_width"], in_beats=pixels * a["MW"] // a["SIMD"],
+        cycles=pixels * (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"]),
+        comment=f"{a['MW']}x{a['MH']}, SIMD {a['SIMD']}, PE {a['PE']}, mode {q['MODE']}"
+                + (f", {ob}-bit outputs" if out_mode == 2 else "")
+                + (f", {pixels} pixels" if pixels > 1 else ""))
+    return q, stage
+
+
+def _add_stage(node, a) -> dict:
+    """StreamAdd -> stream_add: lane-wise sum of two unsigned streams, one bit wider."""
+    name = comment_safe(node.name)
+    c, pe, eb, pixels = a["C"], a["PE"], a["EB"], a["pixels"]
+    if c % pe:
+        raise BnnforgeError(f"node {name!r}: {pe} lanes do not divide its {c} channels")
+    beats = pixels * c // pe
+    return dict(kind="add", module="stream_add", source=comment_safe(a.get("source_node", node.name)),
+                params=dict(LANES=pe, IN_BITS=eb, SIGNED=0, OUT_BITS=eb + 1),
+                in_width=pe * eb, out_width=pe * (eb + 1), in_beats=beats, cycles=beats, ports_in=2,
+                comment=f"residual add of two {eb}-bit streams, {c} channels x {pixels} pixels, {pe} lanes")
+
+
+def _thresholding_stage(model, node, a, out_dir: Path, index: int) -> dict:
+    """Thresholding -> thresholding: the requantizer after a residual add; per-stage
+    threshold images <stem>_s<s>_l<j>.mem named from the node's index only."""
+    from bnnforge.hw.memfiles_thresholding import write_thresholding_images
+
+    name = comment_safe(node.name)
+    c, pe, k, ib, pixels = a["C"], a["PE"], a["OUT_BITS"], a["IN_BITS"], a["pixels"]
+    if c % pe:
+        raise BnnforgeError(f"node {name!r}: {pe} lanes do not divide its {c} channels")
+    t = initializer(model, node.input[1]).astype(np.int64).reshape(c, -1)
+    if t.shape[1] != (1 << k) - 1 or np.any(np.diff(t, axis=1) < 0):
+        raise BnnforgeError(f"node {name!r}: thresholds must be {c} sorted rows of {(1 << k) - 1}")
+    signed = int(a.get("SIGNED", 0))
+    t_bits = max(signed_bits(int(t.min()), int(t.max())), ib + (0 if signed else 1))
+    stem = f"stage{int(index)}_thresholds"   # named from the stage index only
+    try:
+        write_thresholding_images(out_dir, stem, t, pe, t_bits)
+    except ValueError as e:
+        raise BnnforgeError(f"node {name!r}: {e}") from None
+    params = dict(LANES=pe, C=c, IN_BITS=ib, SIGNED=signed, OUT_BITS=k, T_BITS=t_bits, THRESH_PREFIX=stem)
+    if len(node.input) > 2 and node.input[2]:
+        flip = initializer(model, node.input[2]).astype(np.int64).reshape(-1)
+        if flip.shape != (c,) or not np.all((flip == 0) | (flip == 1)):
+            raise BnnforgeError(f"node {name!r}: output flips must be {c} bits")
+        if flip.any():
+            params["OUT_FLIP"] = int("".join(str(int(b)) for b in flip[::-1]), 2)   # bit c = channel c
+    beats = pixels * c // pe
+    return dict(kind="thresholding", module="thresholding", source=comment_safe(a.get("source_node", node.name)),
+                params=params, in_width=pe * ib, out_width=pe * k, in_beats=beats, cycles=beats,
+                comment=f"requantize {ib}-bit sums to {k} bit(s), {c} channels x {pixels} pixels, {pe} lanes")
+
+
+def _fork_stage(node, a) -> dict:
+    """StreamFork -> stream_fork: each beat delivered to N readers."""
+    width = a["PE"] * a["EB"]
+    n = a["N"]
+    return dict(kind="fork", module="stream_fork", source=comment_safe(node.name),
+                params=dict(WIDTH=width, N=n), in_width=width, out_width=width, in_beats=0, cycles=0,
+                ports_out=n, comment=f"fork to {n} readers, {width} bits per beat")
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
 def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fifo_depth: int = 2) -> dict:
     """Write `<top>.v`, the library modules and memory images into out_dir.
 
-    Returns the manifest (also written as manifest.json): top name, file list,
-    stream widths, the MVTU layers' parameters (`layers`) and every stage (`stages`).
+    The top wires the stages along the graph's edges: every stream tensor has one
+    producer port and one reader port (forks make copies), linked by a width converter
+    where the widths differ and a FIFO sized for the reader (see _fifo_depth and
+    _balance_depths). Returns the manifest (also written as manifest.json): top name,
+    file list, stream widths, the MVTU layers' parameters (`layers`) and every stage.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     top = sanitize_identifier(name) + "_top"
     layers = _layers(model)
     params, stages = [], []
+    label = layers[-1][0].op_type == "LabelSelect"
     for node, a in layers:
-        if node.op_type == "SlidingWindow":
-            stages.append(_window_stage(node, a))
+        op = node.op_type
+        if op == "LabelSelect":
             continue
-        if node.op_type == "StreamingMaxPool":
-            stages.append(_pool_stage(node, a))
-            continue
-        if node.op_type == "MVTUSparse":
-            q, st = _sparse_stage(model, node, a, out_dir, len(params))
+        if op == "SlidingWindow":
+            st = _window_stage(node, a)
+        elif op == "StreamingMaxPool":
+            st = _pool_stage(node, a)
+        elif op == "StreamAdd":
+            st = _add_stage(node, a)
+        elif op == "Thresholding":
+            st = _thresholding_stage(model, node, a, out_dir, len(stages))
+        elif op == "StreamFork":
+            st = _fork_stage(node, a)
+        else:
+            q, st = (_sparse_stage if op == "MVTUSparse" else _mvtu_stage)(model, node, a, out_dir, len(params))
             params.append(q)
-            stages.append(st)
-            continue
-        if node.op_type != "MVTU":
-            continue
-        w = initializer(model, node.input[1]).astype(np.int64)
-        t = initializer(model, node.input[2]).astype(np.int64) if len(node.input) > 2 else None
-        _check_mvtu(node, a, w, t)
-        i = len(params)
-        wfile, tfile = f"layer{i}_weights.mem", f"layer{i}_thresholds.mem"
-        write_memh(out_dir / wfile, weight_words(w, a["PE"], a["SIMD"]), a["PE"] * a["SIMD"])
-        out_mode = OUT_MODES[attr_str(a["out_mode"])]
-        ob = {0: 1, 1: a["acc_bits"], 2: int(a.get("out_bits", 1))}[out_mode]  # bits per output
-        thr_out = out_mode != 1
-        if out_mode == 0:
-            write_memh(out_dir / tfile, threshold_words(t, a["PE"], a["acc_bits"]), a["PE"] * a["acc_bits"])
-        elif out_mode == 2:  # k-bit activations: 2^k-1 thresholds per output (docs/hw_interfaces.md)
-            nt = (1 << ob) - 1
-            write_memh(out_dir / tfile, multithreshold_words(t, a["PE"], a["acc_bits"]),
-                       a["PE"] * nt * a["acc_bits"])
-        ib = a["input_bits"] if attr_str(a["mode"]) == "addsub" else 1
-        pixels = a.get("pixels", 1)
-        q = dict(
-            index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
-            MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
-            ACC_BITS=a["acc_bits"], OUT_MODE=out_mode, OUT_BITS=ob if out_mode == 2 else 1,
-            WEIGHT_RAM=int(weights_in_bram(a)),
-            WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
-            in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
-        offset = int(a.get("input_offset", 0))
-        if offset:  # levels of a signed k-bit activation: the unit subtracts the offset
-            q["INPUT_OFFSET"] = offset
-        params.append(q)
-        pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED") \
-            + (("INPUT_OFFSET",) if offset else ()) + ("ACC_BITS", "OUT_MODE") \
-            + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")
-        stages.append(dict(
-            kind="mvtu", module="mvtu", source=q["source"], layer=q,
-            params={k: q[k] for k in pkeys},
-            in_width=q["in_width"], out_width=q["out_width"], in_beats=pixels * a["MW"] // a["SIMD"],
-            cycles=pixels * (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"]),
-            comment=f"{a['MW']}x{a['MH']}, SIMD {a['SIMD']}, PE {a['PE']}, mode {q['MODE']}"
-                    + (f", {ob}-bit outputs" if out_mode == 2 else "")
-                    + (f", {pixels} pixels" if pixels > 1 else "")))
+        st["inputs"] = list(node.input[:st.get("ports_in", 1)])
+        st["outputs"] = list(node.output)
+        stages.append(st)
     for k, st in enumerate(stages):
         st["index"] = k
-    label = layers[-1][0].op_type == "LabelSelect"
-    if stages[-1]["kind"] not in ("mvtu", "mvtu_sparse"):
+    graph_in = model.graph.input[0].name
+    final = layers[-1][0].input[0] if label else model.graph.output[0].name
+    producer = {t: (st["index"], q) for st in stages for q, t in enumerate(st["outputs"])}
+    first = next((st for st in stages if graph_in in st["inputs"]), None)
+    if first is None or final not in producer:
+        raise BnnforgeError("hardware graph does not connect its input to its output")
+    last_st = stages[producer[final][0]]
+    if last_st["kind"] not in ("mvtu", "mvtu_sparse"):
         raise BnnforgeError("the last hardware stage must be an MVTU (the classifier)")
-    verilog = _top_verilog(top, stages, label, fifo_depth)
+    links = []
+    for st in stages:
+        for p, t in enumerate(st["inputs"]):
+            if t == graph_in:
+                continue
+            if t not in producer:
+                raise BnnforgeError(f"stage {st['index']} ({st['module']}) reads a stream nothing writes")
+            links.append(dict(src=producer[t], dst=(st["index"], p)))
+    _balance_depths(stages, links, producer, fifo_depth)
+    verilog = _top_verilog(top, stages, links, first, last_st, label)
     (out_dir / f"{top}.v").write_text(verilog)
     files = []
     for op in [n.op_type for n, _ in layers]:
@@ -325,11 +418,10 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         shutil.copyfile(RTL_DIR / f, out_dir / f)
     files = files + [f"{top}.v"]
     (out_dir / "filelist.f").write_text("\n".join(files) + "\n")
-    last = params[-1]
-    first = stages[0]
+    last = last_st["layer"]
     manifest = {
         "top": top, "files": files, "layers": params, "label_select": label,
-        "stages": [{k: v for k, v in st.items() if k != "layer"} for st in stages],
+        "stages": [{k: v for k, v in st.items() if k not in ("layer", "inputs", "outputs")} for st in stages],
         "in_width": _bytes(first["in_width"]) * 8, "in_bits": first["in_width"],
         "in_simd": first["params"]["SIMD"],
         "in_beats_per_frame": first["in_beats"],
@@ -351,8 +443,25 @@ def _clog2(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
-def _top_verilog(top: str, stages: list[dict], label: bool, fifo_depth: int) -> str:
-    first, last_st = stages[0], stages[-1]
+def _port(st: dict, direction: str, p: int) -> str:
+    """Signal stem of port p of a stage: s<i>_in / s<i>_out, or s<i>_in<p> for the two
+    inputs of an add; a fork's outputs are slices of vectors (see _source)."""
+    i = st["index"]
+    if direction == "in" and st.get("ports_in", 1) > 1:
+        return f"s{i}_in{p}"
+    return f"s{i}_{direction}"
+
+
+def _source(st: dict, q: int) -> tuple[str, str, str]:
+    """(data, valid, ready) expressions of output q of a stage."""
+    stem = _port(st, "out", q)
+    if st.get("ports_out", 1) > 1:
+        w = st["out_width"]
+        return f"{stem}_data[{q * w + w - 1}:{q * w}]", f"{stem}_valid[{q}]", f"{stem}_ready[{q}]"
+    return f"{stem}_data", f"{stem}_valid", f"{stem}_ready"
+
+
+def _top_verilog(top: str, stages: list[dict], links: list[dict], first: dict, last_st: dict, label: bool) -> str:
     last = last_st["layer"]
     in_w = _bytes(first["in_width"]) * 8
     idx_bits = _clog2(last["MH"])
@@ -387,16 +496,25 @@ def _top_verilog(top: str, stages: list[dict], label: bool, fifo_depth: int) -> 
     L.append(");")
     L.append("")
     for st in stages:
-        i = st["index"]
-        L.append(f"    wire [{st['in_width'] - 1}:0] s{i}_in_data;")
-        L.append(f"    wire s{i}_in_valid, s{i}_in_ready;")
-        L.append(f"    wire [{st['out_width'] - 1}:0] s{i}_out_data;")
-        L.append(f"    wire s{i}_out_valid, s{i}_out_ready;")
+        for p in range(st.get("ports_in", 1)):
+            stem = _port(st, "in", p)
+            L.append(f"    wire [{st['in_width'] - 1}:0] {stem}_data;")
+            L.append(f"    wire {stem}_valid, {stem}_ready;")
+        n = st.get("ports_out", 1)
+        stem = _port(st, "out", 0)
+        if n > 1:
+            L.append(f"    wire [{n * st['out_width'] - 1}:0] {stem}_data;")
+            L.append(f"    wire [{n - 1}:0] {stem}_valid, {stem}_ready;")
+        else:
+            L.append(f"    wire [{st['out_width'] - 1}:0] {stem}_data;")
+            L.append(f"    wire {stem}_valid, {stem}_ready;")
     L.append("")
-    L.append(f"    assign s0_in_data  = s_axis_tdata[{first['in_width'] - 1}:0];")
-    L.append("    assign s0_in_valid = s_axis_tvalid;")
-    L.append("    assign s_axis_tready = s0_in_ready;")
+    f0 = _port(first, "in", 0)
+    L.append(f"    assign {f0}_data  = s_axis_tdata[{first['in_width'] - 1}:0];")
+    L.append(f"    assign {f0}_valid = s_axis_tvalid;")
+    L.append(f"    assign s_axis_tready = {f0}_ready;")
     L.append("")
+    into = {(lk["dst"]): lk for lk in links}
     for st in stages:
         i = st["index"]
         L.append(f"    // stage {i}: {st['module']} (from ONNX node {st['source']})")
@@ -407,13 +525,19 @@ def _top_verilog(top: str, stages: list[dict], label: bool, fifo_depth: int) -> 
             L.append(f"        .{key}({val})" + ("," if k + 1 < len(items) else ""))
         L.append(f"    ) s{i}_{st['kind']} (")
         L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
-        L.append(f"        .in_data(s{i}_in_data), .in_valid(s{i}_in_valid), .in_ready(s{i}_in_ready),")
+        if st.get("ports_in", 1) > 1:
+            for p in range(st["ports_in"]):
+                stem = _port(st, "in", p)
+                L.append(f"        .in{p}_data({stem}_data), .in{p}_valid({stem}_valid), .in{p}_ready({stem}_ready),")
+        else:
+            L.append(f"        .in_data(s{i}_in_data), .in_valid(s{i}_in_valid), .in_ready(s{i}_in_ready),")
         L.append(f"        .out_data(s{i}_out_data), .out_valid(s{i}_out_valid), .out_ready(s{i}_out_ready)")
         L.append("    );")
         L.append("")
-        if i + 1 < len(stages):
-            n = stages[i + 1]
-            L += _link(i, st["out_width"], n["in_width"], _fifo_depth(n, fifo_depth))
+        for p in range(st.get("ports_in", 1)):
+            lk = into.get((i, p))
+            if lk is not None:
+                L += _link(stages[lk["src"][0]], lk["src"][1], st, p, lk["depth"])
     i = last_st["index"]
     if label:
         L.append("    wire [%d:0] label_data;" % (idx_bits - 1))
@@ -462,28 +586,80 @@ def _fifo_depth(consumer: dict, fifo_depth: int) -> int:
     return max(fifo_depth, 2)
 
 
-def _link(i: int, w_out: int, w_in: int, depth: int) -> list[str]:
-    """Producer layer i -> (width converter) -> FIFO -> consumer layer i+1.
+# Largest skip FIFO the compiler emits, in bits (a residual branch that lags its
+# shortcut by more than this is refused rather than silently filling the device).
+SKIP_FIFO_BUDGET_BITS = 1 << 21
+PIPELINE_SLACK_CYCLES = 16   # register stages of a unit, FIFOs and converters on a path
 
-    The FIFO sits at the consumer's width and holds `depth` consumer beats; the
-    caller sizes it to a whole input frame of the consumer, so the producer can
-    run a frame ahead while the consumer replays its input buffer (nf > 0)."""
-    j = i + 1
+
+def _stage_lag(st: dict, ideal: int) -> float:
+    """How far (a fraction of a frame period) a stage's first output trails its first
+    input when the network runs at its ideal rate: a window waits for K - PAD + 1 rows
+    of its map, a pool for P rows, an MVTU for one input vector, every stage for its
+    pipeline."""
+    p = st["params"]
+    lag = PIPELINE_SLACK_CYCLES / ideal
+    if st["kind"] == "window":
+        lag += (p["K"] - p["PAD"] + 1) / p["IFM_DIM"]
+    elif st["kind"] == "pool":
+        lag += p["P"] / p["IFM_DIM"]
+    elif st["kind"] in ("mvtu", "mvtu_sparse"):
+        lag += 2 / max(1, st["layer"]["pixels"])
+    return lag
+
+
+def _balance_depths(stages: list[dict], links: list[dict], producer: dict, fifo_depth: int) -> None:
+    """FIFO depth of every link. A residual add joins a branch that lags (its windows
+    wait for rows of their maps) and a shortcut that does not: while the network runs at
+    its ideal rate, the shortcut's FIFO must hold every beat it delivers during that lag,
+    or the fork in front stalls the branch. Lags add up along the graph (stages in
+    topological order); each add input's FIFO gets the beats of the lag difference."""
+    ideal = max(1, max(st["cycles"] for st in stages))
+    lag = {}
+    for st in stages:
+        ins = [lag.get(producer[t][0], 0.0) if t in producer else 0.0 for t in st["inputs"]]
+        lag[st["index"]] = max(ins or [0.0]) + _stage_lag(st, ideal)
+    for lk in links:
+        dst = stages[lk["dst"][0]]
+        depth = _fifo_depth(dst, fifo_depth)
+        if dst["kind"] == "add":
+            others = [lag[producer[t][0]] for t in dst["inputs"]]
+            behind = max(others) - lag[lk["src"][0]]
+            beats = dst["in_beats"]
+            need = int(np.ceil(behind * beats)) + PIPELINE_SLACK_CYCLES
+            depth = max(depth, min(need, beats + PIPELINE_SLACK_CYCLES))
+            if depth * dst["in_width"] > SKIP_FIFO_BUDGET_BITS:
+                raise BnnforgeError(
+                    f"stage {dst['index']} (residual add from {dst['source']}): its shortcut must buffer "
+                    f"{depth:,} beats of {dst['in_width']} bits to keep pace with the branch, over the "
+                    f"{SKIP_FIFO_BUDGET_BITS:,}-bit skip FIFO budget; fold the branch's layers less deeply "
+                    "or use smaller feature maps")
+        lk["depth"] = int(depth)
+
+
+def _link(src: dict, q: int, dst: dict, p: int, depth: int) -> list[str]:
+    """Output q of stage src -> (width converter) -> FIFO -> input p of stage dst.
+
+    The FIFO sits at the consumer's width and holds `depth` consumer beats (see
+    _balance_depths). Names follow the producer: fifo<i> (fifo<i>_<q> after a fork)."""
+    w_out, w_in = src["out_width"], dst["in_width"]
+    tag = f"{src['index']}" if src.get("ports_out", 1) == 1 else f"{src['index']}_{q}"
+    data, valid, ready = _source(src, q)
+    sink = _port(dst, "in", p)
     L = []
-    src = f"s{i}_out"
     if w_out != w_in:
-        L.append(f"    wire [{w_in - 1}:0] c{i}_data;")
-        L.append(f"    wire c{i}_valid, c{i}_ready;")
-        L.append(f"    stream_dwc #(.IN_WIDTH({w_out}), .OUT_WIDTH({w_in})) dwc{i} (")
+        L.append(f"    wire [{w_in - 1}:0] c{tag}_data;")
+        L.append(f"    wire c{tag}_valid, c{tag}_ready;")
+        L.append(f"    stream_dwc #(.IN_WIDTH({w_out}), .OUT_WIDTH({w_in})) dwc{tag} (")
         L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
-        L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
-        L.append(f"        .out_data(c{i}_data), .out_valid(c{i}_valid), .out_ready(c{i}_ready)")
+        L.append(f"        .in_data({data}), .in_valid({valid}), .in_ready({ready}),")
+        L.append(f"        .out_data(c{tag}_data), .out_valid(c{tag}_valid), .out_ready(c{tag}_ready)")
         L.append("    );")
-        src = f"c{i}"
-    L.append(f"    stream_fifo #(.WIDTH({w_in}), .DEPTH({depth})) fifo{i} (")
+        data, valid, ready = f"c{tag}_data", f"c{tag}_valid", f"c{tag}_ready"
+    L.append(f"    stream_fifo #(.WIDTH({w_in}), .DEPTH({depth})) fifo{tag} (")
     L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
-    L.append(f"        .in_data({src}_data), .in_valid({src}_valid), .in_ready({src}_ready),")
-    L.append(f"        .out_data(s{j}_in_data), .out_valid(s{j}_in_valid), .out_ready(s{j}_in_ready)")
+    L.append(f"        .in_data({data}), .in_valid({valid}), .in_ready({ready}),")
+    L.append(f"        .out_data({sink}_data), .out_valid({sink}_valid), .out_ready({sink}_ready)")
     L.append("    );")
     L.append("")
     return L

@@ -21,6 +21,12 @@ Hardware graph:
                       m, q and NNZ, STEPS of its folding
   LabelSelect(acc)
 
+  SlidingWindow, StreamingMaxPool  see hw/rtl/sliding_window.v, maxpool_bin.v
+  StreamAdd(a, b)     residual join: a + b of two streams alike (attrs C, pixels, EB, PE lanes)
+  Thresholding(x, T[, flip])  standalone multi-threshold unit on an integer stream (C, pixels,
+                      IN_BITS, OUT_BITS, PE lanes), y = #{t : x >= T[c, t]}, flipped: NT - y
+  StreamFork(x) -> N copies of a stream read by N nodes (PE lanes, EB element bits)
+
 Graph-level facts travel in metadata_props (`bnnforge.*` keys), so every saved
 model is self-contained and opens in Netron.
 """
@@ -112,3 +118,34 @@ def make_model(nodes, inputs, outputs, initializers, name: str) -> onnx.ModelPro
     model = helper.make_model(graph, producer_name="bnnforge",
                               opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
     return model
+
+
+def stream_out_format(node: onnx.NodeProto) -> tuple[int, int]:
+    """(lanes, bits per lane) of the stream a hardware node writes."""
+    a = get_attrs(node)
+    op = node.op_type
+    if op in ("MVTU", "MVTUSparse"):
+        mode = attr_str(a.get("out_mode", "accumulator"))
+        bits = {"threshold": 1, "multithreshold": int(a.get("out_bits", 1))}.get(mode, int(a["acc_bits"]))
+        return int(a["PE"]), bits
+    if op in ("SlidingWindow", "StreamingMaxPool"):
+        return int(a["SIMD"]), int(a["EB"])
+    if op == "StreamAdd":
+        return int(a["PE"]), int(a["EB"]) + 1
+    if op == "Thresholding":
+        return int(a["PE"]), int(a["OUT_BITS"])
+    if op == "StreamFork":
+        return int(a["PE"]), int(a["EB"])
+    raise BnnforgeError(f"node {node.name!r}: op {op} writes no stream")
+
+
+def producers(model: onnx.ModelProto) -> dict:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def readers(model: onnx.ModelProto) -> dict:
+    out = {}
+    for n in model.graph.node:
+        for t in n.input:
+            out.setdefault(t, []).append(n)
+    return out

@@ -160,6 +160,19 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
         elif node.op_type == "StreamingMaxPool":
             xs = _spatial(xin, n, a["IFM_DIM"], a["C"])
             env[node.output[0]] = maxpool_nhwc(xs, a["P"])
+        elif node.op_type == "StreamAdd":
+            # the residual join adds the two streams' raw integers (levels or bits)
+            other = env[node.input[1]]
+            env[node.output[0]] = (xin.reshape(n, -1) + other.reshape(n, -1)).reshape(xin.shape)
+        elif node.op_type == "StreamFork":
+            for o in node.output:
+                env[o] = xin
+        elif node.op_type == "Thresholding":
+            t = initializer(model, node.input[1]).astype(np.int64)
+            c = int(a["C"])
+            flat = xin.reshape(-1, c)
+            y = _multithreshold(flat, t.reshape(c, -1))
+            env[node.output[0]] = _out_flip(model, node, 2, y, t.reshape(c, -1).shape[1]).reshape(xin.shape)
         elif node.op_type == "LabelSelect":
             env[node.output[0]] = np.argmax(xin.reshape(n, -1), axis=1).astype(np.int64)  # first max wins
         else:

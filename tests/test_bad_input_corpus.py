@@ -24,8 +24,8 @@ def assets(tmp_path_factory):
     (d / "garbage.onnx").write_bytes(b"\x08\x07not a protobuf" * 8)
 
     # a multi-bit activation between layers (not the input quantizer) wider than the flow
-    # takes: 5 bits (more than the 15 comparators of k = 4)
-    for fname, bits, signed in (("act5bit.onnx", 5, 0),):
+    # takes: 9 bits (the requantizer searches at most 255 thresholds, k = 8)
+    for fname, bits, signed in (("act9bit.onnx", 9, 0),):
         model = onnx.load(str(good))
         q = [n for n in model.graph.node if n.op_type == "Quant"][1]
         model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(float(bits), dtype=np.float32),
@@ -99,8 +99,8 @@ def _cases(d):
         "contradicting shapes": (build + ["--model", str(d / "bad_shape.onnx")],
                                  r"bad_shape.onnx: tensor shapes contradict each other \(step tidy_up: \[ShapeInferenceError\]"),
         "unsupported op": (build + ["--model", str(d / "tanh.onnx")], "unsupported op Tanh"),
-        "5-bit activation": (build + ["--model", str(d / "act5bit.onnx")],
-                             r"node '[^']*Quant[^']*' \(Quant\): 5-bit activation; at most 4-bit"),
+        "9-bit activation": (build + ["--model", str(d / "act9bit.onnx")],
+                             r"node '[^']*Quant[^']*' \(Quant\): 9-bit activation; at most 8-bit"),
         "conv simd vs channels": (build + ["--model", str(d / "cnv.onnx"), "--folding", str(d / "fold_cnv_simd.json")],
                                   "MVTU_1.SIMD = 9 must divide the 64 input channels"),
         "conv pool not tiling": (build + ["--model", str(d / "cnv_pool3.onnx")],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.hw.hwgraph import get_attrs, set_attr
+from bnnforge.hw.hwgraph import get_attrs, producers, readers, set_attr, stream_out_format
 
 FOLDABLE = {"MVTU": ("PE", "SIMD"), "MVTUSparse": ("PE", "SIMD")}
 
@@ -67,12 +67,16 @@ def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
 
 
 def derive_stream_folding(model: onnx.ModelProto, src: str = "folding") -> None:
-    """Sliding windows take their consumer MVTU's SIMD (one window beat = one MVTU
-    input beat, no width converter); pools take their producer MVTU's PE."""
-    nodes = list(model.graph.node)
-    for k, node in enumerate(nodes):
-        if node.op_type == "SlidingWindow":
-            mv = nodes[k + 1]
+    """Stream nodes take their lanes from their neighbours, following the edges: sliding
+    windows the SIMD of the MVTU they feed (one window beat = one MVTU input beat, no
+    width converter); pools, forks and residual adds the lanes of the stream they read
+    (an add: of its first input, the branch; the shortcut gets a width converter if it
+    differs); a requantizer after an add the lanes of that add."""
+    prod, read = producers(model), readers(model)
+    for node in model.graph.node:   # topological: a producer's lanes are set before its readers'
+        op = node.op_type
+        if op == "SlidingWindow":
+            mv = read[node.output[0]][0]
             simd = get_attrs(mv)["SIMD"]
             c = get_attrs(node)["C"]
             if c % simd:
@@ -80,5 +84,11 @@ def derive_stream_folding(model: onnx.ModelProto, src: str = "folding") -> None:
                     f"{src}: {mv.name}.SIMD = {simd} must divide the {c} input channels of its convolution "
                     f"(the sliding window streams whole channel groups); try a divisor of {c}")
             set_attr(node, "SIMD", simd)
-        elif node.op_type == "StreamingMaxPool":
-            set_attr(node, "SIMD", get_attrs(nodes[k - 1])["PE"])
+        elif op == "StreamingMaxPool":
+            set_attr(node, "SIMD", stream_out_format(prod[node.input[0]])[0])
+        elif op == "StreamFork":
+            lanes, eb = stream_out_format(prod[node.input[0]])
+            set_attr(node, "PE", lanes)
+            set_attr(node, "EB", eb)
+        elif op in ("StreamAdd", "Thresholding"):
+            set_attr(node, "PE", stream_out_format(prod[node.input[0]])[0])

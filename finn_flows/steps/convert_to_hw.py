@@ -65,6 +65,7 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
             fused = (nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold")
                      and nxt.input[0] == node.output[0])
+            wide = fused and _wide_requantizer(nxt)
             wname = f"mvtu{layer}_weights"
             inits[wname] = numpy_helper.from_array((w > 0).astype(np.uint8), wname)
             ins = [node.input[0], wname]
@@ -74,8 +75,7 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                          source_node=attr_str(a.get("source_node", node.name)))
             if offset:
                 attrs["input_offset"] = offset
-            pixels = 1
-            if fused:
+            if fused and not wide:
                 _fuse_thresholds(model, nxt, layer, mh, inits, ins, attrs)
                 out = nxt.output[0]
                 i += 2
@@ -84,16 +84,24 @@ def step_convert_to_hw(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
                 out = node.output[0]
                 i += 1
             out_nodes.append(helper.make_node("MVTU", ins, [out], name=f"MVTU_{layer}", domain=DOMAIN, **attrs))
+            if wide:  # k > MVTU_MAX_OUT_BITS: accumulators into a binary-search requantizer
+                out_nodes.append(_thresholding_node(model, nxt, f"layer{layer}", mh, pixels,
+                                                    attrs["acc_bits"], True, inits))
+                i += 1
+            pixels = 1
             layer += 1
         elif node.op_type == "SparseMatMul":
             i += _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels)
             layer += 1
             pixels = 1
+        elif node.op_type == "StreamAdd":
+            i += _add_to_hw(model, nodes, i, out_nodes, inits)
         elif node.op_type == "LabelSelect":
             out_nodes.append(node)
             i += 1
         else:
             raise BnnforgeError(f"node {node.name!r}: op {node.op_type} has no hardware layer")
+    out_nodes = insert_stream_forks(out_nodes, {t.name for t in model.graph.output})
     used = {n for node in out_nodes for n in node.input}
     del model.graph.node[:]
     model.graph.node.extend(out_nodes)
@@ -156,7 +164,10 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> 
                  source_node=attr_str(a.get("source_node", node.name)))
     nxt = nodes[i + 1] if i + 1 < len(nodes) else None
     used = 1
-    if nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold") and nxt.input[0] == node.output[0]:
+    wide = (nxt is not None and nxt.op_type == "MultiThreshold" and nxt.input[0] == node.output[0]
+            and _wide_requantizer(nxt))
+    if not wide and nxt is not None and nxt.op_type in ("Threshold", "MultiThreshold") \
+            and nxt.input[0] == node.output[0]:
         _fuse_thresholds(model, nxt, layer, mh, inits, ins, attrs)
         if len(nxt.input) > 2 and nxt.input[2]:
             flip = initializer(model, nxt.input[2]).astype(np.uint8).reshape(-1)
@@ -174,4 +185,90 @@ def _sparse_to_hw(model, nodes, i, layer, out_nodes, inits, pixels: int = 1) -> 
     sl = build_sparse_layer(w_int, 1, 1, wkind, m=int(a["m"]) if wkind == "sparse01" else None)
     hw.attribute.extend([helper.make_attribute("NNZ", sl.nnz), helper.make_attribute("STEPS", sl.steps)])
     out_nodes.append(hw)
+    if wide:  # k > MVTU_MAX_OUT_BITS: accumulators into a binary-search requantizer
+        out_nodes.append(_thresholding_node(model, nxt, f"layer{layer}", mh, pixels, acc_bits, True, inits))
+        used = 2
     return used
+
+
+def _add_to_hw(model, nodes, i, out_nodes, inits) -> int:
+    """StreamAdd + its Threshold | MultiThreshold -> StreamAdd (hw/rtl/stream_add.v) and
+    Thresholding (hw/rtl/thresholding.v, a standalone multi-threshold unit on the
+    integer sum, with per-channel output flips). Both start with one lane (PE = 1);
+    apply_folding gives them the lanes of the stream they join."""
+    node = nodes[i]
+    a = get_attrs(node)
+    nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+    if nxt is None or nxt.op_type not in ("Threshold", "MultiThreshold") or nxt.input[0] != node.output[0]:
+        raise BnnforgeError(f"node {node.name!r}: a residual add must be followed by its requantizer")
+    kind = attr_str(a["input_kind"])
+    eb = int(a["input_bits"]) if kind == "int" else 1
+    c, pixels = int(a["channels"]), int(a["pixels"])
+    src = attr_str(a.get("source_node", node.name))
+    j = node.name.rsplit("_", 1)[-1]
+    out_nodes.append(helper.make_node(
+        "StreamAdd", list(node.input), list(node.output), name=f"StreamAdd_{j}", domain=DOMAIN,
+        C=c, pixels=pixels, EB=eb, PE=1, input_kind=kind, source_node=src))
+    out_nodes.append(_thresholding_node(model, nxt, j, c, pixels, eb + 1, False, inits, src))
+    return 2
+
+
+# the mvtu's fused multi-threshold output compares with 2^k-1 thresholds in parallel; wider
+# requantizers (k up to 8) get the binary-search unit behind an accumulator output
+MVTU_MAX_OUT_BITS = 4
+
+
+def _wide_requantizer(node) -> bool:
+    return node.op_type == "MultiThreshold" and int(get_attrs(node)["out_bits"]) > MVTU_MAX_OUT_BITS
+
+
+def _thresholding_node(model, nxt, tag, c: int, pixels: int, in_bits: int, signed: bool, inits: dict,
+                       source: str | None = None):
+    """A Threshold | MultiThreshold (with its optional output flips) on an integer stream ->
+    Thresholding_<tag> (hw/rtl/thresholding.v), one lane until apply_folding."""
+    t = initializer(model, nxt.input[1]).astype(np.int64).reshape(c, -1)
+    ta = get_attrs(nxt)
+    k = int(ta["out_bits"]) if nxt.op_type == "MultiThreshold" else 1
+    if t.shape[1] != (1 << k) - 1 or np.any(np.diff(t, axis=1) < 0):
+        raise BnnforgeError(f"node {nxt.name!r}: thresholds {t.shape} are not {c} sorted rows of 2^{k}-1")
+    tname = f"thresholding{tag}_thresholds"
+    inits[tname] = numpy_helper.from_array(t, tname)
+    ins = [nxt.input[0], tname]
+    if len(nxt.input) > 2 and nxt.input[2]:
+        fname = f"thresholding{tag}_out_flip"
+        inits[fname] = numpy_helper.from_array(initializer(model, nxt.input[2]).astype(np.uint8), fname)
+        ins.append(fname)
+    return helper.make_node(
+        "Thresholding", ins, list(nxt.output), name=f"Thresholding_{tag}", domain=DOMAIN,
+        C=c, pixels=pixels, IN_BITS=int(in_bits), SIGNED=int(signed), OUT_BITS=k, PE=1,
+        output_kind=attr_str(ta.get("output_kind", "int")), source_node=source or nxt.name)
+
+
+def insert_stream_forks(nodes: list, graph_outputs: set) -> list:
+    """A stream read by several nodes gets a StreamFork (hw/rtl/stream_fork.v) right after
+    its producer, one output per reader: a hardware stream has one consumer."""
+    readers = {}
+    for n in nodes:
+        for t in n.input[:1] if n.op_type != "StreamAdd" else n.input[:2]:
+            readers.setdefault(t, []).append(n)
+    out, k = [], 0
+    for n in nodes:
+        out.append(n)
+        for t in n.output:
+            rs = readers.get(t, [])
+            if len(rs) + (t in graph_outputs) < 2:
+                continue
+            if t in graph_outputs:
+                raise BnnforgeError(f"tensor {t!r}: the graph output is also read inside the graph")
+            outs = []
+            for r_i, r in enumerate(rs):
+                name = f"{t}_fork{r_i}"
+                for p, inp in enumerate(r.input):
+                    if inp == t:
+                        r.input[p] = name
+                        break
+                outs.append(name)
+            out.append(helper.make_node("StreamFork", [t], outs, name=f"StreamFork_{k}", domain=DOMAIN,
+                                        N=len(outs), PE=1))
+            k += 1
+    return out

@@ -136,8 +136,32 @@ def _mvtu_sparse_estimate(name: str, a: dict) -> dict:
     }
 
 
+def _add_estimate(name: str, a: dict) -> dict:
+    """Residual add (stream_add): one (EB+1)-bit adder and output register per lane."""
+    c, pe, eb = a["C"], a["PE"], a["EB"]
+    return {"name": name, "kind": "add", "MW": c, "MH": c, "PE": pe, "SIMD": 0, "mode": "add",
+            "acc_bits": eb + 1, "pixels": a["pixels"], "cycles": a["pixels"] * c // pe, "weight_bits": 0,
+            "threshold_bits": 0, "est_luts": int(12 + pe * (eb + 1) * 1.5), "est_bram18": 0}
+
+
+def _thresholding_estimate(name: str, a: dict) -> dict:
+    """Standalone requantizer (thresholding): per lane OUT_BITS search stages, each a
+    comparator (~1 LUT per bit) and its slice of the thresholds as LUT ROM (1 LUT per
+    32 bits), plus the stage registers."""
+    c, pe, k, ib = a["C"], a["PE"], a["OUT_BITS"], a["IN_BITS"]
+    nt = (1 << k) - 1
+    t_bits = max(ib + 1, 2)
+    tbits = c * nt * t_bits
+    luts = int(20 + pe * k * (t_bits + 1) + math.ceil(tbits / 32))
+    return {"name": name, "kind": "thresholding", "MW": c, "MH": c, "PE": pe, "SIMD": 0,
+            "mode": f"{k}-bit requantize", "acc_bits": ib, "pixels": a["pixels"],
+            "cycles": a["pixels"] * c // pe, "weight_bits": 0, "threshold_bits": tbits,
+            "est_luts": luts, "est_bram18": 0}
+
+
 ESTIMATORS = {"MVTU": _mvtu_estimate, "MVTUSparse": _mvtu_sparse_estimate, "SlidingWindow": _window_estimate,
-              "StreamingMaxPool": _pool_estimate}
+              "StreamingMaxPool": _pool_estimate, "StreamAdd": _add_estimate,
+              "Thresholding": _thresholding_estimate}
 
 
 def layer_estimates(model: onnx.ModelProto, fclk_mhz: float) -> dict:

@@ -12,7 +12,7 @@ non-decreasing gives `d >= T`; non-increasing (a negative scale) flips the weigh
 scales, biases and the activation's tie rule are absorbed exactly, with no algebra that
 could round differently from the graph.
 
-An unsigned k-bit activation quantizer (Quant signed=0, 2 <= k <= 4, one positive
+An unsigned k-bit activation quantizer (Quant signed=0, 2 <= k <= 8, one positive
 scale) is handled the same way: its integer level 0..2^k-1 (the quantizer's own output
 divided by its scale) must be monotonic in d per channel, and gives 2^k-1 sorted
 thresholds per channel, level = #{t : d >= T[o, t]} (a MultiThreshold node, attribute
@@ -23,7 +23,14 @@ integers times its scale. A signed k-bit activation (FINN's W1A2/W2A2 networks: 
 value + offset (offset 2^(k-1), or 2^(k-1)-1 narrow), and the next unit subtracts the
 offset from every input (attribute input_offset), so its accumulator is the true dot
 product: sum w*(l - o), exact, measured against qonnx on Brevitas' own 1W2A models.
-k > 4 and non-monotonic levels are refused with the node's name.
+k > 8 and non-monotonic levels are refused with the node's name.
+
+Residual joins: the graph is walked in dataflow order, and an Add of two activation
+streams quantized alike (one shared quantizer: same kind, bits and scale) becomes
+StreamAdd, an exact integer add of the two wires; the float ops and the quantizer after
+it become thresholds on that integer sum (see _emit_add), and a stream read by several
+nodes is forked in hardware (convert_to_hw). A float shortcut or differently quantized
+inputs are refused naming the Add.
 
 Sparse fully-connected layers (finn_flows/sparse.py): a MatMul whose tidy weights are the
 integers of the binary domain (W = m + q*B, two values) or of a grouped layer ({-1,0,+1})
@@ -56,14 +63,16 @@ from .tidy_up import QONNX_CANNOT_EVALUATE
 from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
-MAX_ACT_BITS = 4   # k-bit activations between layers: mvtu OUT_MODE 2, 2^k-1 comparators per output
+# k-bit activations between layers: up to 4 bits the mvtu compares 2^k-1 thresholds at once
+# (OUT_MODE 2), wider ones go through the binary-search requantizer (thresholding.v)
+MAX_ACT_BITS = 8
 SHAPE_ONLY = ("Flatten", "Reshape")
 SPATIAL_OPS = ("Conv", "MaxPool")
 
 
 def step_streamline(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
-    layers, host_prefix, in_spec, tail = _parse_chain(model)
-    return _emit(model, layers, host_prefix, in_spec, tail, label_select=cfg.label_select)
+    items, host_prefix, in_spec, tail = _parse_graph(model)
+    return _emit(model, items, host_prefix, in_spec, tail, label_select=cfg.label_select)
 
 
 # ---------------------------------------------------------------------------
@@ -79,7 +88,10 @@ class _Layer:
         self.act_bits = 1             # 1, or k for a k-bit activation (MultiThreshold)
         self.act_offset = 0           # signed k-bit activation: level on the wire = value + offset
         self.in_offset = 0            # the same offset of this layer's input (subtracted by the unit)
-        self.pool = None              # dict(ifm_dim, channels, kernel) of a MaxPool after the activation
+
+    @property
+    def channels(self) -> int:
+        return self.weights.shape[0]
 
 
 def _consumers(model):
@@ -227,9 +239,8 @@ def _pool_params(node, chw):
 WHOLE_FRAME_OPS = ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax")
 
 
-def _parse_chain(model):
-    g = model.graph
-    for n in g.node:
+def _refuse_whole_frame_ops(model):
+    for n in model.graph.node:
         if n.op_type in WHOLE_FRAME_OPS:
             raise BnnforgeError(
                 f"node {n.name!r} ({n.op_type}): a per-image statistic feeding the activations (e.g. a "
@@ -237,138 +248,307 @@ def _parse_chain(model):
                 "would wait for the frame's last input, and the shift it computes is a real value per image, "
                 "not a constant a threshold can absorb; train with the static per-channel shift "
                 "(sdbnn, asd: static), which folds into the thresholds")
-    consumers = _consumers(model)
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    outputs = {o.name for o in g.output}
 
-    # 1. host-side prefix: from the graph input to the first activation quantizer
-    host, tensor = [], g.input[0].name
+
+def _host_prefix(model, consumers):
+    """The nodes from the graph input to the first activation quantizer (run on the host)."""
+    host, tensor = [], model.graph.input[0].name
     while True:
         nxt = [n for n in consumers.get(tensor, [])]
         if len(nxt) != 1:
-            raise BnnforgeError(f"tensor {tensor!r}: expected one consumer, found {len(nxt)} (graph must be a chain)")
+            raise BnnforgeError(f"tensor {tensor!r}: expected one consumer before the input quantizer, "
+                                f"found {len(nxt)}")
         node = nxt[0]
         host.append(node)
         tensor = node.output[0]
         if node.op_type in ("Quant", "BipolarQuant"):
-            break
+            return host, tensor
         if node.op_type not in ELEMENTWISE + SHAPE_ONLY:
             raise BnnforgeError(
                 f"node {node.name!r}: op {node.op_type} before the input quantizer is not supported")
+
+
+def _topological(model, start: str, consts: set) -> list:
+    """Nodes fed (transitively) by tensor `start`, in an order where every node comes
+    after the producers of its inputs (Kahn's algorithm over the dataflow edges)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers = _consumers(model)
+    reach, todo = set(), [start]
+    while todo:
+        for n in consumers.get(todo.pop(), []):
+            if id(n) not in reach:
+                reach.add(id(n))
+                todo.extend(n.output)
+    nodes = [n for n in model.graph.node if id(n) in reach]
+    waiting = {}
+    for n in nodes:
+        deps = {i for i in n.input if i and i not in consts and i != start}
+        for i in deps:
+            if i not in producer or id(producer[i]) not in reach:
+                raise BnnforgeError(f"node {n.name!r} ({n.op_type}): input {i!r} is neither a constant nor "
+                                    "computed from the image (a second graph input is not supported)")
+        waiting[id(n)] = len({id(producer[i]) for i in deps})
+    ready = [n for n in nodes if waiting[id(n)] == 0]
+    order = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for c in {id(c): c for o in n.output for c in consumers.get(o, [])}.values():
+            if id(c) in waiting:
+                waiting[id(c)] -= 1
+                if waiting[id(c)] == 0:
+                    ready.append(c)
+    if len(order) != len(nodes):
+        stuck = next(n for n in nodes if waiting[id(n)] > 0)
+        raise BnnforgeError(f"node {stuck.name!r} ({stuck.op_type}): the graph has a cycle through this node")
+    return order
+
+
+class _Wire:
+    """A quantized activation stream: the meaning of its integers and its layout."""
+
+    def __init__(self, kind, bits, signed, offset, scale, chw, spatial, produced, source):
+        self.source = source      # the tensor the stream was produced as (a flatten keeps it)
+        self.kind, self.bits, self.signed, self.offset, self.scale = kind, bits, signed, offset, scale
+        self.chw = chw            # (C, H, W) of a feature map, None once flattened
+        self.spatial = spatial    # the (C, H, W) a flatten came from (an FC layer permutes its columns)
+        self.produced = produced  # computed on the device (False: the input quantizer's output)
+
+    def same_levels(self, other) -> bool:
+        return (self.kind, self.bits, self.signed, self.offset) == (other.kind, other.bits, other.signed,
+                                                                    other.offset) \
+            and np.isclose(self.scale, other.scale, rtol=1e-6, atol=0)
+
+    def describe(self) -> str:
+        sign = "signed" if self.signed and self.kind == "int" else ""
+        return f"{sign} {self.bits}-bit {self.kind} scale {self.scale:g}".strip()
+
+
+class _Add:
+    """A residual join: an Add of two streams quantized alike (one shared quantizer), so
+    the sum of their integers is exact; the float ops and the quantizer after it become
+    thresholds on that integer sum, as after a matrix product."""
+
+    def __init__(self, node, inputs, wire):
+        self.node = self.matmul = node   # .matmul: the node error messages name
+        self.inputs = inputs
+        self.wire = wire
+        self.conv = wire.chw             # constants broadcast as NCHW on a feature map
+        self.ops, self.act, self.act_bits, self.act_offset = [], None, 1, 0
+        self.in_scale = wire.scale
+        self.pool = None
+
+    @property
+    def channels(self) -> int:
+        return self.wire.chw[0] if self.wire.chw is not None else self.flat
+
+    def value_range(self) -> tuple[int, int]:
+        lo, hi = input_range(self.wire.kind, self.wire.bits, self.wire.signed)
+        lo, hi = lo - self.wire.offset, hi - self.wire.offset
+        return 2 * lo, 2 * hi
+
+
+class _Pool:
+    def __init__(self, node, params, in_tensor, wire):
+        self.node, self.params, self.in_tensor, self.wire = node, params, in_tensor, wire
+
+
+def _parse_graph(model):
+    """The tidy graph as items in dataflow order: layers (a matrix product and the ops up
+    to its activation quantizer), pools, residual adds. Every stream is the output of an
+    activation quantizer; only those may feed more than one node."""
+    g = model.graph
+    _refuse_whole_frame_ops(model)
+    consumers = _consumers(model)
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    outputs = {o.name for o in g.output}
+    host, tensor = _host_prefix(model, consumers)
     kind, bits, signed, scale = _act_spec(host[-1], model)
     in_spec = {"kind": kind, "bits": bits, "signed": signed, "scale": _scalar_scale(scale, host[-1]),
                "tensor": tensor}
-
-    # 2. layers
-    layers, cur_scale = [], in_spec["scale"]
-    layer = None
     shapes = _shapes(model)
     chw = shapes.get(tensor)
     chw = tuple(chw[1:]) if chw is not None and len(chw) == 4 else None
-    cur_kind = kind
-    cur_offset = 0
-    spatial_in = chw               # NCHW shape of the tensor feeding the next FC layer (None: flat)
-    while tensor not in outputs:
-        nxt = consumers.get(tensor, [])
-        if len(nxt) != 1:
-            raise BnnforgeError(f"tensor {tensor!r}: expected one consumer, found {len(nxt)} (graph must be a chain)")
-        node = nxt[0]
+    state = {tensor: _Wire(kind, bits, signed, 0, in_spec["scale"], chw, chw, False, tensor)}
+    items = []
+    for node in _topological(model, tensor, set(consts)):
         op = node.op_type
-        if op in SHAPE_ONLY and layer is None:
-            chw = None  # flattening the input of a fully-connected layer changes no value
-        elif op == "MatMul":
-            if node.input[1] not in consts:
-                raise BnnforgeError(f"node {node.name!r} (MatMul): weights are not a constant")
-            w = consts[node.input[1]]
-            from bnnforge.hw.hwgraph import get_meta
-            from ..sparse import classify_weights  # {-1,+1}, or a sparse form (finn_flows/sparse.py)
-            wkind, wm, wq = classify_weights(w, node.name, sparse=node.name in get_meta(model, "sparse_weights", []))
-            w = w.T.astype(np.int8 if wkind == "binary" else np.int64)
-            if spatial_in is not None and spatial_in[1] * spatial_in[2] > 1:
-                c, h, ww = spatial_in
-                if w.shape[1] != c * h * ww:
-                    raise BnnforgeError(f"node {node.name!r} (MatMul): {w.shape[1]} inputs do not match the "
-                                        f"flattened {c}x{h}x{ww} feature map")
-                # ONNX flattens NCHW as (c, y, x); the stream carries (y, x, c)
-                w = w.reshape(-1, c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-            layer = _Layer(node, w)
-            layer.weight_kind, layer.m, layer.q = wkind, wm, wq
-            layer.in_scale = cur_scale
-            layer.in_kind = cur_kind
-            layer.in_offset = cur_offset
-            layers.append(layer)
-            spatial_in = chw = None
-        elif op == "Conv" and layer is None:
-            if node.input[1] not in consts:
-                raise BnnforgeError(f"node {node.name!r} (Conv): weights are not a constant")
-            from bnnforge.hw.hwgraph import get_meta
-            w = consts[node.input[1]]
-            conv = _conv_params(node, model, chw, cur_kind, cur_offset)
-            if w.ndim != 4 or w.shape[2:] != (conv["kernel"], conv["kernel"]):
-                raise BnnforgeError(f"node {node.name!r} (Conv): weight shape {list(w.shape)} does not match "
-                                    f"its {conv['kernel']}x{conv['kernel']} kernel")
-            wm, wkind, m_, q_ = _conv_matrix(w, conv, node.name,
-                                             sparse=node.name in get_meta(model, "sparse_weights", []))
-            layer = _Layer(node, wm, conv=conv)
-            layer.weight_kind, layer.m, layer.q = wkind, m_, q_
-            layer.in_scale = cur_scale
-            layer.in_offset = cur_offset
-            layer.in_kind = cur_kind
-            layers.append(layer)
-            chw = (w.shape[0], conv["ofm_dim"], conv["ofm_dim"])
-        elif op == "MaxPool" and layer is None and layers and layers[-1].conv is not None \
-                and layers[-1].pool is None:
-            pool = _pool_params(node, chw)
-            layers[-1].pool = pool
-            d = chw[1] // pool["kernel"]
-            chw = spatial_in = (chw[0], d, d)
-        elif op in ELEMENTWISE and layer is not None:
-            for i in node.input[1:]:
-                if i not in consts:
-                    raise BnnforgeError(f"node {node.name!r} ({op}): operand {i!r} is not a constant")
-            layer.ops.append(node)
-        elif op in ("Quant", "BipolarQuant") and layer is not None:
-            k, b, sgn, s = _act_spec(node, model)
-            if b > MAX_ACT_BITS:
+        dyn = [i for i in node.input if i in state]
+        for i in node.input:
+            if i and i not in state and i not in consts:
+                raise BnnforgeError(f"node {node.name!r} ({op}): input {i!r} is not available here")
+        for i in dyn:
+            if not isinstance(state[i], _Wire) and len(consumers.get(i, [])) > 1:
+                src = state[i].matmul.name
                 raise BnnforgeError(
-                    f"node {node.name!r} ({op}): {b}-bit activation; at most {MAX_ACT_BITS}-bit "
-                    f"activations between layers (2^k-1 threshold comparators per output)")
-            layer.act = node
-            layer.act_kind = k
-            layer.act_bits = b
-            if b > 1 and sgn:  # the wire carries the level value + offset, 0..2^k-1 (or 2^k-2 narrow)
-                layer.act_offset = (1 << (b - 1)) - int(get_attrs(node).get("narrow", 0))
-            cur_offset = layer.act_offset
-            cur_scale = _scalar_scale(s, node)
-            cur_kind = k
-            if layer.conv is not None:
-                spatial_in = chw
-            layer = None
+                    f"tensor {i!r}: the unquantized output of {src!r} feeds {len(consumers[i])} nodes; only "
+                    "an activation quantizer's output may branch (quantize before the fork, e.g. with the "
+                    "shared quantizer of a residual block)")
+        out = node.output[0]
+        if len(dyn) == 2 and op == "Add":
+            state[out] = _residual_add(node, dyn, state, shapes)
+            items.append(state[out])
+            continue
+        if len(dyn) != 1:
+            raise BnnforgeError(f"node {node.name!r}: unsupported op {op} with {len(dyn)} computed inputs "
+                                "(only a residual Add joins two streams)")
+        x = state[dyn[0]]
+        if isinstance(x, _Wire):
+            state[out] = _on_wire(node, x, dyn[0], model, consts, shapes, items)
         else:
-            if op == "MaxPool" and layer is not None:
-                hint = (" (a pool before the activation compares accumulators; move MaxPool after the "
-                        "activation quantizer, where it is an exact OR of bits)")
-            elif op == "MaxPool":
-                hint = " (only one MaxPool directly after a convolution's activation is supported)"
-            elif op == "Conv":
-                hint = " (a convolution must follow an activation quantizer)"
-            else:
-                hint = ""
-            raise BnnforgeError(f"node {node.name!r}: unsupported op {op} here{hint}")
-        tensor = node.output[0]
-    if not layers:
+            state[out] = _on_accumulator(node, x, model, consts)
+    out = g.output[0].name
+    last = state.get(out)
+    if isinstance(last, _Wire):
+        raise BnnforgeError(f"tensor {out!r}: the network ends in an activation; expected raw logits")
+    if isinstance(last, _Add):
+        raise BnnforgeError(f"node {last.node.name!r}: the network ends in a residual Add; expected a "
+                            "fully-connected classifier")
+    layers = [it for it in items if isinstance(it, _Layer)]
+    if not layers or last is None:
         raise BnnforgeError("graph has no MatMul layer")
-    if layers[-1].act is not None:
-        raise BnnforgeError(
-            f"node {layers[-1].act.name!r}: the last layer ends in an activation; expected raw logits")
-    if layers[-1].conv is not None:
-        raise BnnforgeError(f"node {layers[-1].matmul.name!r}: the last layer is a convolution; "
+    if last.conv is not None:
+        raise BnnforgeError(f"node {last.matmul.name!r}: the last layer is a convolution; "
                             "expected a fully-connected classifier")
+    for it in items:
+        if it is not last and not isinstance(it, _Pool) and it.act is None:
+            raise BnnforgeError(f"node {it.matmul.name!r}: its output reaches no activation quantizer and "
+                                "is not the graph output")
+    used = {i for n in g.node for i in n.input}
+    for it in items:
+        t = it.out_tensor
+        if t not in used and t not in outputs:
+            raise BnnforgeError(f"tensor {t!r}: computed but used by nothing (a dangling branch)")
     # the stream's layout is that of the input quantizer's output: a graph that flattens
     # before its quantizer streams the flat (c, y, x) vector, its first weights unpermuted
     shape = shapes.get(in_spec["tensor"])
     in_spec["nchw"] = list(shape[1:]) if shape is not None and len(shape) == 4 else None
-    return layers, host, in_spec, tensor
+    return items, host, in_spec, out
+
+
+def _residual_add(node, dyn, state, shapes):
+    a, b = (state[i] for i in dyn)
+    name = node.name
+    for x in (a, b):
+        if not isinstance(x, _Wire):
+            raise BnnforgeError(
+                f"node {name!r} (Add): one input is the float output of {x.matmul.name!r}, not a quantized "
+                "stream; quantize both inputs of a residual Add with one shared activation quantizer (the "
+                "Brevitas idiom: the same QuantIdentity/QuantReLU instance on the branch and the shortcut)")
+    if not a.same_levels(b):
+        raise BnnforgeError(
+            f"node {name!r} (Add): its inputs are quantized differently ({a.describe()} vs {b.describe()}); "
+            "the add is an integer add only when one shared quantizer (same scale, bits and sign) quantizes "
+            "both; use the same activation quantizer instance on the branch and the shortcut")
+    if a.chw != b.chw or (a.chw is None and shapes.get(dyn[0]) != shapes.get(dyn[1])):
+        raise BnnforgeError(f"node {name!r} (Add): inputs of different shapes ({a.chw or shapes.get(dyn[0])} vs "
+                            f"{b.chw or shapes.get(dyn[1])})")
+    if a.offset:
+        raise BnnforgeError(f"node {name!r} (Add): inputs are signed {a.bits}-bit activations, which the stream "
+                            "carries as levels with an offset; use unsigned (or 1-bit) activations on a residual "
+                            "join")
+    add = _Add(node, [a.source, b.source], a)
+    shape = shapes.get(node.output[0])
+    add.flat = int(np.prod(shape[1:])) if shape is not None else 0
+    add.out_tensor = node.output[0]
+    return add
+
+
+def _on_wire(node, x, tensor, model, consts, shapes, items):
+    """A node taking an activation stream: a layer starts, a pool or a flatten."""
+    op = node.op_type
+    if op in SHAPE_ONLY:
+        # flattening the input of a fully-connected layer changes no value
+        return _Wire(x.kind, x.bits, x.signed, x.offset, x.scale, None, x.spatial, x.produced, x.source)
+    if op == "MatMul":
+        if node.input[1] not in consts:
+            raise BnnforgeError(f"node {node.name!r} (MatMul): weights are not a constant")
+        w = consts[node.input[1]]
+        from bnnforge.hw.hwgraph import get_meta
+        from ..sparse import classify_weights  # {-1,+1}, or a sparse form (finn_flows/sparse.py)
+        wkind, wm, wq = classify_weights(w, node.name, sparse=node.name in get_meta(model, "sparse_weights", []))
+        w = w.T.astype(np.int8 if wkind == "binary" else np.int64)
+        spatial = x.spatial if x.chw is None else x.chw
+        if spatial is not None and spatial[1] * spatial[2] > 1:
+            c, h, ww = spatial
+            if w.shape[1] != c * h * ww:
+                raise BnnforgeError(f"node {node.name!r} (MatMul): {w.shape[1]} inputs do not match the "
+                                    f"flattened {c}x{h}x{ww} feature map")
+            # ONNX flattens NCHW as (c, y, x); the stream carries (y, x, c)
+            w = w.reshape(-1, c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        layer = _Layer(node, w)
+        layer.weight_kind, layer.m, layer.q = wkind, wm, wq
+    elif op == "Conv":
+        if node.input[1] not in consts:
+            raise BnnforgeError(f"node {node.name!r} (Conv): weights are not a constant")
+        from bnnforge.hw.hwgraph import get_meta
+        w = consts[node.input[1]]
+        conv = _conv_params(node, model, x.chw, x.kind, x.offset)
+        if w.ndim != 4 or w.shape[2:] != (conv["kernel"], conv["kernel"]):
+            raise BnnforgeError(f"node {node.name!r} (Conv): weight shape {list(w.shape)} does not match "
+                                f"its {conv['kernel']}x{conv['kernel']} kernel")
+        wm, wkind, m_, q_ = _conv_matrix(w, conv, node.name,
+                                         sparse=node.name in get_meta(model, "sparse_weights", []))
+        layer = _Layer(node, wm, conv=conv)
+        layer.weight_kind, layer.m, layer.q = wkind, m_, q_
+        layer.out_chw = (w.shape[0], conv["ofm_dim"], conv["ofm_dim"])
+    elif op == "MaxPool" and x.produced and x.chw is not None:
+        pool = _Pool(node, _pool_params(node, x.chw), x.source, x)
+        pool.out_tensor = node.output[0]
+        items.append(pool)
+        d = x.chw[1] // pool.params["kernel"]
+        return _Wire(x.kind, x.bits, x.signed, x.offset, x.scale, (x.chw[0], d, d), (x.chw[0], d, d), True,
+                     node.output[0])
+    else:
+        if op == "MaxPool":
+            hint = " (only a MaxPool on a feature map after an activation is supported)"
+        elif op in ("Quant", "BipolarQuant"):
+            hint = " (a second quantizer directly on an activation stream)"
+        else:
+            hint = ""
+        raise BnnforgeError(f"node {node.name!r}: unsupported op {op} here{hint}")
+    layer.in_scale, layer.in_kind, layer.in_offset = x.scale, x.kind, x.offset
+    layer.in_wire, layer.in_tensor, layer.out_tensor = x, x.source, node.output[0]
+    items.append(layer)
+    return layer
+
+
+def _on_accumulator(node, layer, model, consts):
+    """A node after a matrix product or a residual add: float ops, then its quantizer."""
+    op = node.op_type
+    if op in ELEMENTWISE:
+        for i in node.input[1:]:
+            if i not in consts:
+                raise BnnforgeError(f"node {node.name!r} ({op}): operand {i!r} is not a constant")
+        layer.ops.append(node)
+        layer.out_tensor = node.output[0]
+        return layer
+    if op in ("Quant", "BipolarQuant"):
+        k, b, sgn, s = _act_spec(node, model)
+        if b > MAX_ACT_BITS:
+            raise BnnforgeError(
+                f"node {node.name!r} ({op}): {b}-bit activation; at most {MAX_ACT_BITS}-bit "
+                f"activations between layers (the requantizer's binary search over 2^k-1 thresholds)")
+        layer.act, layer.act_kind, layer.act_bits = node, k, b
+        if b > 1 and sgn:  # the wire carries the level value + offset, 0..2^k-1 (or 2^k-2 narrow)
+            layer.act_offset = (1 << (b - 1)) - int(get_attrs(node).get("narrow", 0))
+        layer.out_tensor = node.output[0]
+        chw = getattr(layer, "out_chw", None) if isinstance(layer, _Layer) else layer.wire.chw
+        spatial = chw if (isinstance(layer, _Add) or layer.conv is not None) else None
+        if isinstance(layer, _Add) and chw is None:
+            spatial = layer.wire.spatial
+        # a k-bit wire carries unsigned levels (a signed activation's value + offset)
+        wire_signed = k == "bipolar" if b == 1 else False
+        return _Wire(k, b, wire_signed, layer.act_offset, _scalar_scale(s, node), chw, spatial, True,
+                     node.output[0])
+    if op == "MaxPool":
+        hint = (" (a pool before the activation compares accumulators; move MaxPool after the "
+                "activation quantizer, where it is an exact OR of bits)")
+    elif op == "Conv":
+        hint = " (a convolution must follow an activation quantizer)"
+    else:
+        hint = ""
+    raise BnnforgeError(f"node {node.name!r}: unsupported op {op} here{hint}")
 
 
 # ---------------------------------------------------------------------------
@@ -420,7 +600,7 @@ def _ops_on_every_accumulator(layer, d_max, model):
     """(d, y): every accumulator value d in [-D, D] as a column, and the graph's float
     ops after the layer applied to it for every output channel ([2D+1, MH], or with
     two trailing unit axes for a conv)."""
-    mh = layer.weights.shape[0]
+    mh = layer.channels
     d = np.arange(-d_max, d_max + 1, dtype=np.float64)[:, None]
     x = d * layer.in_scale * np.ones((1, mh))
     if layer.conv is not None:
@@ -433,7 +613,7 @@ def _ops_on_every_accumulator(layer, d_max, model):
 
 def _thresholds(layer, d_max, model):
     """Integer thresholds and row flips of one layer, exactly as the graph computes."""
-    mh = layer.weights.shape[0]
+    mh = layer.channels
     d, y = _ops_on_every_accumulator(layer, d_max, model)
     on = _quantize(y, layer.act, model).reshape(len(d), mh)  # [2D+1, MH] booleans
     up = np.all(on[1:] >= on[:-1], axis=0)
@@ -479,7 +659,7 @@ def _multithresholds(layer, d_max, model):
     (non-increasing: the weight row is flipped, d -> -d). Then
     level(d) = #{t : d >= T[o, t]} with T[o, j-1] = the smallest d of level >= j
     (D + 1 when no d reaches level j), sorted ascending by construction."""
-    mh, k = layer.weights.shape[0], layer.act_bits
+    mh, k = layer.channels, layer.act_bits
     nt = (1 << k) - 1
     d, y = _ops_on_every_accumulator(layer, d_max, model)
     # levels 0..2^k-1 on the wire: a signed activation's value plus its offset
@@ -503,96 +683,35 @@ def _multithresholds(layer, d_max, model):
     return t, flip
 
 
-def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
+def _emit(model, items, host_prefix, in_spec, tail, label_select: bool):
     nodes, inits = [], []
-    kind, bits, signed = in_spec["kind"], in_spec["bits"], in_spec["signed"]
-    offset = 0
-    x_name = "global_in"
+    names = {in_spec["tensor"]: "global_in"}   # tidy tensor -> streamlined tensor
+    layers = [it for it in items if isinstance(it, _Layer)]
     if in_spec.get("nchw"):
         c, h, w_ = in_spec["nchw"]
         in_shape = [1, h, w_, c]  # the stream is channels-last
     else:
         in_shape = [1, layers[0].weights.shape[1]]
-    inputs = [helper.make_tensor_value_info(x_name, TensorProto.INT32, in_shape)]
-    for i, layer in enumerate(layers):
-        mh, mw = layer.weights.shape
-        lo, hi = input_range(kind, bits, signed)
-        lo, hi = lo - offset, hi - offset   # the values the wire's levels stand for
-        d_max = mw * max(abs(lo), abs(hi))
-        w = layer.weights.astype(np.int8)
-        wkind, out_flip = getattr(layer, "weight_kind", "binary"), None
-        if wkind != "binary":  # sparse forms: |acc| <= max_o sum_i |W[o,i]| * max|x|
-            from ..sparse import acc_range
-            d_max = acc_range(layer.weights, max(abs(lo), abs(hi)))
-            w = layer.weights.astype(np.int64)
-        mm_attrs = dict(input_kind=kind, input_bits=bits, input_signed=int(signed), source_node=layer.matmul.name)
-        if offset:  # the unit subtracts it from every input level: its accumulator is the true dot product
-            if wkind != "binary":
-                raise BnnforgeError(
-                    f"node {layer.matmul.name!r}: multi-level weights ({wkind}: {{-1,0,+1}} or {{m, m+q}}, "
-                    "e.g. 2-bit weights) after a signed k-bit activation are not supported: the block-sparse "
-                    "unit takes no input offset and general k-bit weights have no unit yet; use 1-bit "
-                    "weights (W1A2) there")
-            mm_attrs["input_offset"] = int(offset)
-        if layer.conv is not None:
-            cv = layer.conv
+    inputs = [helper.make_tensor_value_info("global_in", TensorProto.INT32, in_shape)]
+    i = j = 0
+    for item in items:
+        if isinstance(item, _Layer):
+            names[item.out_tensor] = _emit_layer(model, item, i, names[item.in_tensor], nodes, inits)
+            i += 1
+        elif isinstance(item, _Add):
+            names[item.out_tensor] = _emit_add(model, item, j, [names[t] for t in item.inputs], nodes, inits)
+            j += 1
+        else:
+            src = names[item.in_tensor]
+            stem = src[:-len("_out")] if src.endswith("_out") else src
+            out = f"{stem}_pooled"
+            pl = item.params
             nodes.append(helper.make_node(
-                "Im2Col", [x_name], [f"layer{i}_windows"], name=f"Im2Col_{i}", domain=DOMAIN,
-                ifm_dim=cv["ifm_dim"], channels=cv["channels"], kernel=cv["kernel"], stride=cv["stride"],
-                pad=cv["pad"], ofm_dim=cv["ofm_dim"], source_node=layer.matmul.name))
-            x_name = f"layer{i}_windows"
-        acc = f"layer{i}_acc"
-        out = acc
-        if layer.act is not None:
-            t, flip = (_multithresholds if layer.act_bits > 1 else _thresholds)(layer, d_max, model)
-            if wkind == "sparse01":  # a flipped row would leave {m, m+q}: invert the output instead
-                from ..sparse import invert_thresholds
-                t, out_flip = invert_thresholds(t, flip), flip
-            else:
-                w[flip] *= -1
-            inits.append(numpy_helper.from_array(t, f"layer{i}_thresholds"))
-        elif _argmax_scale_is_negative(layer, model):
-            # one negative scale shared by all outputs (e.g. a TensorNorm with weight < 0): the
-            # argmax of -s*acc is the argmax of the accumulator of the negated weights
-            if wkind not in ("binary", "pm1_blocks"):
-                raise BnnforgeError(f"node {layer.matmul.name!r}: a negative scale after the last layer "
-                                    f"needs negated weights, which the {wkind} form cannot hold")
-            w = -w
-        if wkind == "binary":
-            nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
-                                          name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
-        else:  # initializer: B in {0,1} (sparse01, W = m + q*B) or W in {-1,0,+1} (pm1_blocks)
-            nodes.append(helper.make_node("SparseMatMul", [x_name, f"layer{i}_weights"], [acc],
-                                          name=f"SparseMatMul_{i}", domain=DOMAIN, weight_kind=wkind,
-                                          m=int(layer.m), q=int(layer.q), **mm_attrs))
-            w = ((w - layer.m) // layer.q).astype(np.uint8) if wkind == "sparse01" else w.astype(np.int8)
-        if layer.act is not None:
-            out = f"layer{i}_out"
-            if layer.act_bits > 1:
-                # k-bit activation: level = #{t : acc >= T[o, t]}; the next layer takes the
-                # levels as unsigned k-bit integers (its in_scale is this quantizer's scale) and,
-                # after a signed activation, subtracts the offset: value = level - offset
-                nodes.append(helper.make_node("MultiThreshold", [acc, f"layer{i}_thresholds"], [out],
-                                              name=f"MultiThreshold_{i}", domain=DOMAIN, output_kind="int",
-                                              out_bits=layer.act_bits, acc_min=-d_max, acc_max=d_max,
-                                              level_offset=int(layer.act_offset)))
-                kind, bits, signed, offset = "int", layer.act_bits, False, layer.act_offset
-            else:
-                nodes.append(helper.make_node("Threshold", [acc, f"layer{i}_thresholds"], [out],
-                                              name=f"Threshold_{i}", domain=DOMAIN, output_kind=layer.act_kind,
-                                              acc_min=-d_max, acc_max=d_max))
-                kind, bits, signed, offset = layer.act_kind, 1, layer.act_kind == "bipolar", 0
-            if out_flip is not None and out_flip.any():  # inverted channels: y = NT - level
-                nodes[-1].input.append(f"layer{i}_out_flip")
-                inits.append(numpy_helper.from_array(out_flip.astype(np.uint8), f"layer{i}_out_flip"))
-            if layer.pool is not None:
-                pl = layer.pool
-                nodes.append(helper.make_node(
-                    "MaxPoolNHWC", [out], [f"layer{i}_pooled"], name=f"MaxPoolNHWC_{i}", domain=DOMAIN,
-                    ifm_dim=pl["ifm_dim"], channels=pl["channels"], kernel=pl["kernel"], element_bits=bits))
-                out = f"layer{i}_pooled"
-        inits.append(numpy_helper.from_array(w, f"layer{i}_weights"))
-        x_name = out
+                "MaxPoolNHWC", [src], [out], name=f"MaxPoolNHWC_{stem.replace('layer', '')}", domain=DOMAIN,
+                ifm_dim=pl["ifm_dim"], channels=pl["channels"], kernel=pl["kernel"],
+                element_bits=item.wire.bits))
+            names[item.out_tensor] = out
+    x_name = names[tail]
     n_out = layers[-1].weights.shape[0]
     if label_select:
         nodes.append(helper.make_node("LabelSelect", [x_name], ["global_out"], name="LabelSelect_0",
@@ -605,6 +724,120 @@ def _emit(model, layers, host_prefix, in_spec, tail, label_select: bool):
     set_meta(new, "input", {k: in_spec.get(k) for k in ("kind", "bits", "signed", "scale", "nchw")})
     set_meta(new, "host_prefix", _host_prefix_model(model, host_prefix, in_spec))
     return new
+
+
+def _emit_layer(model, layer, i, x_name, nodes, inits) -> str:
+    """BinaryMatMul | SparseMatMul (+ Threshold | MultiThreshold) of layer i; returns the
+    name of its output tensor."""
+    wire = layer.in_wire
+    kind, bits, signed, offset = wire.kind, wire.bits, wire.signed, wire.offset
+    mh, mw = layer.weights.shape
+    lo, hi = input_range(kind, bits, signed)
+    lo, hi = lo - offset, hi - offset   # the values the wire's levels stand for
+    d_max = mw * max(abs(lo), abs(hi))
+    w = layer.weights.astype(np.int8)
+    wkind, out_flip = getattr(layer, "weight_kind", "binary"), None
+    if wkind != "binary":  # sparse forms: |acc| <= max_o sum_i |W[o,i]| * max|x|
+        from ..sparse import acc_range
+        d_max = acc_range(layer.weights, max(abs(lo), abs(hi)))
+        w = layer.weights.astype(np.int64)
+    mm_attrs = dict(input_kind=kind, input_bits=bits, input_signed=int(signed), source_node=layer.matmul.name)
+    if offset:  # the unit subtracts it from every input level: its accumulator is the true dot product
+        if wkind != "binary":
+            raise BnnforgeError(
+                f"node {layer.matmul.name!r}: multi-level weights ({wkind}: {{-1,0,+1}} or {{m, m+q}}, "
+                "e.g. 2-bit weights) after a signed k-bit activation are not supported: the block-sparse "
+                "unit takes no input offset and general k-bit weights have no unit yet; use 1-bit "
+                "weights (W1A2) there")
+        mm_attrs["input_offset"] = int(offset)
+    if layer.conv is not None:
+        cv = layer.conv
+        nodes.append(helper.make_node(
+            "Im2Col", [x_name], [f"layer{i}_windows"], name=f"Im2Col_{i}", domain=DOMAIN,
+            ifm_dim=cv["ifm_dim"], channels=cv["channels"], kernel=cv["kernel"], stride=cv["stride"],
+            pad=cv["pad"], ofm_dim=cv["ofm_dim"], source_node=layer.matmul.name))
+        x_name = f"layer{i}_windows"
+    acc = f"layer{i}_acc"
+    out = acc
+    if layer.act is not None:
+        t, flip = (_multithresholds if layer.act_bits > 1 else _thresholds)(layer, d_max, model)
+        if wkind == "sparse01":  # a flipped row would leave {m, m+q}: invert the output instead
+            from ..sparse import invert_thresholds
+            t, out_flip = invert_thresholds(t, flip), flip
+        else:
+            w[flip] *= -1
+        inits.append(numpy_helper.from_array(t, f"layer{i}_thresholds"))
+    elif _argmax_scale_is_negative(layer, model):
+        # one negative scale shared by all outputs (e.g. a TensorNorm with weight < 0): the
+        # argmax of -s*acc is the argmax of the accumulator of the negated weights
+        if wkind not in ("binary", "pm1_blocks"):
+            raise BnnforgeError(f"node {layer.matmul.name!r}: a negative scale after the last layer "
+                                f"needs negated weights, which the {wkind} form cannot hold")
+        w = -w
+    if wkind == "binary":
+        nodes.append(helper.make_node("BinaryMatMul", [x_name, f"layer{i}_weights"], [acc],
+                                      name=f"BinaryMatMul_{i}", domain=DOMAIN, **mm_attrs))
+    else:  # initializer: B in {0,1} (sparse01, W = m + q*B) or W in {-1,0,+1} (pm1_blocks)
+        nodes.append(helper.make_node("SparseMatMul", [x_name, f"layer{i}_weights"], [acc],
+                                      name=f"SparseMatMul_{i}", domain=DOMAIN, weight_kind=wkind,
+                                      m=int(layer.m), q=int(layer.q), **mm_attrs))
+        w = ((w - layer.m) // layer.q).astype(np.uint8) if wkind == "sparse01" else w.astype(np.int8)
+    if layer.act is not None:
+        out = f"layer{i}_out"
+        _emit_activation(layer, acc, out, f"layer{i}", f"_{i}", -d_max, d_max, nodes, inits, out_flip)
+    inits.append(numpy_helper.from_array(w, f"layer{i}_weights"))
+    return out
+
+
+def _emit_activation(item, acc, out, stem, suffix, acc_min, acc_max, nodes, inits, out_flip) -> None:
+    """Threshold (1-bit) or MultiThreshold (k-bit: level = #{t : acc >= T[o, t]}; the next
+    layer takes the levels as unsigned k-bit integers (its in_scale is this quantizer's
+    scale) and, after a signed activation, subtracts the offset: value = level - offset)."""
+    if item.act_bits > 1:
+        nodes.append(helper.make_node("MultiThreshold", [acc, f"{stem}_thresholds"], [out],
+                                      name=f"MultiThreshold{suffix}", domain=DOMAIN, output_kind="int",
+                                      out_bits=item.act_bits, acc_min=int(acc_min), acc_max=int(acc_max),
+                                      level_offset=int(item.act_offset)))
+    else:
+        nodes.append(helper.make_node("Threshold", [acc, f"{stem}_thresholds"], [out],
+                                      name=f"Threshold{suffix}", domain=DOMAIN, output_kind=item.act_kind,
+                                      acc_min=int(acc_min), acc_max=int(acc_max)))
+    if out_flip is not None and out_flip.any():  # inverted channels: y = NT - level
+        nodes[-1].input.append(f"{stem}_out_flip")
+        inits.append(numpy_helper.from_array(out_flip.astype(np.uint8), f"{stem}_out_flip"))
+
+
+def _emit_add(model, add, j, in_names, nodes, inits) -> str:
+    """StreamAdd of two streams quantized alike, then the requantizing thresholds.
+
+    The wires carry integers S_a, S_b (levels, or bits) whose values are v = S - o
+    (unsigned k-bit, offset o = 0; {0,1}) or v = 2S - 1 (bipolar). StreamAdd outputs the
+    integer S = S_a + S_b, so the sum's value is v = S - 2o, or 2S - 2. The float ops and
+    quantizer after the Add are evaluated on every value in range (as after a matrix
+    product) and their thresholds moved onto S: v >= T  <=>  S >= ceil((T + base) / step).
+    A channel whose output falls with the sum (a negative BatchNorm scale) keeps its
+    input and inverts its output (out_flip: y = NT - level)."""
+    from ..sparse import invert_thresholds
+
+    wire = add.wire
+    lo, hi = add.value_range()
+    d_max = max(abs(lo), abs(hi))
+    t, flip = (_multithresholds if add.act_bits > 1 else _thresholds)(add, d_max, model)
+    t = invert_thresholds(t, flip)           # thresholds on the value, flipped channels inverted
+    step, base = (2, 2) if wire.kind == "bipolar" else (1, 2 * wire.offset)
+    s_max = 2 * (1 if wire.kind in ("bipolar", "unipolar") else (1 << wire.bits) - 1)
+    t_s = -((-(t + base)) // step)            # ceil((T + base) / step)
+    t_s = np.clip(t_s, 0, s_max + 1)          # outside [0, S_max] every value is on one side
+    sum_name, out = f"add{j}_sum", f"add{j}_out"
+    c = add.channels
+    pixels = add.wire.chw[1] * add.wire.chw[2] if add.wire.chw is not None else 1
+    nodes.append(helper.make_node("StreamAdd", list(in_names), [sum_name], name=f"StreamAdd_{j}", domain=DOMAIN,
+                                  input_kind=wire.kind, input_bits=int(wire.bits), channels=int(c),
+                                  pixels=int(pixels), source_node=add.node.name))
+    inits.append(numpy_helper.from_array(t_s.astype(np.int64), f"add{j}_thresholds"))
+    _emit_activation(add, sum_name, out, f"add{j}", f"_add{j}", 0, s_max, nodes, inits,
+                     flip if flip.any() else None)
+    return out
 
 
 def _argmax_scale_is_negative(layer, model) -> bool:

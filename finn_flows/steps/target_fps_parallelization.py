@@ -24,7 +24,7 @@ from pathlib import Path
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.hw.hwgraph import get_attrs
+from bnnforge.hw.hwgraph import get_attrs, producers, readers
 from .estimates import _mvtu_estimate, _mvtu_sparse_estimate, _pool_estimate, _window_estimate
 
 PARTS = {"xc7z020clg400-1": {"lut": 53200, "bram18": 280}, "xc7z020": {"lut": 53200, "bram18": 280}}
@@ -71,13 +71,15 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
         raise BnnforgeError(f"config: unknown fpga_part {part!r} for automatic folding; known: {', '.join(PARTS)}")
     cap = PARTS[part]
     nodes = list(model.graph.node)
+    prod, read = producers(model), readers(model)
     folding, plan = {"Defaults": {}}, []
     for k, node in enumerate(nodes):
         if node.op_type not in ("MVTU", "MVTUSparse"):
             continue
         a = get_attrs(node)
-        win = nodes[k - 1] if k > 0 and nodes[k - 1].op_type == "SlidingWindow" else None
-        pool = nodes[k + 1] if k + 1 < len(nodes) and nodes[k + 1].op_type == "StreamingMaxPool" else None
+        src, dst = prod.get(node.input[0]), read.get(node.output[0], [])
+        win = src if src is not None and src.op_type == "SlidingWindow" else None
+        pool = dst[0] if len(dst) == 1 and dst[0].op_type == "StreamingMaxPool" else None
         wa = get_attrs(win) if win is not None else None
         pa = get_attrs(pool) if pool is not None else None
         simds = [s for s in _divisors(a["MW"]) if wa is None or wa["C"] % s == 0]

@@ -25,6 +25,11 @@
 // has (LANES = 16: _l00 .. _l15); word f*2^s + r = T[f*LANES + j][r*2^(OUT_BITS-s)
 // + 2^(OUT_BITS-1-s) - 1]. hw/memfiles_thresholding.py writes them.
 //
+// OUT_FLIP inverts the output of the channels whose requantizer falls as the
+// input grows (a negative BatchNorm scale after a residual add): those
+// channels' thresholds are stored for NT - y, which rises, and the output
+// register holds the K-bit complement, NT - (NT - y) = y of the graph.
+//
 // Timing: one beat per cycle. The pipeline advances whenever the output
 // register is free or read (in_ready = that condition, a combinational path
 // from out_ready as in mvtu); a beat taken in cycle t is on the output in
@@ -41,7 +46,8 @@ module thresholding #(
     parameter SIGNED = 1,          // input two's complement (1) or unsigned (0)
     parameter OUT_BITS = 2,        // k: 2^k - 1 thresholds per channel, k = 1 .. 8
     parameter T_BITS = 9,          // threshold width, two's complement
-    parameter THRESH_PREFIX = "thresholds"
+    parameter THRESH_PREFIX = "thresholds",
+    parameter [C-1:0] OUT_FLIP = 0 // bit c set: channel c outputs NT - y (a falling requantizer)
 ) (
     input  wire                      clk,
     input  wire                      rst_n,
@@ -214,9 +220,20 @@ generate
     end
 endgenerate
 
+// the fold of the last search stage: which channels its lanes hold
+wire [CFW-1:0] cf_last = cf[(K-1)*CFW +: CFW];
+wire [LANES*K-1:0] flip_mask;
+generate
+    for (j = 0; j < LANES; j = j + 1) begin : g_flip
+        wire [C-1:0] flips = OUT_FLIP;
+        wire flip = (CF > 1) ? flips[cf_last * LANES + j] : flips[j];
+        assign flip_mask[j*K +: K] = {K{flip}};
+    end
+endgenerate
+
 always @(posedge clk) begin
     if (en) begin
-        out_data_reg <= result;
+        out_data_reg <= result ^ flip_mask;
     end
 end
 

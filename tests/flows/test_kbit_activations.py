@@ -276,11 +276,11 @@ def test_signed_multibit_activation_is_exact(tmp_path, bits, narrow):
     assert res["rtl_mismatches"] == 0 and res["tlast_correct"], res["first_mismatches"]
 
 
-def test_refuses_5bit_activation(tmp_path):
-    path = export_method_qonnx(_margin_model(5, seed=21), tmp_path / "m.onnx")
+def test_refuses_9bit_activation(tmp_path):
+    path = export_method_qonnx(_margin_model(9, seed=21), tmp_path / "m.onnx")
     model = onnx.load(str(path))
     path.unlink()
-    _refused(tmp_path, model, r"node '[^']+' \(Quant\): 5-bit activation; at most 4-bit activations")
+    _refused(tmp_path, model, r"node '[^']+' \(Quant\): 9-bit activation; at most 8-bit activations")
 
 
 
@@ -345,3 +345,28 @@ def test_conv_kbit_activations_padding_pool_rtl(tmp_path):
     assert res["output_beats"] == 60 and res["rtl_mismatches"] == 0 and res["tlast_correct"], res["first_mismatches"]
     ideal = res["cycles_per_frame_ideal"]
     assert abs(res["cycles_per_frame_measured"] - ideal) <= 0.02 * ideal
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("act_bits", [6, 8])
+def test_wide_activations_go_through_the_requantizer(tmp_path, act_bits):
+    """k > 4: the MVTU streams accumulators into the binary-search requantizer
+    (thresholding.v); hidden levels equal torch's, RTL equals golden beat for beat."""
+    from bnnforge.sim.bulk import run_network_bulk
+
+    m = _margin_model(act_bits, seed=30 + act_bits)
+    path = export_method_qonnx(m, tmp_path / "model.onnx")
+    streamlined, hw, bdir = _build(path, tmp_path, steps=HW_STEPS + ["codegen"], folding=FOLD_64_32,
+                                   label_select=False)
+    th = [n for n in hw.graph.node if n.op_type == "Thresholding"]
+    assert len(th) == 2 and [get_attrs(n)["OUT_BITS"] for n in th] == [act_bits] * 2
+    assert [get_attrs(n)["out_mode"].decode() for n in hw_nodes(hw, "MVTU")] == ["accumulator"] * 3
+    x = images(40, seed=act_bits)
+    q = quantize_inputs(streamlined, x)
+    _, env = execute(hw, q, return_all=True)
+    for i, lv in enumerate(_hidden_levels(m, x, path)):
+        assert np.array_equal(env[f"layer{i}_out"], lv), f"hidden layer {i} levels differ from torch"
+    golden = execute(hw, q)
+    res = run_network_bulk(bdir / "rtl", q, golden, p_gap=0.2, p_stall=0.2, seed=3)
+    assert res["rtl_mismatches"] == 0 and res["tlast_correct"] and res["output_beats"] == 40 * 2, \
+        res["first_mismatches"]

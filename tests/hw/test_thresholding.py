@@ -101,10 +101,20 @@ def test_image_names_and_bad_input(tmp_path):
     assert (tmp_path / "t_s1_l0.mem").read_text() == "f\n5\n"     # T[0][0] = -1, T[0][2] = 5
 
 
-def _params(cfg, prefix="thr"):
+def _params(cfg, prefix="thr", flip=0):
     lanes, c, in_bits, signed, k, t_bits = cfg
-    return {"LANES": lanes, "C": c, "IN_BITS": in_bits, "SIGNED": signed, "OUT_BITS": k,
-            "T_BITS": t_bits, "THRESH_PREFIX": prefix}
+    p = {"LANES": lanes, "C": c, "IN_BITS": in_bits, "SIGNED": signed, "OUT_BITS": k,
+         "T_BITS": t_bits, "THRESH_PREFIX": prefix}
+    if flip:
+        p["OUT_FLIP"] = flip
+    return p
+
+
+def _flips(rng, c):
+    """Random output flips; -G passes 32-bit integers, so wider C keeps its high channels plain."""
+    f = rng.random(c) < 0.5
+    f[31:] = False
+    return f
 
 
 def _id(cfg):
@@ -117,6 +127,7 @@ def _run(cfg, tmp_path):
     rng = np.random.default_rng(zlib.crc32(_id(cfg).encode()))
     T, lo, hi = random_thresholds(rng, c, k, in_bits, signed, t_bits)
     write_thresholding_images(tmp_path, "thr", T, lanes, t_bits)
+    flip = _flips(rng, c)
 
     def sc(name, n, p_gap, p_stall, seed):
         x = rng.integers(lo, hi + 1, size=(n, c))
@@ -125,6 +136,7 @@ def _run(cfg, tmp_path):
         near = (pick + rng.integers(-1, 2, size=(n, c))).clip(lo, hi)
         x = np.where(rng.random((n, c)) < 0.5, near, x)
         y = count_reference(x, T)
+        y = np.where(flip, (1 << k) - 1 - y, y)
         return scenario(name, frames_to_beats(x, lanes, in_bits), frames_to_beats(y, lanes, k),
                         p_gap, p_stall, seed)
 
@@ -140,7 +152,7 @@ def _run(cfg, tmp_path):
         "latency": k + 1,
     }
     res = run_case(rtl_sources("thresholding"), "thresholding", "bnnforge.sim.tb.tb_thresholding",
-                   _params(cfg), tmp_path, case)
+                   _params(cfg, flip=int(sum(1 << i for i in np.nonzero(flip)[0]))), tmp_path, case)
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "full_rate", "latency"}
 
 

@@ -1,0 +1,123 @@
+"""Random residual Brevitas networks for the graph-compiler tests.
+
+The residual idiom bnnforge compiles (Brevitas' own QuantBasicBlock style): both
+inputs of every Add come out of one shared activation quantizer instance, so the add
+is an integer add; the shortcut is the identity or a strided 1x1 binary conv with
+BatchNorm quantized by that same quantizer; the sum is requantized (optionally after a
+BatchNorm, FTBNN-style) by that quantizer again before anything reads it. Every knob a
+test varies is an argument: activation bits k (1: {0,1} or {-1,+1}), convolutional or
+fully-connected blocks, identity or downsampling shortcuts, the operand order of the
+Add, a BatchNorm after the add.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+
+from bnnforge.models.methods.margin import KBitActQuant
+from bnnforge.models.quantizers import BinaryWeightNoScale, BipolarActQuant, Uint4InputQuant, UnipolarActQuant
+
+
+def activation(k: int, kind: str = "unipolar", max_val: float = 2.0) -> nn.Module:
+    if k == 1:
+        quant = BipolarActQuant if kind == "bipolar" else UnipolarActQuant
+        return QuantIdentity(act_quant=quant, return_quant_tensor=False)
+    return QuantIdentity(act_quant=KBitActQuant.let(bit_width=k, max_val=max_val), return_quant_tensor=False)
+
+
+def _bconv(cin, cout, k, stride=1, pad=0):
+    return QuantConv2d(cin, cout, k, stride=stride, padding=pad, bias=False, weight_quant=BinaryWeightNoScale)
+
+
+class ResidualBlock(nn.Module):
+    """x -> conv-BN-act -> conv-BN-q  (+)  shortcut(x) -> [BN] -> q; q is shared."""
+
+    def __init__(self, cin, cout, stride, q, k, kind, conv=True, shortcut_first=False, bn_after_add=False):
+        super().__init__()
+        kernel, pad = (1, 0) if kind == "bipolar" else (3, 1)   # zero padding needs a 0 level
+        if conv:
+            self.c1, self.c2 = _bconv(cin, cout, kernel, stride, pad), _bconv(cout, cout, kernel, 1, pad)
+            self.b1, self.b2 = nn.BatchNorm2d(cout), nn.BatchNorm2d(cout)
+        else:
+            self.c1 = QuantLinear(cin, cout, bias=False, weight_quant=BinaryWeightNoScale)
+            self.c2 = QuantLinear(cout, cout, bias=False, weight_quant=BinaryWeightNoScale)
+            self.b1, self.b2 = nn.BatchNorm1d(cout), nn.BatchNorm1d(cout)
+        self.a1 = activation(k, kind)
+        self.q = q
+        self.down = None
+        if stride != 1 or cin != cout:
+            if conv:
+                self.down = nn.Sequential(_bconv(cin, cout, 1, stride), nn.BatchNorm2d(cout))
+            else:
+                self.down = nn.Sequential(QuantLinear(cin, cout, bias=False, weight_quant=BinaryWeightNoScale),
+                                          nn.BatchNorm1d(cout))
+        self.shortcut_first = shortcut_first
+        self.post = (nn.BatchNorm2d(cout) if conv else nn.BatchNorm1d(cout)) if bn_after_add else nn.Identity()
+
+    def forward(self, x):
+        y = self.q(self.b2(self.c2(self.a1(self.b1(self.c1(x))))))
+        s = x if self.down is None else self.q(self.down(x))
+        z = s + y if self.shortcut_first else y + s
+        return self.q(self.post(z))
+
+
+class ResidualNet(nn.Module):
+    """Input quantizer (4-bit), a stem layer, residual blocks, a binary classifier."""
+
+    def __init__(self, k=2, kind="unipolar", conv=True, width=4, blocks=("id", "down"), dim=8,
+                 shortcut_first=False, bn_after_add=False, classes=10):
+        super().__init__()
+        self.conv = conv
+        self.input_shape = (1, dim, dim) if conv else (dim * dim,)
+        self.inq = QuantIdentity(act_quant=Uint4InputQuant, return_quant_tensor=False)
+        q = activation(k, kind)
+        if conv:
+            kernel, pad = (1, 0) if kind == "bipolar" else (3, 1)
+            self.stem = nn.Sequential(_bconv(1, width, kernel, 1, pad), nn.BatchNorm2d(width))
+        else:
+            self.stem = nn.Sequential(QuantLinear(dim * dim, width, bias=False, weight_quant=BinaryWeightNoScale),
+                                      nn.BatchNorm1d(width))
+        self.q0 = q
+        layers, c, size = [], width, dim
+        for b in blocks:
+            down = b == "down"
+            cout = 2 * c if down else c
+            stride = 2 if down and conv else 1
+            q_next = activation(k, kind) if down else q
+            if down:
+                # a new stage has its own shared quantizer: the block's branch, shortcut and sum
+                q = q_next
+            layers.append(ResidualBlock(c, cout, stride, q, k, kind, conv, shortcut_first, bn_after_add))
+            c = cout
+            size = size // stride
+        self.blocks = nn.ModuleList(layers)
+        self.fc = QuantLinear(c * size * size if conv else c, classes, bias=False, weight_quant=BinaryWeightNoScale)
+
+    def forward(self, x):
+        x = self.inq(x)
+        if not self.conv:
+            x = torch.flatten(x, 1)
+        x = self.q0(self.stem(x))
+        for b in self.blocks:
+            x = b(x)
+        return self.fc(torch.flatten(x, 1))
+
+
+def random_batchnorm(model: nn.Module, seed: int) -> None:
+    """Random statistics and affine parameters, negative scales included."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
+            n = bn.num_features
+            bn.running_mean.copy_(torch.randn(n, generator=g) * 2)
+            bn.running_var.copy_(torch.rand(n, generator=g) * 6 + 0.5)
+            bn.weight.copy_(torch.randn(n, generator=g))
+            bn.bias.copy_(torch.randn(n, generator=g))
+
+
+def random_residual_net(seed: int = 0, **kw) -> ResidualNet:
+    torch.manual_seed(seed)
+    m = ResidualNet(**kw)
+    random_batchnorm(m, seed)
+    return m.eval()
