@@ -14,10 +14,14 @@ Data: the real MNIST digits in ../shared/datasets/mnist-t10k when present (first
 training, last 2,000 for evaluation), else scikit-learn's 8x8 digits (said in the table).
 Each residual net is exported with both Brevitas exporters (TorchScript and dynamo), its
 graph checked against the residual idiom (models.residual.residual_adds), and qonnx's
-execution compared with torch on the first --check evaluation images.
+execution compared with torch on the first --check evaluation images. Every net is then
+compiled (`bnnforge build`, folded for --target-cycles): estimated LUTs and ideal cycles,
+the golden model's labels on all evaluation images against torch's, and with --rtl N the
+generated RTL on the first N images (Verilator bulk harness, every output beat compared
+with the golden model; measured cycles per frame).
 
     .venv/bin/python benchmarks/residual_vs_chain.py [--epochs 4] [--seed 0] [--pairs sibnn,ftbnn]
-        [--check 200] [--export-dir DIR] [--no-build] [--target-cycles 20736] [--digits]
+        [--check 200] [--export-dir DIR] [--no-build] [--target-cycles 20736] [--rtl 200] [--digits]
 
 Writes benchmarks/results/residual_vs_chain.md and .json. With --export-dir the training
 runs (checkpoint, metrics) and the residual nets' QONNX files stay in DIR/<net>/.
@@ -80,24 +84,54 @@ def export_both(model, out: Path, x: np.ndarray) -> dict:
     return res
 
 
-def try_build(onnx_path: Path, out: Path, target_cycles: int) -> dict:
+HW_STEPS = ["tidy_up", "streamline", "convert_to_hw", "target_fps_parallelization", "apply_folding", "estimates"]
+
+
+def try_build(onnx_path: Path, out: Path, target_cycles: int, model=None, data=None, n_rtl: int = 0,
+              seed: int = 0) -> dict:
     """Estimated LUTs and ideal cycles per frame from `bnnforge build` (folded automatically
-    for `target_cycles`), or the compiler's one-line error."""
+    for `target_cycles`), or the compiler's one-line error. With `model` and `data`: the
+    golden model's labels on every evaluation image against torch's, and with n_rtl > 0 the
+    generated RTL (Verilator bulk harness) on the first n_rtl of them, every output beat
+    compared with the golden model, and the measured cycles per frame."""
+    import onnx
+
     import bnnforge
     from bnnforge.errors import BnnforgeError
 
+    t0 = time.perf_counter()
     try:
-        bnnforge.build(onnx_path, out, steps=["tidy_up", "streamline", "convert_to_hw",
-                                               "target_fps_parallelization", "apply_folding", "estimates"],
-                       target_cycles=target_cycles)
+        bnnforge.build(onnx_path, out, steps=HW_STEPS + (["codegen"] if n_rtl else []), target_cycles=target_cycles)
     except BnnforgeError as e:
         return {"error": str(e)}
     est = json.loads((out / "report" / "estimates.json").read_text())
-    return {"est_lut": est["est_luts_total"], "cycles_ideal": est["cycles_per_frame_ideal"]}
+    row = {"est_lut": est["est_luts_total"], "cycles_ideal": est["cycles_per_frame_ideal"],
+           "build_seconds": round(time.perf_counter() - t0, 1)}
+    if model is None:
+        return row
+    from bnnforge.sim.golden import execute, quantize_inputs
+
+    streamlined = onnx.load(str(out / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(out / "final_model.onnx"))
+    x, y = np.asarray(data.test.x, dtype=np.float32), np.asarray(data.test.y)
+    with torch.no_grad():
+        t = model(torch.from_numpy(x)).numpy().argmax(1)
+    q = quantize_inputs(streamlined, x)
+    g = execute(hw, q)
+    labels = g if g.ndim == 1 else g.argmax(1)
+    row.update(golden_images=len(x), acc_golden=float((labels == y).mean()),
+               golden_eq_torch=float((labels == t).mean()))
+    if n_rtl:
+        from bnnforge.sim.bulk import run_network_bulk
+
+        sim = run_network_bulk(out / "rtl", q[:n_rtl], g[:n_rtl], seed=seed)
+        row.update(rtl_frames=sim["frames"], rtl_mismatches=sim["rtl_mismatches"],
+                   cycles_measured=sim["cycles_per_frame_measured"])
+    return row
 
 
 def run(name: str, form: str, kw: dict, data, out: Path, epochs: int, seed: int, n_check: int,
-        build_cycles: int | None) -> dict:
+        build_cycles: int | None, n_rtl: int = 0) -> dict:
     from bnnforge.models.methods import load_method_config, train_method
     from bnnforge.models.residual import parameter_counts
 
@@ -120,7 +154,7 @@ def run(name: str, form: str, kw: dict, data, out: Path, epochs: int, seed: int,
 
         onnx_path = export_method_qonnx(model, out / "model_torchscript.onnx")
     if build_cycles:
-        row["build"] = try_build(onnx_path, out / "build", build_cycles)
+        row["build"] = try_build(onnx_path, out / "build", build_cycles, model, data, n_rtl, seed)
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
 
@@ -130,8 +164,9 @@ def table(rows: list, source: str, epochs: int, seed: int, n_check: int, target_
              f"Export check: qonnx vs torch on the first {n_check} evaluation images. LUTs and cycles: "
              f"`bnnforge build` estimates, folded for {target_cycles} cycles per frame.", "",
              "| net | form | shape | binary weights | trainable params | test acc | best acc | train s | "
-             "QONNX (TorchScript / dynamo): Adds, max abs diff, argmax agree | est. LUT | cycles/frame (ideal) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "QONNX (TorchScript / dynamo): Adds, max abs diff, argmax agree | est. LUT | cycles/frame ideal "
+             "(measured) | golden acc (golden == torch) | RTL mismatches / frames |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ex = r.get("export")
         exs = " / ".join(f"{ex[k]['adds']}, {ex[k]['max_abs_diff']:.2g}, {ex[k]['argmax_agreement']:.2%}"
@@ -139,8 +174,13 @@ def table(rows: list, source: str, epochs: int, seed: int, n_check: int, target_
         b = r.get("build", {})
         lut = f"{b['est_lut']:,}" if "est_lut" in b else ("not built" if not b else "compiler: no")
         cyc = f"{b['cycles_ideal']:,}" if "cycles_ideal" in b else "-"
+        if "cycles_measured" in b:
+            cyc += f" ({b['cycles_measured']:,.1f})"
+        gold = f"{b['acc_golden']:.4f} ({b['golden_eq_torch']:.2%})" if "acc_golden" in b else "-"
+        rtl = f"{b['rtl_mismatches']} / {b['rtl_frames']}" if "rtl_frames" in b else "-"
         lines.append(f"| {r['net']} | {r['form']} | {r['shape']} | {r['binary_weights']:,} | {r['trainable']:,} | "
-                     f"{r['test_acc']:.4f} | {r['best_test_acc']:.4f} | {r['train_seconds']} | {exs} | {lut} | {cyc} |")
+                     f"{r['test_acc']:.4f} | {r['best_test_acc']:.4f} | {r['train_seconds']} | {exs} | {lut} | {cyc} | "
+                     f"{gold} | {rtl} |")
     errors = [(r["net"], r["build"]["error"]) for r in rows if "error" in r.get("build", {})]
     if errors:
         lines += ["", "Not compiled (the compiler's message):"] + [f"- {n}: `{e}`" for n, e in errors]
@@ -157,6 +197,8 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="skip the `bnnforge build` estimates")
     ap.add_argument("--target-cycles", type=int, default=20736,
                     help="the folding `bnnforge build` chooses for every net (cycles per frame)")
+    ap.add_argument("--rtl", type=int, default=0,
+                    help="simulate the generated RTL on this many evaluation images (bit-exact vs golden)")
     ap.add_argument("--digits", action="store_true", help="the 8x8 digits even when MNIST is present (a quick run)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     a = ap.parse_args()
@@ -174,7 +216,7 @@ def main():
             for name, form, kw in PAIRS[pair]:
                 print(f"{name} ({form}): training {a.epochs} epochs on {source} ...", flush=True)
                 r = run(name, form, kw, data, work / name, a.epochs, a.seed, a.check,
-                        None if a.no_build else a.target_cycles)
+                        None if a.no_build else a.target_cycles, a.rtl)
                 rows.append(r)
                 print(f"  test acc {r['test_acc']:.4f}; binary weights {r['binary_weights']:,}, trainable "
                       f"{r['trainable']:,}; {r['train_seconds']} s" +
