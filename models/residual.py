@@ -95,8 +95,9 @@ def make_spec(input_shape=(1, 28, 28), stem: int = 16, stages=((16, 1), (32, 1),
         shape = tuple(int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise BnnforgeError(f"residual net: input_shape must be (C, H, W), got {input_shape!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise BnnforgeError(f"residual net: input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+    if len(shape) != 3 or min(shape) < 1 or shape[1] != shape[2]:
+        raise BnnforgeError(f"residual net: input_shape must be (C, H, W) with positive sizes and H == W, "
+                            f"got {input_shape!r}")
     if not isinstance(stages, (list, tuple)) or not stages:
         raise BnnforgeError(f"residual net: stages must be a non-empty list of [width, blocks], got {stages!r}")
     norm_stages = []

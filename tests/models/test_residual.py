@@ -137,12 +137,13 @@ def test_idiom_check_refuses_a_float_shortcut_and_mismatched_scales(tmp_path):
     (dict(stages=[[8, 0]]), r"stages\[0\] blocks must be an integer"),
     (dict(stages=[[4, 1]] * 6), "stage 5 would halve a 1x1 map"),
     (dict(head="max"), "unknown head"),
+    (dict(input_shape=(1, 12, 10)), "H == W"),
     (dict(widths=[4]), "unknown parameter"),
     (dict(scale_init=0), "scale_init must be positive"),
 ])
 def test_bad_parameters_are_one_line_errors(kw, match):
     with pytest.raises(BnnforgeError, match=match):
-        build_residual_model(input_shape=(1, 12, 12), **dict(TINY, **kw))
+        build_residual_model(**{**TINY, "input_shape": (1, 12, 12), **kw})
 
 
 def test_v_shaped_fprelu_before_a_kbit_activation_refuses_export_and_writes_nothing(tmp_path):
