@@ -23,7 +23,8 @@ with the golden model; measured cycles per frame).
     .venv/bin/python benchmarks/residual_vs_chain.py [--epochs 4] [--seed 0] [--pairs sibnn,ftbnn]
         [--check 200] [--export-dir DIR] [--no-build] [--target-cycles 20736] [--rtl 200] [--digits]
 
-Writes benchmarks/results/residual_vs_chain.md and .json. With --export-dir the training
+Writes benchmarks/results/residual_vs_chain.md and .json (residual_vs_chain_<pairs>.* for a
+subset of the pairs). With --export-dir the training
 runs (checkpoint, metrics) and the residual nets' QONNX files stay in DIR/<net>/.
 """
 import argparse
@@ -228,8 +229,9 @@ def main():
     md = table(rows, source, a.epochs, a.seed, a.check, a.target_cycles)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "residual_vs_chain.md").write_text(md)
-    (out / "residual_vs_chain.json").write_text(json.dumps(
+    stem = "residual_vs_chain" + ("" if pairs == list(PAIRS) else "_" + "_".join(pairs))
+    (out / f"{stem}.md").write_text(md)
+    (out / f"{stem}.json").write_text(json.dumps(
         {"data": source, "epochs": a.epochs, "seed": a.seed, "rows": rows}, indent=1, default=str))
     print(md)
 

@@ -147,6 +147,14 @@ class ResidualFPReLU(FPReLU):
         super().__init__(channels, a_init, b_init, next_kind=next_kind)
 
     @torch.no_grad()
+    def clip_latent_(self) -> None:
+        """Before a {0,1} or unsigned k-bit quantizer, a > 0 > b would make the activation
+        V-shaped, which no threshold expresses (export refuses it): after every optimizer
+        step b is projected back to 0 on the channels where a > 0."""
+        if self.next_kind in ("unipolar", "unsigned"):
+            self.b.copy_(torch.where(self.a > 0, self.b.clamp(min=0.0), self.b))
+
+    @torch.no_grad()
     def sign_equivalent(self) -> torch.Tensor:
         if self.next_kind != "unsigned":
             return super().sign_equivalent()
@@ -282,6 +290,8 @@ class ResidualNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (QuantLinear, QuantConv2d)):
                 m.weight.clamp_(-self.latent_clip, self.latent_clip)
+            elif m is not self and hasattr(m, "clip_latent_"):
+                m.clip_latent_()
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         pass

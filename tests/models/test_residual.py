@@ -168,6 +168,20 @@ def test_fprelu_export_slope_is_exact_before_an_unsigned_quantizer():
     assert torch.equal(relu_q(f(x)), relu_q(x * s.view(1, -1, 1)))
 
 
+def test_training_keeps_fprelu_monotonic_before_unipolar_and_kbit_quantizers():
+    for kw in (dict(act_bits=1, binary_act="unipolar"), dict(act_bits=3)):
+        m = build_residual_model(input_shape=(1, 12, 12), block="ftbnn", **dict(TINY, **kw))
+        fs = [f for f in m.modules() if isinstance(f, ResidualFPReLU)]
+        with torch.no_grad():
+            for f in fs:
+                f.a.copy_(torch.tensor([0.5, -0.5, 0.5, -0.5] * (len(f.a) // 4)))
+                f.b.copy_(torch.tensor([-0.3, -0.3, 0.3, 0.3] * (len(f.b) // 4)))
+        m.clip_latent_weights()
+        for f in fs:
+            assert f.b.tolist() == pytest.approx([0.0, -0.3, 0.3, 0.3] * (len(f.b) // 4))
+            f.sign_equivalent()      # exportable
+
+
 def test_parameter_counts_and_meta():
     m = build_residual_model(input_shape=(1, 28, 28), stem=16, stages=[[16, 1], [32, 1], [32, 1]])
     counts = parameter_counts(m)
