@@ -120,25 +120,6 @@ def make_model(nodes, inputs, outputs, initializers, name: str) -> onnx.ModelPro
     return model
 
 
-def stream_out_format(node: onnx.NodeProto) -> tuple[int, int]:
-    """(lanes, bits per lane) of the stream a hardware node writes."""
-    a = get_attrs(node)
-    op = node.op_type
-    if op in ("MVTU", "MVTUSparse"):
-        mode = attr_str(a.get("out_mode", "accumulator"))
-        bits = {"threshold": 1, "multithreshold": int(a.get("out_bits", 1))}.get(mode, int(a["acc_bits"]))
-        return int(a["PE"]), bits
-    if op in ("SlidingWindow", "StreamingMaxPool"):
-        return int(a["SIMD"]), int(a["EB"])
-    if op == "StreamAdd":
-        return int(a["PE"]), int(a["EB"]) + 1
-    if op == "Thresholding":
-        return int(a["PE"]), int(a["OUT_BITS"])
-    if op == "StreamFork":
-        return int(a["PE"]), int(a["EB"])
-    raise BnnforgeError(f"node {node.name!r}: op {op} writes no stream")
-
-
 def producers(model: onnx.ModelProto) -> dict:
     return {o: n for n in model.graph.node for o in n.output}
 

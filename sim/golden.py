@@ -1,6 +1,10 @@
 """Golden model: executes the streamlined and the hardware-layer graphs bit-exactly
 with numpy, on packed bits for the binary layers (popcount of XNOR / AND).
 
+Each operator kind computes in its own module of sim/golden_ops/ (found by scanning
+that package), from the node and its initializers alone; this file holds the shared
+arithmetic (dot products, decoding, windows, thresholds) and the graph walk.
+
 Accumulator semantics (docs/hw_interfaces.md): acc = exact signed dot product of
 {-1,+1} weights with the decoded inputs; threshold outputs are acc >= T, multi-threshold
 outputs (k-bit activations) #{t : acc >= T[o, t]}.
@@ -12,6 +16,7 @@ import onnx
 
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, get_meta, initializer
+from bnnforge.sim.golden_ops import GoldenContext, golden_op
 
 # Test-only fault injection: proves that the differential fuzzer finds, shrinks and
 # replays a golden-model bug (tests/flows/test_fuzz.py). Never set outside those tests.
@@ -116,67 +121,22 @@ def execute(model: onnx.ModelProto, x: np.ndarray, return_all: bool = False):
     """
     x = np.asarray(x, dtype=np.int64)
     n = x.shape[0]
-    strict_threshold = injected_fault() == "mvtu_threshold_strict"
+    ctx = GoldenContext(model, n, injected_fault())
     env = {model.graph.input[0].name: x}
+    consts = {t.name for t in model.graph.initializer}
     for node in model.graph.node:
         if node.domain != DOMAIN:
             raise BnnforgeError(f"node {node.name!r}: op {node.op_type} is not a bnnforge hardware/streamlined op")
-        a = get_attrs(node)
-        xin = env[node.input[0]]
-        if node.op_type == "BinaryMatMul":
-            w = initializer(model, node.input[1]).astype(np.int64)
-            kind = attr_str(a["input_kind"])
-            rows, lead = _rows(xin, n, w.shape[1])
-            env[node.output[0]] = _unflatten(
-                binary_dot(_decode_input(rows, kind, int(a.get("input_offset", 0))), w, kind), lead)
-        elif node.op_type == "Threshold":
-            t = initializer(model, node.input[1]).astype(np.int64)
-            env[node.output[0]] = _out_flip(model, node, 2, (xin >= t).astype(np.int64), 1)
-        elif node.op_type == "MultiThreshold":
-            t = initializer(model, node.input[1]).astype(np.int64)   # [MH, 2^k-1]
-            env[node.output[0]] = _out_flip(model, node, 2, _multithreshold(xin, t), t.shape[1])
-        elif node.op_type in ("SparseMatMul", "MVTUSparse"):
-            env[node.output[0]] = _sparse_layer(model, node, a, xin, n)
-        elif node.op_type == "MVTU":
-            wbits = initializer(model, node.input[1]).astype(np.int64)
-            kind = attr_str(a["input_kind"])
-            rows, lead = _rows(xin, n, a["MW"])
-            acc = binary_dot(_decode_input(rows, kind, int(a.get("input_offset", 0))), 2 * wbits - 1, kind)
-            if attr_str(a["out_mode"]) == "threshold":
-                t = initializer(model, node.input[2]).astype(np.int64)
-                acc = ((acc > t[None, :]) if strict_threshold else (acc >= t[None, :])).astype(np.int64)
-            elif attr_str(a["out_mode"]) == "multithreshold":
-                acc = _multithreshold(acc, initializer(model, node.input[2]).astype(np.int64))
-            env[node.output[0]] = _unflatten(acc, lead)
-        elif node.op_type == "Im2Col":
-            xs = _spatial(xin, n, a["ifm_dim"], a["channels"])
-            env[node.output[0]] = im2col_nhwc(xs, a["kernel"], a["stride"], a["pad"])
-        elif node.op_type == "SlidingWindow":
-            xs = _spatial(xin, n, a["IFM_DIM"], a["C"])
-            env[node.output[0]] = im2col_nhwc(xs, a["K"], a["S"], a["PAD"])
-        elif node.op_type == "MaxPoolNHWC":
-            xs = _spatial(xin, n, a["ifm_dim"], a["channels"])
-            env[node.output[0]] = maxpool_nhwc(xs, a["kernel"])  # on bits: OR, for both 1-bit kinds
-        elif node.op_type == "StreamingMaxPool":
-            xs = _spatial(xin, n, a["IFM_DIM"], a["C"])
-            env[node.output[0]] = maxpool_nhwc(xs, a["P"])
-        elif node.op_type == "StreamAdd":
-            # the residual join adds the two streams' raw integers (levels or bits)
-            other = env[node.input[1]]
-            env[node.output[0]] = (xin.reshape(n, -1) + other.reshape(n, -1)).reshape(xin.shape)
-        elif node.op_type == "StreamFork":
-            for o in node.output:
-                env[o] = xin
-        elif node.op_type == "Thresholding":
-            t = initializer(model, node.input[1]).astype(np.int64)
-            c = int(a["C"])
-            flat = xin.reshape(-1, c)
-            y = _multithreshold(flat, t.reshape(c, -1))
-            env[node.output[0]] = _out_flip(model, node, 2, y, t.reshape(c, -1).shape[1]).reshape(xin.shape)
-        elif node.op_type == "LabelSelect":
-            env[node.output[0]] = np.argmax(xin.reshape(n, -1), axis=1).astype(np.int64)  # first max wins
-        else:
-            raise BnnforgeError(f"node {node.name!r}: unknown op {node.op_type}")
+        compute = golden_op(node.op_type, node.name)
+        inputs = []
+        for i in node.input:
+            if i and i not in consts:
+                if i not in env:
+                    raise BnnforgeError(f"node {node.name!r}: input {i!r} is computed by no earlier node")
+                inputs.append(env[i])
+        outs = compute(ctx, node, get_attrs(node), inputs)
+        for name, value in zip(node.output, outs if isinstance(outs, list) else [outs]):
+            env[name] = value
     out = env[model.graph.output[0].name]
     return (out, env) if return_all else out
 

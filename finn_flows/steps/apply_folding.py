@@ -12,25 +12,26 @@ from __future__ import annotations
 import onnx
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.hw.hwgraph import get_attrs, producers, readers, set_attr, stream_out_format
+from bnnforge.hw.hwgraph import get_attrs, producers, readers, set_attr
 
-FOLDABLE = {"MVTU": ("PE", "SIMD"), "MVTUSparse": ("PE", "SIMD")}
+from ..operators import for_hw, hw_operators
 
 
 def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
+    foldable_ops = {op: o.folding_keys for op, o in hw_operators().items() if o.folding_keys}
     folding = dict(cfg.folding or {})
     src = cfg.folding_source or "folding"
     defaults = folding.pop("Defaults", {})
     names = {n.name: n for n in model.graph.node}
     for key in folding:
         if key not in names:
-            foldable = [n for n, node in names.items() if node.op_type in FOLDABLE]
+            foldable = [n for n, node in names.items() if node.op_type in foldable_ops]
             raise BnnforgeError(f"{src}: folding names unknown layer {key!r}; layers: {', '.join(foldable)}")
-        if names[key].op_type not in FOLDABLE:
+        if names[key].op_type not in foldable_ops:
             raise BnnforgeError(f"{src}: {key} has no folding of its own: sliding windows follow the SIMD of "
                                 "the MVTU they feed, pools the PE of the MVTU that feeds them")
     for node in model.graph.node:
-        keys = FOLDABLE.get(node.op_type)
+        keys = foldable_ops.get(node.op_type)
         if not keys:
             continue
         entry = folding.get(node.name, {})
@@ -55,40 +56,18 @@ def step_apply_folding(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
             raise BnnforgeError(f"{src}: {node.name}.PE = {a['PE']} does not divide MH = {a['MH']}")
         if a["MW"] % a["SIMD"]:
             raise BnnforgeError(f"{src}: {node.name}.SIMD = {a['SIMD']} does not divide MW = {a['MW']}")
-        if node.op_type == "MVTUSparse":
-            # the block schedule of this folding (a pm1_blocks group that straddles a
-            # PE x SIMD block is refused here, naming the node)
-            from bnnforge.hw.memfiles_sparse import sparse_layer
-            sl = sparse_layer(model, node, src=src)
-            set_attr(node, "NNZ", sl.nnz)
-            set_attr(node, "STEPS", sl.steps)
+        for_hw(node.op_type).after_folding(model, node, src)
     derive_stream_folding(model, src)
     return model
 
 
 def derive_stream_folding(model: onnx.ModelProto, src: str = "folding") -> None:
-    """Stream nodes take their lanes from their neighbours, following the edges: sliding
-    windows the SIMD of the MVTU they feed (one window beat = one MVTU input beat, no
-    width converter); pools, forks and residual adds the lanes of the stream they read
-    (an add: of its first input, the branch; the shortcut gets a width converter if it
-    differs); a requantizer after an add the lanes of that add."""
+    """Stream nodes take their lanes from their neighbours, following the edges (each
+    operator module's derive_folding: windows the SIMD of the MVTU they feed, pools,
+    forks, adds and requantizers the lanes of the stream they read). Nodes are visited in
+    dataflow order, so a producer's lanes are set before its readers'."""
     prod, read = producers(model), readers(model)
-    for node in model.graph.node:   # topological: a producer's lanes are set before its readers'
-        op = node.op_type
-        if op == "SlidingWindow":
-            mv = read[node.output[0]][0]
-            simd = get_attrs(mv)["SIMD"]
-            c = get_attrs(node)["C"]
-            if c % simd:
-                raise BnnforgeError(
-                    f"{src}: {mv.name}.SIMD = {simd} must divide the {c} input channels of its convolution "
-                    f"(the sliding window streams whole channel groups); try a divisor of {c}")
-            set_attr(node, "SIMD", simd)
-        elif op == "StreamingMaxPool":
-            set_attr(node, "SIMD", stream_out_format(prod[node.input[0]])[0])
-        elif op == "StreamFork":
-            lanes, eb = stream_out_format(prod[node.input[0]])
-            set_attr(node, "PE", lanes)
-            set_attr(node, "EB", eb)
-        elif op in ("StreamAdd", "Thresholding"):
-            set_attr(node, "PE", stream_out_format(prod[node.input[0]])[0])
+    for node in model.graph.node:
+        op = for_hw(node.op_type)
+        if op is not None:
+            op.derive_folding(node, prod, read, src)

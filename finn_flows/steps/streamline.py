@@ -28,7 +28,7 @@ k > 8 and non-monotonic levels are refused with the node's name.
 Residual joins: the graph is walked in dataflow order, and an Add of two activation
 streams quantized alike (one shared quantizer: same kind, bits and scale) becomes
 StreamAdd, an exact integer add of the two wires; the float ops and the quantizer after
-it become thresholds on that integer sum (see _emit_add), and a stream read by several
+it become thresholds on that integer sum (finn_flows/operators/residual_add.py), and a stream read by several
 nodes is forked in hardware (convert_to_hw). A float shortcut or differently quantized
 inputs are refused naming the Add.
 
@@ -61,6 +61,8 @@ from onnx import helper, numpy_helper, TensorProto
 from bnnforge.errors import BnnforgeError, model_error
 from .tidy_up import QONNX_CANNOT_EVALUATE
 from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, make_model, set_meta
+
+from ..operators import for_qonnx_join
 
 ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
 # k-bit activations between layers: up to 4 bits the mvtu compares 2^k-1 thresholds at once
@@ -324,30 +326,6 @@ class _Wire:
         return f"{sign} {self.bits}-bit {self.kind} scale {self.scale:g}".strip()
 
 
-class _Add:
-    """A residual join: an Add of two streams quantized alike (one shared quantizer), so
-    the sum of their integers is exact; the float ops and the quantizer after it become
-    thresholds on that integer sum, as after a matrix product."""
-
-    def __init__(self, node, inputs, wire):
-        self.node = self.matmul = node   # .matmul: the node error messages name
-        self.inputs = inputs
-        self.wire = wire
-        self.conv = wire.chw             # constants broadcast as NCHW on a feature map
-        self.ops, self.act, self.act_bits, self.act_offset = [], None, 1, 0
-        self.in_scale = wire.scale
-        self.pool = None
-
-    @property
-    def channels(self) -> int:
-        return self.wire.chw[0] if self.wire.chw is not None else self.flat
-
-    def value_range(self) -> tuple[int, int]:
-        lo, hi = input_range(self.wire.kind, self.wire.bits, self.wire.signed)
-        lo, hi = lo - self.wire.offset, hi - self.wire.offset
-        return 2 * lo, 2 * hi
-
-
 class _Pool:
     def __init__(self, node, params, in_tensor, wire):
         self.node, self.params, self.in_tensor, self.wire = node, params, in_tensor, wire
@@ -385,8 +363,9 @@ def _parse_graph(model):
                     "an activation quantizer's output may branch (quantize before the fork, e.g. with the "
                     "shared quantizer of a residual block)")
         out = node.output[0]
-        if len(dyn) == 2 and op == "Add":
-            state[out] = _residual_add(node, dyn, state, shapes)
+        join = for_qonnx_join(node) if len(dyn) == 2 else None
+        if join is not None:   # a node joining two streams (operator modules: a residual Add)
+            state[out] = join.recognise(node, dyn, state, shapes)
             items.append(state[out])
             continue
         if len(dyn) != 1:
@@ -401,9 +380,9 @@ def _parse_graph(model):
     last = state.get(out)
     if isinstance(last, _Wire):
         raise BnnforgeError(f"tensor {out!r}: the network ends in an activation; expected raw logits")
-    if isinstance(last, _Add):
-        raise BnnforgeError(f"node {last.node.name!r}: the network ends in a residual Add; expected a "
-                            "fully-connected classifier")
+    if getattr(last, "is_join", False):
+        raise BnnforgeError(f"node {last.node.name!r}: the network ends in a residual {last.node.op_type}; "
+                            "expected a fully-connected classifier")
     layers = [it for it in items if isinstance(it, _Layer)]
     if not layers or last is None:
         raise BnnforgeError("graph has no MatMul layer")
@@ -424,34 +403,6 @@ def _parse_graph(model):
     shape = shapes.get(in_spec["tensor"])
     in_spec["nchw"] = list(shape[1:]) if shape is not None and len(shape) == 4 else None
     return items, host, in_spec, out
-
-
-def _residual_add(node, dyn, state, shapes):
-    a, b = (state[i] for i in dyn)
-    name = node.name
-    for x in (a, b):
-        if not isinstance(x, _Wire):
-            raise BnnforgeError(
-                f"node {name!r} (Add): one input is the float output of {x.matmul.name!r}, not a quantized "
-                "stream; quantize both inputs of a residual Add with one shared activation quantizer (the "
-                "Brevitas idiom: the same QuantIdentity/QuantReLU instance on the branch and the shortcut)")
-    if not a.same_levels(b):
-        raise BnnforgeError(
-            f"node {name!r} (Add): its inputs are quantized differently ({a.describe()} vs {b.describe()}); "
-            "the add is an integer add only when one shared quantizer (same scale, bits and sign) quantizes "
-            "both; use the same activation quantizer instance on the branch and the shortcut")
-    if a.chw != b.chw or (a.chw is None and shapes.get(dyn[0]) != shapes.get(dyn[1])):
-        raise BnnforgeError(f"node {name!r} (Add): inputs of different shapes ({a.chw or shapes.get(dyn[0])} vs "
-                            f"{b.chw or shapes.get(dyn[1])})")
-    if a.offset:
-        raise BnnforgeError(f"node {name!r} (Add): inputs are signed {a.bits}-bit activations, which the stream "
-                            "carries as levels with an offset; use unsigned (or 1-bit) activations on a residual "
-                            "join")
-    add = _Add(node, [a.source, b.source], a)
-    shape = shapes.get(node.output[0])
-    add.flat = int(np.prod(shape[1:])) if shape is not None else 0
-    add.out_tensor = node.output[0]
-    return add
 
 
 def _on_wire(node, x, tensor, model, consts, shapes, items):
@@ -534,8 +485,9 @@ def _on_accumulator(node, layer, model, consts):
             layer.act_offset = (1 << (b - 1)) - int(get_attrs(node).get("narrow", 0))
         layer.out_tensor = node.output[0]
         chw = getattr(layer, "out_chw", None) if isinstance(layer, _Layer) else layer.wire.chw
-        spatial = chw if (isinstance(layer, _Add) or layer.conv is not None) else None
-        if isinstance(layer, _Add) and chw is None:
+        join = getattr(layer, "is_join", False)
+        spatial = chw if (join or layer.conv is not None) else None
+        if join and chw is None:
             spatial = layer.wire.spatial
         # a k-bit wire carries unsigned levels (a signed activation's value + offset)
         wire_signed = k == "bipolar" if b == 1 else False
@@ -698,8 +650,9 @@ def _emit(model, items, host_prefix, in_spec, tail, label_select: bool):
         if isinstance(item, _Layer):
             names[item.out_tensor] = _emit_layer(model, item, i, names[item.in_tensor], nodes, inits)
             i += 1
-        elif isinstance(item, _Add):
-            names[item.out_tensor] = _emit_add(model, item, j, [names[t] for t in item.inputs], nodes, inits)
+        elif getattr(item, "is_join", False):
+            names[item.out_tensor] = item.operator.emit_streamlined(model, item, j, [names[t] for t in item.inputs],
+                                                                    nodes, inits)
             j += 1
         else:
             src = names[item.in_tensor]
@@ -805,39 +758,6 @@ def _emit_activation(item, acc, out, stem, suffix, acc_min, acc_max, nodes, init
     if out_flip is not None and out_flip.any():  # inverted channels: y = NT - level
         nodes[-1].input.append(f"{stem}_out_flip")
         inits.append(numpy_helper.from_array(out_flip.astype(np.uint8), f"{stem}_out_flip"))
-
-
-def _emit_add(model, add, j, in_names, nodes, inits) -> str:
-    """StreamAdd of two streams quantized alike, then the requantizing thresholds.
-
-    The wires carry integers S_a, S_b (levels, or bits) whose values are v = S - o
-    (unsigned k-bit, offset o = 0; {0,1}) or v = 2S - 1 (bipolar). StreamAdd outputs the
-    integer S = S_a + S_b, so the sum's value is v = S - 2o, or 2S - 2. The float ops and
-    quantizer after the Add are evaluated on every value in range (as after a matrix
-    product) and their thresholds moved onto S: v >= T  <=>  S >= ceil((T + base) / step).
-    A channel whose output falls with the sum (a negative BatchNorm scale) keeps its
-    input and inverts its output (out_flip: y = NT - level)."""
-    from ..sparse import invert_thresholds
-
-    wire = add.wire
-    lo, hi = add.value_range()
-    d_max = max(abs(lo), abs(hi))
-    t, flip = (_multithresholds if add.act_bits > 1 else _thresholds)(add, d_max, model)
-    t = invert_thresholds(t, flip)           # thresholds on the value, flipped channels inverted
-    step, base = (2, 2) if wire.kind == "bipolar" else (1, 2 * wire.offset)
-    s_max = 2 * (1 if wire.kind in ("bipolar", "unipolar") else (1 << wire.bits) - 1)
-    t_s = -((-(t + base)) // step)            # ceil((T + base) / step)
-    t_s = np.clip(t_s, 0, s_max + 1)          # outside [0, S_max] every value is on one side
-    sum_name, out = f"add{j}_sum", f"add{j}_out"
-    c = add.channels
-    pixels = add.wire.chw[1] * add.wire.chw[2] if add.wire.chw is not None else 1
-    nodes.append(helper.make_node("StreamAdd", list(in_names), [sum_name], name=f"StreamAdd_{j}", domain=DOMAIN,
-                                  input_kind=wire.kind, input_bits=int(wire.bits), channels=int(c),
-                                  pixels=int(pixels), source_node=add.node.name))
-    inits.append(numpy_helper.from_array(t_s.astype(np.int64), f"add{j}_thresholds"))
-    _emit_activation(add, sum_name, out, f"add{j}", f"_add{j}", 0, s_max, nodes, inits,
-                     flip if flip.any() else None)
-    return out
 
 
 def _argmax_scale_is_negative(layer, model) -> bool:

@@ -25,7 +25,7 @@ import onnx
 
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import get_attrs, producers, readers
-from .estimates import _mvtu_estimate, _mvtu_sparse_estimate, _pool_estimate, _window_estimate
+from ..operators import for_hw
 
 PARTS = {"xc7z020clg400-1": {"lut": 53200, "bram18": 280}, "xc7z020": {"lut": 53200, "bram18": 280}}
 
@@ -54,14 +54,14 @@ def _unit_estimate(model, node, a, pe, simd) -> dict | None:
     steps) is rebuilt for this folding; None for a folding the sparse layout refuses
     (a group of a grouped layer straddling a PE x SIMD block)."""
     if node.op_type == "MVTU":
-        return _mvtu_estimate(node.name, dict(a, PE=pe, SIMD=simd))
+        return for_hw(node.op_type).estimate(node.name, dict(a, PE=pe, SIMD=simd))
     from bnnforge.hw.memfiles_sparse import sparse_layer
 
     try:
         sl = sparse_layer(model, node, pe, simd)
     except BnnforgeError:
         return None
-    return _mvtu_sparse_estimate(node.name, dict(a, PE=pe, SIMD=simd, NNZ=sl.nnz, STEPS=sl.steps))
+    return for_hw(node.op_type).estimate(node.name, dict(a, PE=pe, SIMD=simd, NNZ=sl.nnz, STEPS=sl.steps))
 
 
 def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg400-1") -> tuple[dict, list]:
@@ -91,9 +91,9 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
                     continue
                 parts = [mv]
                 if wa is not None:
-                    parts.append(_window_estimate(win.name, dict(wa, SIMD=simd)))
+                    parts.append(for_hw(win.op_type).estimate(win.name, dict(wa, SIMD=simd)))
                 if pa is not None:
-                    parts.append(_pool_estimate(pool.name, dict(pa, SIMD=pe)))
+                    parts.append(for_hw(pool.op_type).estimate(pool.name, dict(pa, SIMD=pe)))
                 cycles = max(p["cycles"] for p in parts)
                 luts = sum(p["est_luts"] for p in parts)
                 bram = sum(p["est_bram18"] for p in parts)

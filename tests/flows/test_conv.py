@@ -228,7 +228,7 @@ def test_auto_folding_meets_targets_respects_divisibility_and_grows_with_the_tar
 def test_auto_folding_is_cheapest_per_layer_among_all_legal_foldings(tmp_path):
     """Brute force over every (PE, SIMD) of one MVTU: no feasible folding has a lower cost."""
     from bnnforge.hw.hwgraph import get_attrs
-    from bnnforge.finn_flows.steps.estimates import _mvtu_estimate
+    from bnnforge.finn_flows.operators.mvtu import mvtu_estimate as _mvtu_estimate
 
     hw = _hw_unfolded(tmp_path, "tfc")
     target = 200
