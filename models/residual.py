@@ -331,8 +331,15 @@ def build_residual_model(input_shape=(1, 28, 28), num_classes: int = 10, method:
 
 
 def parameter_counts(model: nn.Module) -> dict:
-    """Binary weights (entries of the binary-weight layers) and all trainable parameters."""
-    binary = sum(m.weight.numel() for m in model.modules() if isinstance(m, (QuantConv2d, QuantLinear)))
+    """Binary weights (entries of the binary-weight layers; of a block-diagonal layer only
+    its blocks) and all trainable parameters."""
+    binary = 0
+    for m in model.modules():
+        if isinstance(m, (QuantConv2d, QuantLinear)):
+            binary += m.weight.numel()
+        elif isinstance(getattr(m, "latent_weight", None), torch.Tensor):
+            mask = getattr(m, "mask", None)
+            binary += int(mask.count_nonzero()) if isinstance(mask, torch.Tensor) else m.latent_weight.numel()
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"binary_weights": int(binary), "trainable": int(total)}
 

@@ -189,6 +189,10 @@ def test_parameter_counts_and_meta():
     assert counts["binary_weights"] == 144 + 4608 + 4608 + 9216 + 512 + 18432 + 1024 + 15680
     assert m.meta()["stages"] == [[16, 1], [32, 1], [32, 1]] and m.output_map == (32, 7, 7)
     json.dumps(m.meta())
+    from bnnforge.models.methods import build_method_model
+    chain = build_method_model("ftbnn", hidden=(64,), input_shape=(1, 28, 28), conv=(16, 32, 32), pool_after=(1, 2))
+    # conv 0 ungrouped, convs 1-2 in 2 groups, FC 800 -> 64 block-diagonal (2 blocks), last 64 -> 10
+    assert parameter_counts(chain)["binary_weights"] == 144 + 2304 + 4608 + 25600 + 640
 
 
 def test_train_method_on_digits_learns_and_exports(tmp_path):
