@@ -86,8 +86,11 @@ def export_qonnx(model: torch.nn.Module, path: str | os.PathLike, input_shape, d
     finally:
         for m in exporting:
             m.finish_export()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        # the dynamo exporter writes initializers beside the file first; _tidy_names
+        # loads them and saves one self-contained file, so the side file is spare
+        for leftover in (tmp, tmp + ".data"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
         if not ok and created is not None:
             shutil.rmtree(created, ignore_errors=True)
         model.train(was_training)

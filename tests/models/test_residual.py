@@ -91,6 +91,7 @@ def test_shared_quantizer_in_torch_and_torchscript_export(tmp_path, params):
 def test_dynamo_export_keeps_the_idiom_and_matches_torch(tmp_path, params):
     m = random_residual(seed=5, **params)
     path = export_qonnx(m, tmp_path / "m.onnx", (1, 1, 12, 12), dynamo=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]    # one self-contained file
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Relu" not in ops and ops & {"Quant", "BipolarQuant"}, ops   # quantizers, not decomposed math
     assert len(residual_adds(cleanup_model(ModelWrapper(str(path))).model)) == 3
