@@ -99,8 +99,8 @@ def train(*, out: str | Path, method: str | None = None, topology: str = "digits
           progress: bool = False) -> dict:
     """Train a BNN (what ``bnnforge train`` does) and return its metrics.
 
-    With ``method`` (``sibnn``, ``binary_domain``, ``sdbnn``, ``margin``, ``ftbnn``, or
-    the ``bipolar``/``unipolar`` baselines) the network and the paper defaults come from
+    With ``method`` (``sibnn``, ``binary_domain``, ``sdbnn``, ``margin``, ``ftbnn``, the
+    ``bipolar``/``unipolar`` baselines, or the residual ``sibnn_resnet``/``ftbnn_resnet``) the network and the paper defaults come from
     ``configs/methods/<method>.yaml`` (or ``config``), overridable by ``params``; with
     ``export`` the trained model is written to ``out/model.onnx`` and checked with qonnx.
     Without ``method``, one of the reference topologies (``tfc``, ``sfc``, ``lfc``,
@@ -110,11 +110,11 @@ def train(*, out: str | Path, method: str | None = None, topology: str = "digits
 
     data = load_dataset(dataset, str(data_dir) if data_dir is not None else None)
     if method is not None:
-        from bnnforge.models.methods.registry import METHODS, load_method_config
+        from bnnforge.models.methods.registry import ALL_METHODS, load_method_config
         from bnnforge.models.methods.train import train_method
 
-        if method not in METHODS:
-            raise BnnforgeError(f"--method {method!r}: unknown method; methods: {', '.join(METHODS)}")
+        if method not in ALL_METHODS:
+            raise BnnforgeError(f"--method {method!r}: unknown method; methods: {', '.join(ALL_METHODS)}")
         cfg = load_method_config(str(config) if config else method)
         n_epochs = epochs or int(cfg.get("train", {}).get("epochs", 20))
         res = train_method(method, data, str(out), n_epochs, seed, config=cfg, params=dict(params or {}),

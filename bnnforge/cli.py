@@ -315,7 +315,7 @@ def build_parser():
     p = sub.add_parser("train", help="train a BNN (a reference topology, or a binarization method)")
     _add_model_args(p); _add_data_args(p)
     p.add_argument("--method", default=None, metavar="NAME",
-                   help="sibnn, binary_domain, sdbnn, margin, ftbnn (or the bipolar/unipolar baselines): train with a binarization method and its paper defaults (configs/methods/<method>.yaml)")
+                   help="sibnn, binary_domain, sdbnn, margin, ftbnn (or the bipolar/unipolar baselines; the residual nets sibnn_resnet, ftbnn_resnet): train with a binarization method and its paper defaults (configs/methods/<method>.yaml)")
     p.add_argument("--config", default=None, help="with --method: another method config (YAML/JSON)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="with --method: override a method parameter (YAML value), repeatable")

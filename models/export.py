@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from brevitas.export.onnx.qonnx.function import BrevitasQuantOp
 from brevitas.export.onnx.qonnx.handler import BrevitasActQuantProxyHandler
-from brevitas.export.onnx.qonnx.manager import QONNXManager
+from brevitas.export.onnx.qonnx.manager import QONNXDynamoManager, QONNXManager
 
 from .errors import BnnforgeError
 
@@ -36,11 +36,18 @@ class BnnQONNXManager(QONNXManager):
         h for h in QONNXManager.handlers if h is not BrevitasActQuantProxyHandler]
 
 
-def export_qonnx(model: torch.nn.Module, path: str | os.PathLike, input_shape) -> Path:
+class BnnQONNXDynamoManager(QONNXDynamoManager):
+    """The same handlers on Brevitas' torch.export (dynamo) path."""
+    handlers = BnnQONNXManager.handlers
+
+
+def export_qonnx(model: torch.nn.Module, path: str | os.PathLike, input_shape, dynamo: bool = False) -> Path:
     """Export `model` (in eval mode) to a QONNX file at `path`, atomically.
 
-    Uses the TorchScript exporter (dynamo=False): with the dynamo exporter Brevitas
-    0.13.4 bakes the batch size into Reshape and emits bias-less Gemm.
+    Uses the TorchScript exporter (dynamo=False) by default: with the dynamo exporter
+    Brevitas 0.13.4 bakes the batch size into Reshape and emits bias-less Gemm.
+    dynamo=True uses the torch.export (dynamo) exporter, Brevitas' own default on
+    PyTorch >= 2.9, with the same quantizer handlers.
     """
     path = Path(path)
     out_dir = path.parent if str(path.parent) else Path(".")
@@ -61,15 +68,29 @@ def export_qonnx(model: torch.nn.Module, path: str | os.PathLike, input_shape) -
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out_dir)
     os.close(fd)
     ok = False
+    # Modules with an export form of their own (FPReLU) compute it now, from real values:
+    # the dynamo exporter traces with fake parameters.
+    exporting = [m for m in model.modules() if callable(getattr(m, "prepare_export", None))]
     try:
+        for m in exporting:
+            m.prepare_export()
         with torch.no_grad():
-            BnnQONNXManager.export(model, input_shape=tuple(input_shape), export_path=tmp, dynamo=False)
+            if dynamo:
+                BnnQONNXDynamoManager.export(model, input_shape=tuple(input_shape), export_path=tmp,
+                                             dynamo=True, optimize=True)
+            else:
+                BnnQONNXManager.export(model, input_shape=tuple(input_shape), export_path=tmp, dynamo=False)
         _tidy_names(tmp)
         os.replace(tmp, path)
         ok = True
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for m in exporting:
+            m.finish_export()
+        # the dynamo exporter writes initializers beside the file first; _tidy_names
+        # loads them and saves one self-contained file, so the side file is spare
+        for leftover in (tmp, tmp + ".data"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
         if not ok and created is not None:
             shutil.rmtree(created, ignore_errors=True)
         model.train(was_training)

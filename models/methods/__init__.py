@@ -6,14 +6,16 @@
   sdbnn          SD-BNN: WSD weights, static ASD shift, IR-Net EDE (sdbnn_se: dynamic SE ASD)
   margin         margin-aware: Binary-L2 regularizer, sign weights, k-bit activations
   ftbnn          FTBNN: FPReLU before the sign, grouped (block-diagonal) binary layers
-plus the baselines bipolar / unipolar with the same widths.
+plus the baselines bipolar / unipolar with the same widths, and residual nets with the
+Si-BNN or FTBNN block (sibnn_resnet, ftbnn_resnet: models.residual).
 
   build_method_model(name, hidden=(256, 256), conv=(), pool_after=(), conv_pad=0, **params) -> MethodNet
       (conv: 3x3 conv channels before the FC layers; every method has a conv block)
   train_method(name, data, out_dir, epochs, seed, ...)   -> metrics dict
   export_method_qonnx(model, path), recover_binary_domain(onnx_path_or_proto)
 """
-from .registry import METHODS, build_method_model, load_method_config, method_defaults  # noqa: F401
+from .registry import (ALL_METHODS, METHODS, RESIDUAL_METHODS, build_method_model,  # noqa: F401
+                       build_residual_method_model, load_method_config, method_defaults)
 
 
 def train_method(*args, **kwargs):

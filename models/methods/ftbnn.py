@@ -53,16 +53,26 @@ class FPReLU(nn.Module):
         self.a = nn.Parameter(torch.full((channels,), float(a_init)))
         self.b = nn.Parameter(torch.full((channels,), float(b_init)))
         self.next_kind = next_kind  # the 1-bit quantizer that follows ("bipolar" or "unipolar")
+        self._export_scale = None   # set by prepare_export (models.export) for the length of one export
 
     def _shape(self, x):
         return [1, -1] + [1] * (x.dim() - 2)
 
+    def prepare_export(self) -> None:
+        """Computes the export form before tracing: the torch.export (dynamo) exporter traces
+        with fake parameters, whose values sign_equivalent cannot read."""
+        self._export_scale = None if self.exact_export else self.sign_equivalent().tolist()
+
+    def finish_export(self) -> None:
+        self._export_scale = None
+
     def forward(self, x):
-        if torch.onnx.is_in_onnx_export() and not self.exact_export:
-            s = self.sign_equivalent()
-            if torch.all(s == 1):
+        if self._export_scale is not None or (torch.onnx.is_in_onnx_export() and not self.exact_export):
+            # Python floats, not tensors: a branch on traced values would not export
+            s = self._export_scale if self._export_scale is not None else self.sign_equivalent().tolist()
+            if all(v == 1.0 for v in s):
                 return x
-            return x * s.view(self._shape(x))
+            return x * torch.tensor(s, dtype=x.dtype).view(self._shape(x))
         a, b = self.a.view(self._shape(x)), self.b.view(self._shape(x))
         return a * F.relu(x) - b * F.relu(-x)
 

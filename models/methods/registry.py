@@ -23,6 +23,10 @@ from .common import MethodNet, MLPSpec
 CONFIG_DIR = method_config_dir()
 
 METHODS = ("bipolar", "unipolar", "sibnn", "binary_domain", "sdbnn", "sdbnn_se", "margin", "ftbnn")
+# Residual nets (models.residual) with a method's block: configs/methods/<name>.yaml holds
+# their shape (stem, stages, act_bits, ...) in `params`, next to the block's parameters.
+RESIDUAL_METHODS = {"sibnn_resnet": "sibnn", "ftbnn_resnet": "ftbnn"}
+ALL_METHODS = METHODS + tuple(RESIDUAL_METHODS)
 
 
 def _baseline_block(act):
@@ -187,3 +191,17 @@ def load_method_config(name_or_path) -> dict:
     cfg.setdefault("pool_after", [])
     cfg.setdefault("conv_pad", 0)
     return cfg
+
+
+def build_residual_method_model(name: str, input_shape=(1, 28, 28), num_classes: int = 10, **params):
+    """The residual net (models.residual.ResidualNet) of method `name` (sibnn_resnet, ftbnn_resnet);
+    `params`: its shape keys and block parameters (models.residual.SHAPE_KEYS, METHOD_DEFAULTS)."""
+    from bnnforge.models.residual import build_residual_model
+
+    if name not in RESIDUAL_METHODS:
+        raise BnnforgeError(f"unknown residual method {name!r}; choices: {', '.join(RESIDUAL_METHODS)}")
+    block = RESIDUAL_METHODS[name]
+    if params.get("block", block) != block:
+        raise BnnforgeError(f"method {name!r}: block {params['block']!r} does not match; the block is {block!r}")
+    params = dict(params, block=block)
+    return build_residual_model(input_shape=input_shape, num_classes=num_classes, method=name, **params)

@@ -9,6 +9,8 @@ plus the method's hooks:
 CLI:  .venv/bin/python -m bnnforge.models.methods.train --method sibnn --out runs/m/sibnn --epochs 20 --seed 0
       .venv/bin/python -m bnnforge.models.methods.train --method ftbnn --config configs/methods/ftbnn_cnv.yaml \\
           --dataset mnist --data-dir ../shared/datasets/mnist-t10k --out runs/m/ftbnn_cnv
+      .venv/bin/python -m bnnforge.models.methods.train --method sibnn_resnet \\
+          --dataset mnist --data-dir ../shared/datasets/mnist-t10k --out runs/m/sibnn_resnet --export
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from pathlib import Path
 import torch
 
 from bnnforge.models.errors import BnnforgeError
-from .registry import METHODS, build_method_model, load_method_config
+from .registry import (ALL_METHODS, RESIDUAL_METHODS, build_method_model, build_residual_method_model,
+                       load_method_config)
 
 TRAIN_KEYS = ("batch_size", "lr", "schedule", "weight_decay", "step_size", "gamma")
 
@@ -57,8 +60,8 @@ def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config
     and "export_check" (max abs diff torch vs qonnx on 16 test images)."""
     from bnnforge.models.train import seed_everything, train
 
-    if name not in METHODS:
-        raise BnnforgeError(f"unknown method {name!r}; choices: {', '.join(METHODS)}")
+    if name not in ALL_METHODS:
+        raise BnnforgeError(f"unknown method {name!r}; choices: {', '.join(ALL_METHODS)}")
     cfg = config if isinstance(config, dict) else load_method_config(config or name)
     p = dict(cfg.get("params", {}), **(params or {}))
     tr = {k: v for k, v in cfg.get("train", {}).items() if k in TRAIN_KEYS}
@@ -74,9 +77,12 @@ def train_method(name: str, data, out_dir, epochs: int, seed: int = 0, *, config
     pool_after = tuple(cfg_pools if pool_after is None else pool_after)
     conv_pad = cfg_pad if conv_pad is None else conv_pad
     seed_everything(int(seed))
-    model = build_method_model(name, hidden=hidden, input_shape=data.input_shape,
-                               num_classes=data.num_classes, conv=conv, pool_after=pool_after,
-                               conv_pad=conv_pad, **p)
+    if name in RESIDUAL_METHODS:
+        model = build_residual_method_model(name, input_shape=data.input_shape, num_classes=data.num_classes, **p)
+    else:
+        model = build_method_model(name, hidden=hidden, input_shape=data.input_shape,
+                                   num_classes=data.num_classes, conv=conv, pool_after=pool_after,
+                                   conv_pad=conv_pad, **p)
     meta = dict(model.meta(), params={k: v for k, v in model.config.items()})
     t0 = time.perf_counter()
     res = train(model, data, out_dir, epochs=int(epochs), seed=int(seed), meta=meta, progress=progress,
@@ -114,7 +120,7 @@ def parse_param_overrides(items) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bnnforge.models.methods.train", description=__doc__.splitlines()[0])
-    ap.add_argument("--method", required=True, choices=METHODS)
+    ap.add_argument("--method", required=True, choices=ALL_METHODS)
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
