@@ -71,6 +71,13 @@ STAGE_FILES = {"MVTU": ["popcount.v", "adder_tree.v", "mvtu.v"],
 BASE_FILES = ["stream_fifo.v", "stream_dwc.v", "stream_skid.v"]
 
 
+def mvtu_pipe_every(simd: int) -> int:
+    """Adder levels per clock in an MVTU's chunk-sum tree (its PIPE_EVERY): Yosys `sta`
+    with xc7 cells keeps every stage under 2.5 ns with two levels per clock up to
+    SIMD 64 (2.46 ns) and one level beyond, where the levels are wider."""
+    return 2 if simd <= 64 else 1
+
+
 def _layers(model: onnx.ModelProto):
     out = []
     for node in model.graph.node:
@@ -290,7 +297,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
             index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
             MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
             ACC_BITS=a["acc_bits"], OUT_MODE=out_mode, OUT_BITS=ob if out_mode == 2 else 1,
-            WEIGHT_RAM=int(weights_in_bram(a)),
+            WEIGHT_RAM=int(weights_in_bram(a)), PIPE_EVERY=mvtu_pipe_every(a["SIMD"]),
             WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
             in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
         offset = int(a.get("input_offset", 0))
@@ -299,7 +306,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         params.append(q)
         pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED") \
             + (("INPUT_OFFSET",) if offset else ()) + ("ACC_BITS", "OUT_MODE") \
-            + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")
+            + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "PIPE_EVERY", "WEIGHT_FILE", "THRESH_FILE")
         stages.append(dict(
             kind="mvtu", module="mvtu", source=q["source"], layer=q,
             params={k: q[k] for k in pkeys},
