@@ -63,9 +63,14 @@ def main():
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-timing-"))
     rows = []
+    # generate every design before timing any, so the RTL measured is the one
+    # checked out when the run started
+    builds = {}
     for net in a.nets.split(","):
         t0 = time.perf_counter()
-        b = _build(net, tmp)
+        builds[net] = (_build(net, tmp), time.perf_counter() - t0)
+    for net, (b, build_s) in builds.items():
+        t0 = time.perf_counter() - build_s
         rtl = b / "rtl"
         manifest = json.loads((rtl / "manifest.json").read_text())
         r = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
