@@ -72,10 +72,11 @@ BASE_FILES = ["stream_fifo.v", "stream_dwc.v", "stream_skid.v"]
 
 
 def mvtu_pipe_every(simd: int) -> int:
-    """Adder levels per clock in an MVTU's chunk-sum tree (its PIPE_EVERY): Yosys `sta`
-    with xc7 cells keeps every stage under 2.5 ns with two levels per clock up to
-    SIMD 64 (2.46 ns) and one level beyond, where the levels are wider."""
-    return 2 if simd <= 64 else 1
+    """Adder levels per clock in an MVTU's chunk-sum tree (its PIPE_EVERY). Yosys `sta`
+    with xc7 cells, worst register-to-register path: two levels per clock are 1.9 ns at
+    SIMD 8 but 2.55 ns at SIMD 49 (the last segment adds the widest levels and the chunk
+    offset), one level per clock 2.05 ns at SIMD 64; the stage budget is 2.5 ns."""
+    return 2 if simd <= 32 else 1
 
 
 def _layers(model: onnx.ModelProto):
