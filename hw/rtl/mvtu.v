@@ -28,12 +28,13 @@
 // PIPE_EVERY = k > 0 deepens the pipeline for the clock rate (same schedule,
 // same cycles per frame, LATENCY more edges to out_valid):
 //   S1r   : the memory word and input word registered once more (the block
-//           RAM output register), so the XNOR does not start at a RAM read
+//           RAM output register), so the XNOR does not start at a RAM read;
+//           MODE 2 registers its +-(x - offset) operands in one more stage
 //   tree  : the chunk-sum tree registered after every k adder levels
 //   S2    : chunk sums, as above
 //   acc   : accumulate into the acc register only
 //   out   : compare the registered accumulator with its registered threshold
-// LATENCY = 1 + (clog2(SIMD)-1)/k + 1 edges for k > 0, 0 for k = 0.
+// LATENCY = 1 + (MODE == 2) + (clog2(SIMD)-1)/k + 1 edges for k > 0, 0 for k = 0.
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
@@ -91,7 +92,8 @@ localparam WAW = (NF*SF > 1) ? $clog2(NF*SF) : 1;
 localparam PIPED = (PIPE_EVERY > 0) ? 1 : 0;
 // edges the chunk-sum tree (adder_tree) holds its data, plus the S1r register
 localparam TREE_LAT = (PIPE_EVERY > 0 && LOG_S > 1) ? (LOG_S - 1) / PIPE_EVERY : 0;
-localparam DLY = PIPED + TREE_LAT;
+localparam OPS_REG = (PIPE_EVERY > 0 && MODE == 2) ? 1 : 0;
+localparam DLY = PIPED + OPS_REG + TREE_LAT;
 
 // Elaboration-time parameter checks: an unknown module name is the clearest
 // error Verilog-2005 can produce.
@@ -304,6 +306,19 @@ generate
                 wire [IB:0] e = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x} - OFFSET_E;
                 assign ops[j*(IB+1) +: IB+1] = wt[p*SIMD + j] ? e : -e;
             end
+            // forming +-(x - offset) is itself an add: registered apart from the tree
+            wire [SIMD*(IB+1)-1:0] leaves;
+            if (OPS_REG != 0) begin : g_opsreg
+                reg [SIMD*(IB+1)-1:0] ops_r;
+                always @(posedge clk) begin
+                    if (en) begin
+                        ops_r <= ops;
+                    end
+                end
+                assign leaves = ops_r;
+            end else begin : g_opswire
+                assign leaves = ops;
+            end
             adder_tree #(
                 .N(SIMD),
                 .IN_W(IB+1),
@@ -312,7 +327,7 @@ generate
             ) u_tree (
                 .clk(clk),
                 .en(en),
-                .in_data(ops),
+                .in_data(leaves),
                 .out_data(tsum)
             );
             assign chunk1[p*CW +: CW] = {tsum[TW-1], tsum};

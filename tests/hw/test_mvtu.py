@@ -23,12 +23,12 @@ SOURCES = rtl_sources("mvtu", "popcount", "adder_tree")
 MVTU_LATENCY = 3  # documented in hw/rtl/mvtu.v
 
 
-def mvtu_latency(simd: int, pipe_every: int) -> int:
+def mvtu_latency(simd: int, pipe_every: int, mode: int) -> int:
     """Edges from the last input beat of a fold to out_valid (hw/rtl/mvtu.v)."""
     if pipe_every == 0:
         return MVTU_LATENCY
     levels = max(0, (simd - 1).bit_length())
-    return MVTU_LATENCY + 2 + (max(0, levels - 1) // pipe_every)
+    return MVTU_LATENCY + 2 + (mode == 2) + (max(0, levels - 1) // pipe_every)
 
 # (MW, MH, PE, SIMD, MODE, INPUT_BITS, INPUT_SIGNED, OUT_MODE, acc slack bits)
 CONFIGS = [
@@ -126,7 +126,7 @@ def _run_mvtu(cfg, pipe, tmp_path):
         }
 
     case = {
-        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": mvtu_latency(simd, pipe),
+        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": mvtu_latency(simd, pipe, mode),
         "scenarios": [
             scenario("random", xs[0], accs[0], 0.3, 0.3, 1),
             scenario("heavy_backpressure", xs[1], accs[1], 0.0, 0.85, 2),
@@ -217,7 +217,7 @@ def _run_mvtu_multithreshold(cfg, pipe, tmp_path):
                 "p_gap": p_gap, "p_stall": p_stall, "seed": seed}
 
     case = {
-        "PE": pe, "NF": nf, "SF": sf, "OB": k, "latency": mvtu_latency(simd, pipe),
+        "PE": pe, "NF": nf, "SF": sf, "OB": k, "latency": mvtu_latency(simd, pipe, mode),
         "scenarios": [
             scenario("random", xs[0], ys[0], 0.3, 0.3, 1),
             scenario("heavy_backpressure", xs[1], ys[1], 0.0, 0.85, 2),
