@@ -27,8 +27,10 @@ NETS = {  # topology, activation, folding file, input shape
     "lfc": ("lfc", "bipolar", "lfc_bnn_pynq.json", (1, 1, 28, 28)),
     "cnv": ("cnv", "bipolar", "cnv_bnn_pynq.json", (1, 3, 32, 32)),
 }
-# Post-route Fmax measured before the timing work (issue 14), same yowasp tools.
-BASELINE_ECP5_MHZ = {"tfc": 34.6, "lfc": 32.7}
+# Measured before the timing work (issue 14), same yowasp tools and foldings: post-route
+# Fmax of the whole design on the ECP5, and the slowest stage's xc7 logic delay.
+BASELINE_ECP5_MHZ = {"tfc": 34.6, "digits_mlp": 54.4, "lfc": 32.7}
+BASELINE_STA_NS = {"tfc": 4.31, "digits_mlp": 4.08}
 # BNN-PYNQ measured on a PYNQ-Z1 (frames/s), see /work/shared/reference/anchors.md
 BNN_PYNQ_FPS = {"lfc": 356_633}
 
@@ -63,9 +65,14 @@ def main():
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-timing-"))
     rows = []
+    # generate every design before timing any, so the RTL measured is the one
+    # checked out when the run started
+    builds = {}
     for net in a.nets.split(","):
         t0 = time.perf_counter()
-        b = _build(net, tmp)
+        builds[net] = (_build(net, tmp), time.perf_counter() - t0)
+    for net, (b, build_s) in builds.items():
+        t0 = time.perf_counter() - build_s
         rtl = b / "rtl"
         manifest = json.loads((rtl / "manifest.json").read_text())
         r = synthesize([rtl / f for f in manifest["files"]], manifest["top"], workdir=rtl)
@@ -73,14 +80,16 @@ def main():
         sta, pnr = t.get("sta", {}), t.get("pnr", {})
         worst = next((s for s in sta.get("stages", []) if s["stage"] == sta.get("worst_stage")), {})
         rows.append((net, t["cycles_per_frame"], r.total.lut_total, r.total.ff, r.total.bram18,
-                     worst.get("logic_delay_ns"), sta.get("fmax_mhz"), sta.get("frames_per_s"),
-                     pnr.get("fmax_mhz"), pnr.get("frames_per_s"), BASELINE_ECP5_MHZ.get(net),
+                     worst.get("logic_delay_ns"), BASELINE_STA_NS.get(net), sta.get("fmax_mhz"),
+                     sta.get("frames_per_s"), pnr.get("fmax_mhz"), pnr.get("frames_per_s"),
+                     BASELINE_ECP5_MHZ.get(net),
                      BNN_PYNQ_FPS.get(net), f"{pnr.get('start')} -> {pnr.get('end')}",
                      time.perf_counter() - t0))
         print(f"{net}: {(b / 'report' / 'timing.md').read_text()}", flush=True)
-    print("| net | cycles/frame | LUT | FF | BRAM18 | worst stage sta ns | xc7 logic MHz | frames/s (xc7 logic) "
-          "| ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | BNN-PYNQ frames/s | ECP5 critical path | s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("| net | cycles/frame | LUT | FF | BRAM18 | worst stage sta ns | before | xc7 logic MHz "
+          "| frames/s (xc7 logic) | ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | BNN-PYNQ frames/s "
+          "| ECP5 critical path | s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
         print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
                                                         f"{v:.1f}" if isinstance(v, float) else str(v))

@@ -27,7 +27,7 @@ RTL_DIR = rtl_dir()
 
 
 
-BASE_FILES = ["stream_fifo.v", "stream_dwc.v"]
+BASE_FILES = ["stream_fifo.v", "stream_dwc.v", "stream_skid.v"]
 
 
 def _layers(model: onnx.ModelProto):
@@ -263,10 +263,15 @@ def _top_verilog(top: str, stages: list[dict], links: list[dict], first: dict, l
     else:
         nf = last["MH"] // last["PE"]
         pad = out_w - last["out_width"]
-        L.append(f"    assign m_axis_tdata = {{{pad}'d0, s{i}_out_data}};" if pad else
-                 f"    assign m_axis_tdata = s{i}_out_data;")
-        L.append(f"    assign m_axis_tvalid = s{i}_out_valid;")
-        L.append(f"    assign s{i}_out_ready = m_axis_tready;")
+        # a register slice keeps m_axis_tready off the last unit's pipeline enable
+        L.append(f"    wire [{last['out_width'] - 1}:0] out_slice_data;")
+        L.append(f"    stream_skid #(.WIDTH({last['out_width']})) out_slice (")
+        L.append("        .clk(ap_clk), .rst_n(ap_rst_n),")
+        L.append(f"        .in_data(s{i}_out_data), .in_valid(s{i}_out_valid), .in_ready(s{i}_out_ready),")
+        L.append("        .out_data(out_slice_data), .out_valid(m_axis_tvalid), .out_ready(m_axis_tready)")
+        L.append("    );")
+        L.append(f"    assign m_axis_tdata = {{{pad}'d0, out_slice_data}};" if pad else
+                 "    assign m_axis_tdata = out_slice_data;")
         if nf == 1:
             L.append("    assign m_axis_tlast = 1'b1;")
         else:

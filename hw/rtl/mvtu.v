@@ -24,6 +24,17 @@
 // has not taken, so stalling everything while it is full loses nothing.
 // out_valid rises two clock edges after the edge that accepted the last step
 // of a fold (three-cycle latency counting the issuing cycle).
+//
+// PIPE_EVERY = k > 0 deepens the pipeline for the clock rate (same schedule,
+// same cycles per frame, LATENCY more edges to out_valid):
+//   S1r   : the memory word and input word registered once more (the block
+//           RAM output register), so the XNOR does not start at a RAM read;
+//           MODE 2 registers its +-(x - offset) operands in one more stage
+//   tree  : the chunk-sum tree registered after every k adder levels
+//   S2    : chunk sums, as above
+//   acc   : accumulate into the acc register only
+//   out   : compare the registered accumulator with its registered threshold
+// LATENCY = 1 + (MODE == 2) + (clog2(SIMD)-1)/k + 1 edges for k > 0, 0 for k = 0.
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
@@ -43,6 +54,7 @@ module mvtu #(
                                  // 2 multi-threshold (OUT_BITS bits/output)
     parameter OUT_BITS = 1,      // OUT_MODE 2 only: k, with 2^k-1 thresholds/output
     parameter WEIGHT_RAM = 0,    // weight memory: 0 the synthesis tool decides, 1 block RAM
+    parameter PIPE_EVERY = 0,    // 0: shortest pipeline; k > 0: adder levels per clock (see above)
     parameter WEIGHT_FILE = "weights.mem",
     parameter THRESH_FILE = "thresholds.mem"
 ) (
@@ -77,6 +89,11 @@ localparam AW = (ACC_BITS > CW) ? ACC_BITS : CW;
 localparam SFW = (SF > 1) ? $clog2(SF) : 1;
 localparam NFW = (NF > 1) ? $clog2(NF) : 1;
 localparam WAW = (NF*SF > 1) ? $clog2(NF*SF) : 1;
+localparam PIPED = (PIPE_EVERY > 0) ? 1 : 0;
+// edges the chunk-sum tree (adder_tree) holds its data, plus the S1r register
+localparam TREE_LAT = (PIPE_EVERY > 0 && LOG_S > 1) ? (LOG_S - 1) / PIPE_EVERY : 0;
+localparam OPS_REG = (PIPE_EVERY > 0 && MODE == 2) ? 1 : 0;
+localparam DLY = PIPED + OPS_REG + TREE_LAT;
 
 // Elaboration-time parameter checks: an unknown module name is the clearest
 // error Verilog-2005 can produce.
@@ -105,6 +122,9 @@ generate
     end
     if (ACC_BITS < 2) begin : g_err_acc
         mvtu_error_ACC_BITS_must_be_at_least_2 u_err();
+    end
+    if (PIPE_EVERY < 0) begin : g_err_pipe
+        mvtu_error_PIPE_EVERY_must_be_nonnegative u_err();
     end
 endgenerate
 
@@ -221,10 +241,58 @@ generate
     end
 endgenerate
 
+// ---------------------------------------------------------------- S1r
+// wt/act: the operands of the chunk-sum tree; ctl_t: v, first, last, nf of the
+// data leaving the tree, delayed by DLY enabled edges beside it.
+wire [PE*SIMD-1:0] wt;
+wire [SIMD*IB-1:0] act;
+wire [3+NFW-1:0] ctl_t;
+
+genvar p, j, q, d;
+generate
+    if (PIPED != 0) begin : g_s1r
+        reg [PE*SIMD-1:0] w1r;
+        reg [SIMD*IB-1:0] act1r;
+        always @(posedge clk) begin
+            if (en) begin
+                w1r <= w1;
+                act1r <= act1;
+            end
+        end
+        assign wt = w1r;
+        assign act = act1r;
+    end else begin : g_s1
+        assign wt = w1;
+        assign act = act1;
+    end
+    for (d = 0; d <= DLY; d = d + 1) begin : g_dly
+        wire [3+NFW-1:0] ctl;
+        if (d == 0) begin : g_src
+            assign ctl = {v1, first1, last1, nf1};
+        end else begin : g_reg
+            reg v;
+            reg [2+NFW-1:0] rest;
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    v <= 1'b0;
+                end else if (en) begin
+                    v <= g_dly[d-1].ctl[3+NFW-1];
+                end
+            end
+            always @(posedge clk) begin
+                if (en) begin
+                    rest <= g_dly[d-1].ctl[2+NFW-1:0];
+                end
+            end
+            assign ctl = {v, rest};
+        end
+    end
+endgenerate
+assign ctl_t = g_dly[DLY].ctl;
+
 // ---------------------------------------------------------------- S2
 wire [PE*CW-1:0] chunk1;
 
-genvar p, j, q;
 generate
     if (MODE == 2) begin : g_addsub
         localparam TW = IB + 1 + LOG_S;
@@ -232,18 +300,34 @@ generate
             wire [SIMD*(IB+1)-1:0] ops;
             wire [TW-1:0] tsum;
             for (j = 0; j < SIMD; j = j + 1) begin : g_op
-                wire [IB-1:0] x = act1[j*IB +: IB];
+                wire [IB-1:0] x = act[j*IB +: IB];
                 // one extra bit so that -x is representable for every x (and x - offset:
                 // with offset <= 2^(IB-1) the value lies in [-2^(IB-1), 2^IB - 1])
                 wire [IB:0] e = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x} - OFFSET_E;
-                assign ops[j*(IB+1) +: IB+1] = w1[p*SIMD + j] ? e : -e;
+                assign ops[j*(IB+1) +: IB+1] = wt[p*SIMD + j] ? e : -e;
+            end
+            // forming +-(x - offset) is itself an add: registered apart from the tree
+            wire [SIMD*(IB+1)-1:0] leaves;
+            if (OPS_REG != 0) begin : g_opsreg
+                reg [SIMD*(IB+1)-1:0] ops_r;
+                always @(posedge clk) begin
+                    if (en) begin
+                        ops_r <= ops;
+                    end
+                end
+                assign leaves = ops_r;
+            end else begin : g_opswire
+                assign leaves = ops;
             end
             adder_tree #(
                 .N(SIMD),
                 .IN_W(IB+1),
-                .SIGNED(1)
+                .SIGNED(1),
+                .PIPE_EVERY(PIPE_EVERY)
             ) u_tree (
-                .in_data(ops),
+                .clk(clk),
+                .en(en),
+                .in_data(leaves),
                 .out_data(tsum)
             );
             assign chunk1[p*CW +: CW] = {tsum[TW-1], tsum};
@@ -254,13 +338,15 @@ generate
             // popcount(a) does not depend on the weights: one per chunk,
             // shared by all PEs.
             wire [PW-1:0] pc_a;
-            popcount #(.N(SIMD)) u_pca (.in_data(act1), .out_data(pc_a));
+            popcount #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pca (
+                .clk(clk), .en(en), .in_data(act), .out_data(pc_a));
         end
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            wire [SIMD-1:0] w = w1[p*SIMD +: SIMD];
-            wire [SIMD-1:0] m = (MODE == 1) ? (act1 & w) : ~(act1 ^ w);
+            wire [SIMD-1:0] w = wt[p*SIMD +: SIMD];
+            wire [SIMD-1:0] m = (MODE == 1) ? (act & w) : ~(act ^ w);
             wire [PW-1:0] pc;
-            popcount #(.N(SIMD)) u_pc (.in_data(m), .out_data(pc));
+            popcount #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pc (
+                .clk(clk), .en(en), .in_data(m), .out_data(pc));
             if (MODE == 1) begin : g_and
                 assign chunk1[p*CW +: CW] = {1'b0, pc, 1'b0} - {2'b00, g_pca.pc_a};
             end else begin : g_xnor
@@ -271,26 +357,57 @@ generate
 endgenerate
 
 reg v2, first2, last2;
+reg [NFW-1:0] nf2;
 reg [PE*CW-1:0] chunk2;
 
 always @(posedge clk) begin
     if (!rst_n) begin
         v2 <= 1'b0;
     end else if (en) begin
-        v2 <= v1;
+        v2 <= ctl_t[3+NFW-1];
     end
 end
 
 always @(posedge clk) begin
     if (en) begin
         chunk2 <= chunk1;
-        first2 <= first1;
-        last2 <= last1;
+        first2 <= ctl_t[2+NFW-1];
+        last2 <= ctl_t[1+NFW-1];
+        nf2 <= ctl_t[NFW-1:0];
     end
 end
 
+// PIPE_EVERY > 0: the acc register is a stage of its own (vA/lastA beside
+// it) and the output compares the registered sum; otherwise the sum being
+// formed is compared in the same cycle.
+wire vA, lastA;
+generate
+    if (PIPED != 0) begin : g_accst
+        reg vA_r, lastA_r;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                vA_r <= 1'b0;
+            end else if (en) begin
+                vA_r <= v2;
+            end
+        end
+        always @(posedge clk) begin
+            if (en) begin
+                lastA_r <= last2;
+            end
+        end
+        assign vA = vA_r;
+        assign lastA = lastA_r;
+    end else begin : g_noaccst
+        assign vA = v2;
+        assign lastA = last2;
+    end
+endgenerate
+wire emit = vA && lastA;
+
 // ---------------------------------------------------------------- out
-// Thresholds of the current fold, registered alongside the chunk sums. Declared
+// Thresholds of the current fold, registered alongside the value they are
+// compared with (the chunk sums, or the acc register when PIPE_EVERY > 0). Declared
 // at module level (not referenced inside g_tmem) because Yosys does not resolve
 // hierarchical names into a generate block that is declared later in the file.
 // Word layout: field p*NT + t (ACC_BITS each) = threshold t of PE p.
@@ -301,14 +418,15 @@ generate
         reg [PE*NT*ACC_BITS-1:0] tmem [0:NF-1];
         reg [PE*NT*ACC_BITS-1:0] thr2_reg;
         initial $readmemh(THRESH_FILE, tmem);
+        wire [NFW-1:0] nf_rd = (PIPED != 0) ? nf2 : ctl_t[NFW-1:0];
         always @(posedge clk) begin
             if (en) begin
-                thr2_reg <= tmem[nf1];
+                thr2_reg <= tmem[nf_rd];
             end
         end
         assign thr2 = thr2_reg;
     end else begin : g_notmem
-        wire [NFW-1:0] unused_nf1 = nf1;
+        wire unused_nf = &{1'b0, ctl_t[NFW-1:0], nf2};
         assign thr2 = {PE*NT*ACC_BITS{1'b0}};
         wire unused_thr2 = &{1'b0, thr2};
     end
@@ -322,6 +440,7 @@ generate
         wire [AW-1:0] c_ext = {{(AW-CW+1){c[CW-1]}}, c[CW-2:0]};
         reg [AW-1:0] acc;
         wire [AW-1:0] acc_nx = (first2 ? {AW{1'b0}} : acc) + c_ext;
+        wire [AW-1:0] total = (PIPED != 0) ? acc : acc_nx;
         always @(posedge clk) begin
             if (en && v2) begin
                 acc <= acc_nx;
@@ -330,7 +449,7 @@ generate
         if (OUT_MODE == 0) begin : g_thr
             wire [ACC_BITS-1:0] t = thr2[p*ACC_BITS +: ACC_BITS];
             wire [AW-1:0] t_ext = {{(AW-ACC_BITS+1){t[ACC_BITS-1]}}, t[ACC_BITS-2:0]};
-            assign res2[p] = ($signed(acc_nx) >= $signed(t_ext));
+            assign res2[p] = ($signed(total) >= $signed(t_ext));
         end else if (OUT_MODE == 2) begin : g_mt
             // y = number of thresholds met. Counting the compare bits (rather
             // than priority-encoding a thermometer code) is exact even when
@@ -343,20 +462,20 @@ generate
             for (q = 0; q < NT; q = q + 1) begin : g_cmp
                 wire [ACC_BITS-1:0] tv = thr2[(p*NT + q)*ACC_BITS +: ACC_BITS];
                 wire [AW-1:0] tv_ext = {{(AW-ACC_BITS+1){tv[ACC_BITS-1]}}, tv[ACC_BITS-2:0]};
-                assign ge[q] = ($signed(acc_nx) >= $signed(tv_ext));
+                assign ge[q] = ($signed(total) >= $signed(tv_ext));
             end
-            popcount #(.N(NT)) u_cnt (.in_data(ge), .out_data(cnt));
+            popcount #(.N(NT)) u_cnt (.clk(clk), .en(en), .in_data(ge), .out_data(cnt));
             // at most NT = 2^OUT_BITS - 1, so the count fits OUT_BITS bits
             assign res2[p*OB +: OB] = cnt[OB-1:0];
             if (CNT_W > OB) begin : g_unused
                 wire unused_cnt = &{1'b0, cnt[CNT_W-1:OB]};
             end
         end else begin : g_raw
-            // acc_nx fits ACC_BITS by the contract; wider bits exist only
+            // the total fits ACC_BITS by the contract; wider bits exist only
             // when a single chunk needs more room than the layer total.
-            assign res2[p*OB +: OB] = acc_nx[ACC_BITS-1:0];
+            assign res2[p*OB +: OB] = total[ACC_BITS-1:0];
             if (AW > ACC_BITS) begin : g_unused
-                wire unused_hi = &{1'b0, acc_nx[AW-1:ACC_BITS]};
+                wire unused_hi = &{1'b0, total[AW-1:ACC_BITS]};
             end
         end
     end
@@ -367,12 +486,12 @@ always @(posedge clk) begin
     if (!rst_n) begin
         out_valid_reg <= 1'b0;
     end else if (en) begin
-        out_valid_reg <= v2 && last2;
+        out_valid_reg <= emit;
     end
 end
 
 always @(posedge clk) begin
-    if (en && v2 && last2) begin
+    if (en && emit) begin
         out_data_reg <= res2;
     end
 end

@@ -286,6 +286,7 @@ generate
                 .IN_W(PW),
                 .SIGNED(1)
             ) u_tree (
+                .clk(clk), .en(en),
                 .in_data(prods),
                 .out_data(chunk1[p*CW +: CW])
             );
@@ -304,6 +305,7 @@ generate
                     .IN_W(EW),
                     .SIGNED(1)
                 ) u_tree (
+                    .clk(clk), .en(en),
                     .in_data(sel),
                     .out_data(s)
                 );
@@ -397,7 +399,7 @@ generate
                 wire [AW-1:0] tv_ext = {{(AW-ACC_BITS+1){tv[ACC_BITS-1]}}, tv[ACC_BITS-2:0]};
                 assign ge[q] = ($signed(acc_nx) >= $signed(tv_ext));
             end
-            popcount #(.N(NT)) u_cnt (.in_data(ge), .out_data(cnt));
+            popcount #(.N(NT)) u_cnt (.clk(clk), .en(en), .in_data(ge), .out_data(cnt));
             // at most NT = 2^OUT_BITS - 1, so the count fits OUT_BITS bits
             assign res2[p*OB +: OB] = cnt[OB-1:0];
             if (CNT_W > OB) begin : g_unused

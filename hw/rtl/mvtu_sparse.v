@@ -301,11 +301,12 @@ generate
                 wire [IB-1:0] x = in_data[j*IB +: IB];
                 assign ops[j*(IB+1) +: IB+1] = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x};
             end
-            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (.in_data(ops), .out_data(tsum));
+            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (
+                .clk(clk), .en(en), .in_data(ops), .out_data(tsum));
             assign s_beat = {tsum[TW-1], tsum};
         end else begin : g_sbin
             wire [LOG_S:0] pc;
-            popcount #(.N(SIMD)) u_pc (.in_data(in_data), .out_data(pc));
+            popcount #(.N(SIMD)) u_pc (.clk(clk), .en(en), .in_data(in_data), .out_data(pc));
             if (MODE == 0) begin : g_bip
                 // each beat adds 2*popcount - SIMD; summed: 2*popcount(x) - MW
                 assign s_beat = {1'b0, pc, 1'b0} - SIMD_32[CW-1:0];
@@ -388,7 +389,8 @@ generate
                 // sparse01: a 0 of B selects nothing; pm1_blocks: it means -1
                 assign ops[j*(IB+1) +: IB+1] = w1[p*SIMD + j] ? e : (PM1 ? -e : {(IB+1){1'b0}});
             end
-            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (.in_data(ops), .out_data(tsum));
+            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (
+                .clk(clk), .en(en), .in_data(ops), .out_data(tsum));
             sign_resize #(.IN_W(TW), .OUT_W(A)) u_rs (.in_data(tsum), .out_data(chunk1[p*A +: A]));
         end
     end else begin : g_binary
@@ -397,14 +399,14 @@ generate
             // popcount(x) does not depend on the weights: one per step,
             // shared by all PEs
             wire [PW-1:0] pc_x;
-            popcount #(.N(SIMD)) u_pcx (.in_data(x1), .out_data(pc_x));
+            popcount #(.N(SIMD)) u_pcx (.clk(clk), .en(en), .in_data(x1), .out_data(pc_x));
         end
         for (p = 0; p < PE; p = p + 1) begin : g_pe
             wire [SIMD-1:0] w = w1[p*SIMD +: SIMD];
             wire [SIMD-1:0] m = (PM1 && MODE == 0) ? ~(x1 ^ w) : (x1 & w);
             wire [PW-1:0] pc;
             wire [CW-1:0] c;
-            popcount #(.N(SIMD)) u_pc (.in_data(m), .out_data(pc));
+            popcount #(.N(SIMD)) u_pc (.clk(clk), .en(en), .in_data(m), .out_data(pc));
             if (!PM1) begin : g_s01
                 assign c = {{(CW-PW){1'b0}}, pc};
             end else if (MODE == 0) begin : g_xnor
@@ -525,7 +527,7 @@ generate
             for (q = 0; q < NT; q = q + 1) begin : g_cmp
                 assign ge[q] = ($signed(fin) >= $signed(thr2[(p*NT + q)*A +: A]));
             end
-            popcount #(.N(NT)) u_cnt (.in_data(ge), .out_data(cnt));
+            popcount #(.N(NT)) u_cnt (.clk(clk), .en(en), .in_data(ge), .out_data(cnt));
             assign res2[p*OB +: OB] = cnt[OB-1:0] ^ {OB{flip2[p]}};  // flipped: NT - count
             if (CNT_W > OB) begin : g_unused
                 wire unused_cnt = &{1'b0, cnt[CNT_W-1:OB]};

@@ -51,6 +51,14 @@ def _check_mvtu(node, a, w, t):
                 f"{a['acc_bits']}-bit accumulator range [{lo}, {hi}]")
 
 
+def mvtu_pipe_every(simd: int) -> int:
+    """Adder levels per clock in an MVTU's chunk-sum tree (its PIPE_EVERY). Yosys `sta`
+    with xc7 cells, worst register-to-register path: two levels per clock are 1.9 ns at
+    SIMD 8 but 2.55 ns at SIMD 49 (the last segment adds the widest levels and the chunk
+    offset), one level per clock 2.05 ns at SIMD 64; the stage budget is 2.5 ns."""
+    return 2 if simd <= 32 else 1
+
+
 def out_bits(a: dict) -> int:
     mode = attr_str(a.get("out_mode", "accumulator"))
     return {"threshold": 1, "multithreshold": int(a.get("out_bits", 1))}.get(mode, int(a["acc_bits"]))
@@ -101,7 +109,7 @@ def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) ->
         index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
         MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
         ACC_BITS=a["acc_bits"], OUT_MODE=out_mode, OUT_BITS=ob if out_mode == 2 else 1,
-        WEIGHT_RAM=int(weights_in_bram(a)),
+        WEIGHT_RAM=int(weights_in_bram(a)), PIPE_EVERY=mvtu_pipe_every(a["SIMD"]),
         WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
         in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
     offset = int(a.get("input_offset", 0))
@@ -109,7 +117,7 @@ def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) ->
         q["INPUT_OFFSET"] = offset
     pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED") \
         + (("INPUT_OFFSET",) if offset else ()) + ("ACC_BITS", "OUT_MODE") \
-        + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "WEIGHT_FILE", "THRESH_FILE")
+        + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "PIPE_EVERY", "WEIGHT_FILE", "THRESH_FILE")
     stage = dict(
         kind="mvtu", module="mvtu", source=q["source"], layer=q,
         params={k: q[k] for k in pkeys},

@@ -22,6 +22,14 @@ pytestmark = pytest.mark.rtl
 SOURCES = rtl_sources("mvtu", "popcount", "adder_tree")
 MVTU_LATENCY = 3  # documented in hw/rtl/mvtu.v
 
+
+def mvtu_latency(simd: int, pipe_every: int, mode: int) -> int:
+    """Edges from the last input beat of a fold to out_valid (hw/rtl/mvtu.v)."""
+    if pipe_every == 0:
+        return MVTU_LATENCY
+    levels = max(0, (simd - 1).bit_length())
+    return MVTU_LATENCY + 2 + (mode == 2) + (max(0, levels - 1) // pipe_every)
+
 # (MW, MH, PE, SIMD, MODE, INPUT_BITS, INPUT_SIGNED, OUT_MODE, acc slack bits)
 CONFIGS = [
     (16, 8, 2, 4, 0, 1, 0, 0, 0),     # XNOR threshold, both folds > 1
@@ -72,8 +80,21 @@ def _thresholds(rng, acc, acc_bits):
     return np.clip(T, lo, hi)
 
 
+# the deepened pipeline (PIPE_EVERY > 0): (index into CONFIGS, PIPE_EVERY)
+PIPED_CONFIGS = [(0, 1), (1, 2), (2, 1), (4, 1), (6, 1), (8, 2), (9, 1), (10, 2), (11, 3)]
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])
 def test_mvtu(cfg, tmp_path):
+    _run_mvtu(cfg, 0, tmp_path)
+
+
+@pytest.mark.parametrize("k,pipe", PIPED_CONFIGS, ids=[f"{_id(CONFIGS[k])}_pipe{p}" for k, p in PIPED_CONFIGS])
+def test_mvtu_pipelined(k, pipe, tmp_path):
+    _run_mvtu(CONFIGS[k], pipe, tmp_path)
+
+
+def _run_mvtu(cfg, pipe, tmp_path):
     mw, mh, pe, simd, mode, ib, signed, out_mode, slack = cfg
     rng = np.random.default_rng(zlib.crc32(_id(cfg).encode()))
     acc_bits = acc_bits_for(mw, mode, ib, bool(signed)) + slack
@@ -105,7 +126,7 @@ def test_mvtu(cfg, tmp_path):
         }
 
     case = {
-        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": MVTU_LATENCY,
+        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": mvtu_latency(simd, pipe, mode),
         "scenarios": [
             scenario("random", xs[0], accs[0], 0.3, 0.3, 1),
             scenario("heavy_backpressure", xs[1], accs[1], 0.0, 0.85, 2),
@@ -116,7 +137,7 @@ def test_mvtu(cfg, tmp_path):
     (tmp_path / "case.json").write_text(json.dumps(case))
 
     params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, INPUT_BITS=ib,
-                  INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=out_mode,
+                  INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=out_mode, PIPE_EVERY=pipe,
                   WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
     res = run_test(SOURCES, "mvtu", "bnnforge.sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
                    extra_env={"TB_CASE": str(tmp_path / "case.json")})
@@ -159,6 +180,16 @@ def _multithresholds(rng, acc, acc_bits, nt):
 
 @pytest.mark.parametrize("cfg", MT_CONFIGS, ids=[_mt_id(c) for c in MT_CONFIGS])
 def test_mvtu_multithreshold(cfg, tmp_path):
+    _run_mvtu_multithreshold(cfg, 0, tmp_path)
+
+
+@pytest.mark.parametrize("k,pipe", [(1, 1), (4, 2)], ids=[f"{_mt_id(MT_CONFIGS[k])}_pipe{p}" for k, p in
+                                                          [(1, 1), (4, 2)]])
+def test_mvtu_multithreshold_pipelined(k, pipe, tmp_path):
+    _run_mvtu_multithreshold(MT_CONFIGS[k], pipe, tmp_path)
+
+
+def _run_mvtu_multithreshold(cfg, pipe, tmp_path):
     from bnnforge.hw.memfiles import multithreshold_words
     from bnnforge.sim.golden_ext import multithreshold
 
@@ -186,7 +217,7 @@ def test_mvtu_multithreshold(cfg, tmp_path):
                 "p_gap": p_gap, "p_stall": p_stall, "seed": seed}
 
     case = {
-        "PE": pe, "NF": nf, "SF": sf, "OB": k, "latency": MVTU_LATENCY,
+        "PE": pe, "NF": nf, "SF": sf, "OB": k, "latency": mvtu_latency(simd, pipe, mode),
         "scenarios": [
             scenario("random", xs[0], ys[0], 0.3, 0.3, 1),
             scenario("heavy_backpressure", xs[1], ys[1], 0.0, 0.85, 2),
@@ -196,7 +227,7 @@ def test_mvtu_multithreshold(cfg, tmp_path):
     }
     (tmp_path / "case.json").write_text(json.dumps(case))
     params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, INPUT_BITS=ib,
-                  INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=2, OUT_BITS=k,
+                  INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=2, OUT_BITS=k, PIPE_EVERY=pipe,
                   WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
     res = run_test(SOURCES, "mvtu", "bnnforge.sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
                    extra_env={"TB_CASE": str(tmp_path / "case.json")})

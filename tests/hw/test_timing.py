@@ -126,9 +126,10 @@ def test_label_select_is_timed_with_the_tops_parameters(tmp_path):
     from bnnforge.resources import rtl_dir
 
     rtl = _fake_build(tmp_path / "b") / "rtl"
-    shutil.copyfile(rtl_dir() / "label_select.v", rtl / "label_select.v")
+    for f in ("stream_fifo.v", "label_select.v"):  # label_select queues its results in a stream_fifo
+        shutil.copyfile(rtl_dir() / f, rtl / f)
     manifest = json.loads((rtl / "manifest.json").read_text())
-    manifest["files"].insert(0, "label_select.v")
+    manifest["files"][:0] = ["stream_fifo.v", "label_select.v"]
     manifest.update(label_select=True, layers=[{"PE": 2, "MH": 10, "ACC_BITS": 8}])
     stages = stage_logic_delays(rtl, manifest)
     assert [s["module"] for s in stages] == ["reg_add", "label_select"]
