@@ -65,7 +65,10 @@ def run_network(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.ndarra
     ideal = manifest["ideal_cycles_per_frame"]
     case = {"in_beats": [str(b) for b in beats], "n_out": len(expected), "p_gap": p_gap, "p_stall": p_stall,
             "seed": seed, "in_beats_per_frame": manifest["in_beats_per_frame"],
-            "max_cycles": 2000 + int(ideal * len(q_inputs) * (4 if (p_gap or p_stall) else 1.5)) + 10 * len(beats)}
+            # the fill latency can exceed a frame interval many times (CNV: nine layers of about
+            # one interval each), so a run of few frames needs every stage's frame time on top
+            "max_cycles": 2000 + int(ideal * len(q_inputs) * (4 if (p_gap or p_stall) else 1.5)) + 10 * len(beats)
+            + sum(int(st.get("cycles", 0)) for st in manifest["stages"])}
     work = rtl_dir / "rtlsim"
     work.mkdir(exist_ok=True)
     case_file, result_file = work / "case.json", work / "result.json"

@@ -20,7 +20,7 @@ import bnnforge
 from bnnforge.cli import main
 from bnnforge.sim.bulk import run_network_bulk
 from bnnforge.sim.golden import execute, quantize_inputs
-from bnnforge.zoo import folding_for, input_shape, qonnx_outputs, zoo_export
+from bnnforge.zoo import ZOO, folding_for, input_shape, qonnx_outputs, zoo_export
 
 pytestmark = pytest.mark.rtl
 STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"]
@@ -97,30 +97,39 @@ def test_2w2a_layers_use_the_kbit_unit(tmp_path):
     assert lint([rtl / f for f in manifest["files"]], manifest["top"]) == []   # generated Verilog
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a", "tfc_2w2a"])
+@pytest.mark.parametrize("name", [n if n.startswith("tfc") else pytest.param(n, marks=pytest.mark.slow) for n in ZOO])
 def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
-    """Host-side input quantization of a zoo model (it flattens before its input
-    quantizer and computes 2x - 1 in the graph): the rtlsim step on given images and the
-    deployment package's driver check on given images, both against the golden model."""
+    """Host-side input quantization of every zoo model (the FC ones flatten before their
+    input quantizer and compute 2x - 1 in the graph; CNV takes 8-bit RGB): the rtlsim
+    step on given images and the deployment package's driver check on given images,
+    both against the golden model. TFC in CI, the rest in the slow set."""
+    import json
+
     from bnnforge.finn_flows.builder import build
     from bnnforge.finn_flows.config import load_config
 
+    n = 4 if name.startswith("cnv") else 24  # CNV: 32,768 cycles per frame
     onnx_path = tmp_path / "m.onnx"
     zoo_export(name, "dynamo", onnx_path)
-    x = np.random.default_rng(5).random((24, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng(5).random((n,) + input_shape(name)[1:], dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "y.npy", np.arange(24) % 10)
-    import json
-
+    np.save(tmp_path / "y.npy", np.arange(n) % 10)
     (tmp_path / "folding.json").write_text(json.dumps(folding_for(name)))
     cfg = load_config(None, model=str(onnx_path), output_dir=str(tmp_path / "b"), rtlsim_inputs=str(tmp_path / "x.npy"),
-                      folding_config_file=str(tmp_path / "folding.json"), steps=STEPS + ["rtlsim"])
+                      rtlsim_count=n, folding_config_file=str(tmp_path / "folding.json"), steps=STEPS + ["rtlsim"])
     build(cfg, progress=False)
     sim = json.loads((tmp_path / "b" / "report" / "rtlsim.json").read_text())
-    assert sim["frames"] == 24 and sim["rtl_mismatches"] == 0
-    assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg"), "--samples", "24",
+    assert sim["frames"] == n and sim["rtl_mismatches"] == 0 and sim["tlast_correct"]
+    assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg"), "--samples", str(n),
                  "--images", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]) == 0
-    assert "driver on simulated RTL: 24 inputs, 0 differ from the golden model" in capsys.readouterr().out
+    assert f"driver on simulated RTL: {n} inputs, 0 differ from the golden model" in capsys.readouterr().out
+    sample = np.load(tmp_path / "pkg" / "sample" / "sample.npz")
+    streamlined = onnx.load(str(tmp_path / "b" / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(tmp_path / "b" / "final_model.onnx"))
+    q = quantize_inputs(streamlined, x)
+    # the packaged inputs are the host-quantized images, and their golden labels are qonnx's
+    assert np.array_equal(sample["x"].reshape(n, -1), q.reshape(n, -1))
+    assert np.array_equal(execute(hw, q).reshape(-1), qonnx_outputs(onnx_path, x).argmax(1))
 
 
 def test_negative_tensor_norm_scale(tmp_path):
