@@ -97,7 +97,9 @@ def test_2w2a_layers_use_the_kbit_unit(tmp_path):
     assert lint([rtl / f for f in manifest["files"]], manifest["top"]) == []   # generated Verilog
 
 
-@pytest.mark.parametrize("name", [n if n.startswith("tfc") else pytest.param(n, marks=pytest.mark.slow) for n in ZOO])
+# CI: the TFC with binary and with 2-bit weights (the other kernel, mvtu_kbit); the rest slow
+@pytest.mark.parametrize("name", [n if n in ("tfc_1w1a", "tfc_2w2a") else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in ZOO])
 def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
     """Host-side input quantization of every zoo model (the FC ones flatten before their
     input quantizer and compute 2x - 1 in the graph; CNV takes 8-bit RGB): the rtlsim

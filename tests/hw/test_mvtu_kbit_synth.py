@@ -13,7 +13,7 @@ from bnnforge.sim.verilator_env import rtl_sources
 SUSPECT = ("implicitly declared", "out of bounds", "Setting all", "is used but has no driver")
 
 
-@pytest.mark.parametrize("arch", [0, 1])
+@pytest.mark.parametrize("arch", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_mvtu_kbit_synthesizes_to_luts(tmp_path, arch):
     mw, mh, pe, simd, wb, ib, acc, k = 16, 8, 4, 8, 4, 4, 12, 2
     rng = np.random.default_rng(arch)
