@@ -1,7 +1,9 @@
 """Residual networks through the graph compiler: forks, integer adds of two streams
 quantized alike, requantizers after the add; golden == torch on every config, RTL ==
 golden beat for beat (accumulators) at random foldings with measured cycles = ideal,
-stalls at five duty cycles and a mid-frame reset; the refusals name the Add."""
+stalls at five duty cycles and a mid-frame reset; the refusals name the Add. k runs from 1
+({0,1} and {-1,+1}) to 8 (above 4 the units' outputs go through the binary-search
+requantizer)."""
 import json
 
 import numpy as np
@@ -26,6 +28,8 @@ CONFIGS = {  # name: ResidualNet arguments
     "k4_fc": dict(k=4, conv=False, width=16, blocks=("id", "down")),
     "k1_bipolar_fc_bn": dict(k=1, kind="bipolar", conv=False, width=16, blocks=("id", "id"), bn_after_add=True),
     "k2_conv_three_blocks": dict(k=2, blocks=("id", "down", "id")),
+    "k6_conv_down": dict(k=6, blocks=("down",)),             # wide: requantizers by binary search
+    "k8_fc_bn": dict(k=8, conv=False, width=8, blocks=("id",), bn_after_add=True),
 }
 
 
@@ -79,7 +83,9 @@ def test_residual_golden_equals_torch(tmp_path, name):
     m = random_residual_net(seed=3, **CONFIGS[name])
     streamlined, hw, _ = _build(_export(m, tmp_path), tmp_path, HW_STEPS)
     ops = [n.op_type for n in hw.graph.node]
-    assert ops.count("StreamAdd") == len(CONFIGS[name]["blocks"]) == ops.count("Thresholding")
+    sums = {n.output[0] for n in hw.graph.node if n.op_type == "StreamAdd"}
+    requant = [n for n in hw.graph.node if n.op_type == "Thresholding" and n.input[0] in sums]
+    assert ops.count("StreamAdd") == len(CONFIGS[name]["blocks"]) == len(requant)
     assert ops.count("StreamFork") >= 1
     _check_golden(m, streamlined, hw, _images(m, 200))
 
@@ -122,7 +128,7 @@ def test_residual_rtl_equals_golden_at_ideal_rate(tmp_path, name, seed):
 @pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.parametrize("name,seed", [("k3_conv_shortcut_first_bn", 4), ("k4_fc", 5), ("k1_bipolar_conv_1x1", 6),
-                                       ("k2_conv_three_blocks", 7)])
+                                       ("k2_conv_three_blocks", 7), ("k6_conv_down", 9), ("k8_fc_bn", 10)])
 def test_residual_rtl_equals_golden_more(tmp_path, name, seed):
     _rtl_case(tmp_path, name, seed)
 
