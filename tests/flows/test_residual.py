@@ -187,3 +187,17 @@ def test_graph_with_a_cycle_is_refused(tmp_path):
     onnx.save(g, str(tmp_path / "loop.onnx"))
     with pytest.raises(BnnforgeError, match="cycle"):
         _build(tmp_path / "loop.onnx", tmp_path / "b", HW_STEPS)
+
+
+def test_skip_fifo_over_budget_is_refused(tmp_path, monkeypatch):
+    """A residual branch whose shortcut would need more than the skip FIFO budget is refused
+    in one line naming the add, and the build leaves nothing behind."""
+    import bnnforge.hw.codegen as codegen
+
+    m = random_residual_net(seed=2, k=2, blocks=("id",))
+    path = _export(m, tmp_path)
+    monkeypatch.setattr(codegen, "SKIP_FIFO_BUDGET_BITS", 64)
+    with pytest.raises(BnnforgeError, match=r"residual add from .*Add.*skip FIFO budget") as ei:
+        _build(path, tmp_path, HW_STEPS + ["codegen"])
+    assert "\n" not in str(ei.value)
+    assert not (tmp_path / "build").exists()
