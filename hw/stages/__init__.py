@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -30,7 +30,6 @@ class BuildContext:
     out_dir: Path
     stage_index: int = 0      # index of the stage being built (s<i> in the top)
     layer_index: int = 0      # index among matrix layers (layer<i>_*.mem, the manifest's layers)
-    extra: dict = field(default_factory=dict)
 
 
 class StageKind:
