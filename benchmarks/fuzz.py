@@ -17,15 +17,15 @@ OUT/shrunk; tests/fuzz_regressions/ is the store the tests replay).
 
 With --graph the cases come from the graph fuzzer (bnnforge/fuzz_graph.py: convolutions
 of every kernel/stride/padding, max pools, dense / grouped (pm1_blocks) / binary-domain
-(sparse01) layers, bipolar / unipolar / unsigned and signed k-bit activations, label
+(sparse01) / k-bit (mvtu_kbit) layers, bipolar / unipolar / unsigned and signed k-bit activations, label
 select or raw accumulators) and a table per operator kind (cases, RTL frames,
 mismatches) and the parameter corners covered are printed at the end:
 
     nice -n 10 python benchmarks/fuzz.py --graph --count 500 --seed 0 --jobs 2 --out runs/fuzz-graph
 
 --jobs N runs cases in N worker processes. --summarize A/results.jsonl B/results.jsonl
-prints the graph tables of runs split over seed ranges (or stopped by --max-seconds),
-each seed counted once.
+prints one table over graph and residual runs split over seed ranges (or stopped by
+--max-seconds), each (mode, seed) counted once with the kinds recorded in its line.
 
 Proof that the loop finds and shrinks a bug (a test-only fault in the golden model):
 
@@ -115,6 +115,9 @@ def main(argv=None) -> int:
             case = make_case(args.seed + i)
             if mode != "fc":
                 cov = residual_coverage(case) if args.residual else coverage(case)
+                # recorded with the result: --summarize must not regenerate a case from
+                # its seed, the generator may have changed since
+                r.update(mode=mode, kinds=sorted(cov["kinds"]), corners=sorted(cov["corners"]))
                 for k in cov["kinds"]:
                     row = per_kind[k]
                     row[0] += 1
@@ -177,34 +180,41 @@ def print_kind_table(per_kind: dict, corners: dict, n: int) -> None:
 
 
 def summarize(paths) -> int:
-    """The graph fuzzer's tables from saved results.jsonl files (runs split over seed
-    ranges, or one stopped by --max-seconds): each seed counted once, its operator kinds
-    recomputed from the seed."""
-    from bnnforge.fuzz_graph import coverage, random_graph_case
-
+    """The per-kind tables of saved graph / residual results.jsonl files (runs split over
+    seed ranges, or stopped by --max-seconds): each (mode, seed) counted once, with the
+    operator kinds and corners recorded in its line."""
     rows = {}
     for p in paths:
-        for line in Path(p).read_text().splitlines():
+        for n, line in enumerate(Path(p).read_text().splitlines(), 1):
             r = json.loads(line)
-            rows[r["seed"]] = r
+            if "kinds" not in r or "mode" not in r:
+                print(f"fuzz.py: error: {p}:{n}: no recorded mode/kinds (a results line of an older "
+                      "fuzz.py); rerun that seed", file=sys.stderr)
+                return 2
+            rows[(r["mode"], r["seed"])] = r
+    if not rows:
+        print("fuzz.py: error: no results in " + ", ".join(map(str, paths)), file=sys.stderr)
+        return 2
     per_kind = collections.defaultdict(lambda: [0, 0, 0])
     corners = collections.Counter()
-    for seed, r in sorted(rows.items()):
-        cov = coverage(random_graph_case(seed))
-        for k in cov["kinds"]:
+    for _key, r in sorted(rows.items()):
+        for k in r["kinds"]:
             per_kind[k][0] += 1
             per_kind[k][1] += r.get("rtl_frames", 0)
             per_kind[k][2] += not r["ok"]
-        corners.update(cov["corners"])
+        corners.update(r["corners"])
     n = len(rows)
+    for mode in sorted({m for m, _ in rows}):
+        seeds = [s for m, s in rows if m == mode]
+        print(f"{mode}: {len(seeds)} networks (seeds {min(seeds)}..{max(seeds)})")
     secs = [r["seconds"] for r in rows.values()]
     bad = [r for r in rows.values() if not r["ok"]]
-    print(f"networks: {n} (seeds {min(rows)}..{max(rows)}), mismatches: {len(bad)}, RTL frames: "
+    print(f"networks: {n}, mismatches: {len(bad)}, RTL frames: "
           f"{sum(r.get('rtl_frames', 0) for r in rows.values())}, per case: {sum(secs) / n:.1f} s mean, "
           f"{max(secs):.1f} s max (one worker's time)")
     print_kind_table(per_kind, corners, n)
     for r in bad:
-        print(f"mismatch: seed {r['seed']} {r['kind']}: {r['reason'][:160]}")
+        print(f"mismatch: {r['mode']} seed {r['seed']} {r['kind']}: {r['reason'][:160]}")
     return 1 if bad else 0
 
 

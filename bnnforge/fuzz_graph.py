@@ -3,9 +3,9 @@
 A case (`random_graph_case(seed)`, deterministic, no torch needed) is a chain of layers:
 an input quantizer (1-bit bipolar or unipolar, uint4 or int8), 0..3 convolutions
 (every square kernel 1..5, stride 1..3, zero padding 0..2 where the stream can carry
-the pad value, dense / grouped `pm1_blocks` / binary-domain `sparse01` weights, an
-optional square max pool 2 or 3), 0..2 fully-connected layers (dense / grouped /
-binary-domain), then the {-1,+1} classifier with label select or raw accumulators.
+the pad value, dense / grouped `pm1_blocks` / binary-domain `sparse01` / k-bit (2..4-bit
+integer, `mvtu_kbit`) weights, an optional square max pool 2 or 3), 0..2 fully-connected
+layers (dense / grouped / binary-domain / k-bit), then the {-1,+1} classifier with label select or raw accumulators.
 Every hidden layer has a BatchNorm (random statistics, plus the FC fuzzer's edge cases:
 negative and zero gammas, channels forced on or off, constant and zeroed weight rows)
 and one activation of four kinds: bipolar, unipolar, unsigned k-bit, signed k-bit
@@ -40,7 +40,9 @@ MAX_PIXEL_CYCLES = 2048     # folding redrawn while pixels * NF * SF of a layer 
 PAD_KINDS = ("unipolar", "uint", "int8")   # stream kinds whose pad value 0 is a level
 INPUT_KINDS = ("bipolar", "unipolar", "uint4", "int8")
 ACT_KINDS = ("bipolar", "unipolar", "uint", "int")
-WEIGHT_KINDS = ("dense", "grouped", "binary_domain")
+WEIGHT_KINDS = ("dense", "grouped", "binary_domain", "kbit")
+# matrix units that take a signed (offset) input stream
+OFFSET_INPUT_WEIGHTS = ("dense", "kbit")
 
 
 @dataclass
@@ -81,7 +83,8 @@ class GraphCase:
     def summary(self) -> str:
         parts = []
         for l in self.layers:
-            w = {"dense": "", "grouped": f"g{l.get('groups', 1)}", "binary_domain": "bd"}[l["weights"]]
+            w = {"dense": "", "grouped": f"g{l.get('groups', 1)}", "binary_domain": "bd",
+                 "kbit": f"w{l.get('wbits')}" + ("n" if l.get("wnarrow") else "")}[l["weights"]]
             act = (l["act"] + (str(l["bits"]) if l["act"] in ("uint", "int") else "")
                    + ("n" if l.get("narrow") else ""))
             if l["op"] == "conv":
@@ -114,7 +117,7 @@ def layer_geometry(case: GraphCase) -> list[dict] | None:
     out = []
     for i, l in enumerate(case.layers):
         g = l.get("groups", 1) if l["weights"] == "grouped" else 1
-        if l["weights"] != "dense" and prev_offset:
+        if l["weights"] not in OFFSET_INPUT_WEIGHTS and prev_offset:
             return None        # the block-sparse unit takes no input offset (refused by design)
         fan_in = c * (l.get("k", 1) ** 2 if l["op"] == "conv" else h * w)
         if l["weights"] == "binary_domain" and l["out"] * fan_in < 2:
@@ -130,7 +133,7 @@ def layer_geometry(case: GraphCase) -> list[dict] | None:
             ofm = (h + 2 * p - k) // s + 1
             if ofm < 1 or c % g or l["out"] % g:
                 return None
-            name = ("MVTUSparse_" if g > 1 or l["weights"] == "binary_domain" else "MVTU_") + str(i)
+            name = _unit_name(l, g) + str(i)
             out.append(dict(name=name, MH=l["out"], MW=k * k * c, pixels=ofm * ofm,
                             pe_of=l["out"] // g, simd_of=c // g, reads=prev))
             c, h, w = l["out"], ofm, ofm
@@ -146,7 +149,7 @@ def layer_geometry(case: GraphCase) -> list[dict] | None:
             flat = True
             if n_in % g or l["out"] % g:
                 return None
-            name = ("MVTUSparse_" if g > 1 or l["weights"] == "binary_domain" else "MVTU_") + str(i)
+            name = _unit_name(l, g) + str(i)
             out.append(dict(name=name, MH=l["out"], MW=n_in, pixels=1, pe_of=l["out"] // g,
                             simd_of=n_in // g, reads=prev))
             c, h, w = l["out"], 1, 1
@@ -156,6 +159,13 @@ def layer_geometry(case: GraphCase) -> list[dict] | None:
     out.append(dict(name=f"MVTU_{len(case.layers)}", MH=case.num_classes, MW=n_in, pixels=1,
                     pe_of=case.num_classes, simd_of=n_in, reads=prev))
     return out
+
+
+def _unit_name(l: dict, groups: int) -> str:
+    """The hardware node a hidden layer becomes (its folding key without the index)."""
+    if l["weights"] == "kbit":
+        return "MVTUKbit_"
+    return "MVTUSparse_" if groups > 1 or l["weights"] == "binary_domain" else "MVTU_"
 
 
 def _divisors(n: int) -> list[int]:
@@ -215,6 +225,12 @@ def _weights(rng, c_in: int, c_out: int, allow_groups: bool = True, allow_sparse
     if r < 0.55 and allow_sparse:
         return {"weights": "binary_domain", "ratio": float(rng.choice([0.0, -0.3, -0.5, 0.25, -1.0])),
                 "empty": float(rng.choice([0.0, 0.3, 0.6]))}
+    if r < 0.8:
+        # 4-bit weights narrow: a negative BatchNorm scale negates a row, and -(-8) is
+        # not a 4-bit value (the compiler refuses that by design)
+        bits = int(rng.integers(2, 5))
+        return {"weights": "kbit", "wbits": bits, "wnarrow": bool(bits == 4 or rng.random() < 0.5),
+                "scaling": str(rng.choice(["per_tensor", "per_channel"]))}
     return {"weights": "dense", "scaling": str(rng.choice(["none", "per_channel"]))}
 
 
@@ -302,10 +318,10 @@ def _random_edits(rng, case: GraphCase) -> list:
             ch = _some(rng, n)
             edits.append({"kind": "always", "layer": li, "channels": ch,
                           "on": [bool(v) for v in rng.random(len(ch)) < 0.5]})
-        if l["weights"] == "dense" and rng.random() < 0.15:
+        if l["weights"] in OFFSET_INPUT_WEIGHTS and rng.random() < 0.15:
             edits.append({"kind": "const_row", "layer": li, "rows": _some(rng, n), "sign": int(rng.choice([-1, 1]))})
-        if l["weights"] == "dense" and rng.random() < 0.15:
-            whole = l.get("scaling", "none") == "none"
+        if l["weights"] in OFFSET_INPUT_WEIGHTS and rng.random() < 0.15:
+            whole = l.get("scaling", "none") in ("none", "per_tensor")
             edits.append({"kind": "zero_weights", "layer": li, "fraction": float(rng.uniform(0.05, 0.5)),
                           "rows": _some(rng, n) if whole and rng.random() < 0.5 else []})
     return edits
@@ -320,8 +336,10 @@ def coverage(case: GraphCase) -> dict:
     kinds.add(f"input_{case.input_quant}")
     geom = layer_geometry(case) or []
     for i, l in enumerate(case.layers):
-        wk = {"dense": "dense", "grouped": "pm1_blocks", "binary_domain": "sparse01"}[l["weights"]]
+        wk = {"dense": "dense", "grouped": "pm1_blocks", "binary_domain": "sparse01", "kbit": "kbit"}[l["weights"]]
         kinds.add(f"{l['op']}_{wk}")
+        if l["weights"] == "kbit":
+            corners.add(f"weight_bits_{l['wbits']}" + ("_narrow" if l.get("wnarrow") else ""))
         kinds.add(f"act_{l['act']}")
         if l["act"] in ("uint", "int"):
             corners.add(f"act_{l['act']}{l['bits']}" + ("_narrow" if l.get("narrow") else ""))
@@ -401,6 +419,15 @@ def _weight_layer(l: dict, c_in: int):
     from bnnforge.models.topologies import WEIGHT_SCALINGS
 
     wk = l["weights"]
+    if wk == "kbit":
+        from brevitas.quant import Int8WeightPerChannelFloat, Int8WeightPerTensorFloat
+
+        quant = {"per_tensor": Int8WeightPerTensorFloat, "per_channel": Int8WeightPerChannelFloat}[l["scaling"]]
+        kw = dict(bias=False, weight_quant=quant, weight_bit_width=int(l["wbits"]),
+                  weight_narrow_range=bool(l.get("wnarrow")))
+        if l["op"] == "conv":
+            return QuantConv2d(c_in, l["out"], l["k"], stride=l["s"], padding=l["pad"], **kw)
+        return QuantLinear(c_in, l["out"], **kw)
     if l["op"] == "conv":
         k, s, p = l["k"], l["s"], l["pad"]
         if wk == "grouped":
@@ -631,7 +658,7 @@ def _restructure(case: GraphCase, layers: list, layer_map: dict | None = None, *
                 e[key] = [e[key][j] for j in keep]
         if e["kind"] in ("zero_gamma", "always", "const_row") and not e.get("channels", e.get("rows")):
             continue
-        if e["kind"] in ("const_row", "zero_weights") and layers[li]["weights"] != "dense":
+        if e["kind"] in ("const_row", "zero_weights") and layers[li]["weights"] not in OFFSET_INPUT_WEIGHTS:
             continue
         edits.append(e)
     c.edits = edits
@@ -654,6 +681,8 @@ def graph_shrink_candidates(case: GraphCase):
             yield f"drop_pool_{i}", edit(pool=0)
         if l["weights"] != "dense":
             yield f"dense_{i}", edit(weights="dense", scaling="none")
+        if l["weights"] == "kbit" and l["wbits"] > 2:
+            yield f"wbits2_{i}", edit(wbits=2)
         g = l.get("groups", 1) if l["weights"] == "grouped" else 1
         for new in sorted({g, l["out"] // 2, 1}):
             if 1 <= new < l["out"] and new % g == 0 and (l["op"] == "conv" or new >= 2):

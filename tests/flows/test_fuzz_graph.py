@@ -13,15 +13,16 @@ from bnnforge.fuzz_graph import (GraphCase, coverage, graph_shrink_candidates, l
                                  run_graph_case, shrink_and_save_graph)
 from bnnforge.sim.golden import FAULT_ENV
 
-ALL_KINDS = {"act_bipolar", "act_int", "act_uint", "act_unipolar", "conv", "conv_dense", "conv_pm1_blocks",
-             "conv_sparse01", "fc_dense", "fc_pm1_blocks", "fc_sparse01", "input_bipolar", "input_int8",
+ALL_KINDS = {"act_bipolar", "act_int", "act_uint", "act_unipolar", "conv", "conv_dense", "conv_kbit", "conv_pm1_blocks",
+             "conv_sparse01", "fc_dense", "fc_kbit", "fc_pm1_blocks", "fc_sparse01", "input_bipolar", "input_int8",
              "input_uint4", "input_unipolar", "maxpool", "out_accumulators", "out_label_select"}
 CORNERS = ({f"kernel_{k}" for k in range(1, 6)} | {f"stride_{s}" for s in (1, 2, 3)} | {f"pad_{p}" for p in (0, 1, 2)}
            | {"pool_2", "pool_3", "fold_pe1_simd1", "fold_full", "weight_scale_per_channel", "stalls"}
            | {f"act_uint{k}" for k in (2, 3, 4)} | {f"act_int{k}{n}" for k in (2, 3, 4) for n in ("", "_narrow")}
+           | {f"weight_bits_{b}{n}" for b in (2, 3) for n in ("", "_narrow")} | {"weight_bits_4_narrow"}
            | {f"edit_{e}" for e in ("neg_gamma", "zero_gamma", "always", "const_row", "zero_weights")})
 # four seeds that together cover every kind in ALL_KINDS (one per input kind), cheap to simulate
-RTL_SEEDS = [1015, 1034, 1017, 1217]
+RTL_SEEDS = [1036, 1371, 1034, 1046]
 GOLDEN_SEEDS = list(range(200, 208))
 SLOW_RTL_SEEDS = list(range(3000, 3016))
 
