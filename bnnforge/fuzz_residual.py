@@ -147,7 +147,10 @@ def random_residual_case(seed: int) -> dict:
 def residual_coverage(case: dict) -> dict:
     net = case["net"]
     k = net["k"]
-    kinds = {f"res_act_{'k1_' + net['kind'] if k == 1 else ('k2-4' if k <= 4 else 'k5-8')}",
+    # the operators every residual network exercises (StreamFork, StreamAdd and the
+    # Thresholding unit on the sum), then the finer kinds
+    kinds = {"stream_fork", "stream_add", "thresholding",
+             f"res_act_{'k1_' + net['kind'] if k == 1 else ('k2-4' if k <= 4 else 'k5-8')}",
              "res_conv" if net["conv"] else "res_fc"}
     kinds |= {"res_shortcut_identity" if b == "id" else "res_shortcut_down" for b in net["blocks"]}
     corners = set()
