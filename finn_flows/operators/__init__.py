@@ -29,6 +29,12 @@ class ConvertContext:
     def next_node(self, i: int):
         return self.nodes[i + 1] if i + 1 < len(self.nodes) else None
 
+    def end_matrix_layer(self) -> None:
+        """A matrix unit was emitted: the next one is numbered after it, and reads single
+        vectors unless a window sets its pixels again."""
+        self.layer += 1
+        self.pixels = 1
+
 
 class Operator:
     qonnx_join_ops: tuple = ()       # QONNX ops joining two streams it recognises (`recognise`)

@@ -62,8 +62,7 @@ class MatrixVectorUnit(Operator):
             ctx.out_nodes.append(thresholding_node(ctx.model, nxt, f"layer{ctx.layer}", mh, ctx.pixels,
                                               attrs["acc_bits"], True, ctx.inits))
             used = 2
-        ctx.pixels = 1
-        ctx.layer += 1
+        ctx.end_matrix_layer()
         return used
 
     def estimate(self, name: str, a: dict) -> dict:

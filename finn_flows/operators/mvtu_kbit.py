@@ -67,8 +67,7 @@ class KbitMatrixUnit(Operator):
     def convert(self, ctx: ConvertContext, i: int) -> int:
         from ..kbit import kbit_to_hw
         used = kbit_to_hw(ctx.model, ctx.nodes, i, ctx.layer, ctx.out_nodes, ctx.inits, ctx.pixels)
-        ctx.layer += 1
-        ctx.pixels = 1
+        ctx.end_matrix_layer()
         return used
 
     def estimate(self, name: str, a: dict) -> dict:

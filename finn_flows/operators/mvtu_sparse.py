@@ -28,8 +28,7 @@ class SparseMatrixUnit(Operator):
 
     def convert(self, ctx: ConvertContext, i: int) -> int:
         used = sparse_to_hw(ctx.model, ctx.nodes, i, ctx.layer, ctx.out_nodes, ctx.inits, ctx.pixels)
-        ctx.layer += 1
-        ctx.pixels = 1
+        ctx.end_matrix_layer()
         return used
 
     def after_folding(self, model, node, src: str) -> None:
