@@ -598,25 +598,26 @@ def case_size(case: FuzzCase) -> tuple:
             case.fifo_depth)
 
 
-def shrink_case(case: FuzzCase, failure: dict, workdir, rtl: bool = True, max_trials: int = 200,
-                log=None) -> tuple[FuzzCase, dict, list[str]]:
-    """Greedy reduction of a failing case: apply the first smaller variant that still
-    fails with the same kind, until none does (or `max_trials` runs). Returns the smallest
-    case, its failing result and the accepted steps."""
+def greedy_shrink(case, failure: dict, candidates, size, run, workdir, rtl: bool = True, max_trials: int = 200,
+                  log=None) -> tuple:
+    """Greedy reduction of a failing case: apply the first smaller variant (from
+    `candidates(case)`, smaller by `size`) that `run` still fails with the same kind,
+    until none does (or `max_trials` runs). Returns the smallest case, its failing result
+    and the accepted steps. Shared by every fuzzer's shrinker."""
     workdir = Path(workdir)
     trials, steps = 0, []
     best, best_result = case, failure
     progress = True
     while progress and trials < max_trials:
         progress = False
-        for name, cand in shrink_candidates(best):
+        for name, cand in candidates(best):
             if trials >= max_trials:
                 break
-            if case_size(cand) >= case_size(best):
+            if cand is None or size(cand) >= size(best):
                 continue
             trials += 1
             d = workdir / f"trial{trials}"
-            r = run_case(cand, d, rtl=rtl)
+            r = run(cand, d, rtl=rtl)
             shutil.rmtree(d, ignore_errors=True)
             if not r["ok"] and r["kind"] == failure["kind"]:
                 best, best_result = cand, r
@@ -626,6 +627,12 @@ def shrink_case(case: FuzzCase, failure: dict, workdir, rtl: bool = True, max_tr
                 progress = True
                 break
     return best, best_result, steps
+
+
+def shrink_case(case: FuzzCase, failure: dict, workdir, rtl: bool = True, max_trials: int = 200,
+                log=None) -> tuple[FuzzCase, dict, list[str]]:
+    return greedy_shrink(case, failure, shrink_candidates, case_size, run_case, workdir, rtl=rtl,
+                         max_trials=max_trials, log=log)
 
 
 def shrink_and_save(case: FuzzCase, failure: dict, store, workdir, rtl: bool = True,

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnnforge.fuzz import CHECK_IMAGES, Mismatch, check_artifacts, save_reproducer, torch_logits
+from bnnforge.fuzz import CHECK_IMAGES, Mismatch, check_artifacts, greedy_shrink, save_reproducer, torch_logits
 
 # Bounds that keep one case cheap (a few seconds with the bulk harness).
 MAX_PIXEL_CYCLES = 2048     # folding redrawn while pixels * NF * SF of a layer exceeds this
@@ -734,31 +734,8 @@ def graph_case_size(case: GraphCase) -> tuple:
 
 def shrink_graph_case(case: GraphCase, failure: dict, workdir, rtl: bool = True, max_trials: int = 200,
                       log=None) -> tuple[GraphCase, dict, list[str]]:
-    """Greedy: the first smaller variant that fails with the same kind replaces the
-    case, until none does (or `max_trials` runs)."""
-    workdir = Path(workdir)
-    trials, steps = 0, []
-    best, best_result = case, failure
-    progress = True
-    while progress and trials < max_trials:
-        progress = False
-        for name, cand in graph_shrink_candidates(best):
-            if trials >= max_trials:
-                break
-            if cand is None or graph_case_size(cand) >= graph_case_size(best):
-                continue
-            trials += 1
-            d = workdir / f"trial{trials}"
-            r = run_graph_case(cand, d, rtl=rtl)
-            shutil.rmtree(d, ignore_errors=True)
-            if not r["ok"] and r["kind"] == failure["kind"]:
-                best, best_result = cand, r
-                steps.append(name)
-                if log:
-                    log(f"shrink: {name} -> {cand.summary()}")
-                progress = True
-                break
-    return best, best_result, steps
+    return greedy_shrink(case, failure, graph_shrink_candidates, graph_case_size, run_graph_case, workdir,
+                         rtl=rtl, max_trials=max_trials, log=log)
 
 
 def shrink_and_save_graph(case: GraphCase, failure: dict, store, workdir, rtl: bool = True,
