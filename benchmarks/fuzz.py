@@ -117,8 +117,10 @@ def main(argv=None) -> int:
                 cov = residual_coverage(case) if args.residual else coverage(case)
                 # recorded with the result: --summarize must not regenerate a case from
                 # its seed, the generator may have changed since
-                r.update(mode=mode, kinds=sorted(cov["kinds"]), corners=sorted(cov["corners"]))
-                for k in cov["kinds"]:
+                # plus the hardware operators the build emitted (what the compiler chose)
+                kinds_here = set(cov["kinds"]) | {f"unit_{op}" for op in r.get("hw_ops", [])}
+                r.update(mode=mode, kinds=sorted(kinds_here), corners=sorted(cov["corners"]))
+                for k in kinds_here:
                     row = per_kind[k]
                     row[0] += 1
                     row[1] += r.get("rtl_frames", 0)

@@ -379,7 +379,8 @@ def check_artifacts(onnx_path: Path, folding: dict, images: np.ndarray, logits: 
         t_build = time.perf_counter() - t0
         stage = "golden"
         g = check_golden(streamlined, hw, images, logits)
-        out = {"ties": g["ties"], "build_seconds": round(t_build, 3), "rtl_frames": 0}
+        out = {"ties": g["ties"], "build_seconds": round(t_build, 3), "rtl_frames": 0,
+               "hw_ops": sorted({n.op_type for n in hw.graph.node})}
         if rtl:
             stage = "rtl"
             manifest = json.loads((bdir / "rtl" / "manifest.json").read_text())

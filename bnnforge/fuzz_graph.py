@@ -32,6 +32,7 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from bnnforge.fuzz import CHECK_IMAGES, Mismatch, check_artifacts, greedy_shrink, save_reproducer, torch_logits
 
@@ -590,6 +591,25 @@ def export_graph_case(case: GraphCase, path: Path):
     return images, logits
 
 
+def unit_folding(onnx_path: Path, folding: dict, workdir: Path) -> dict:
+    """The case's folding keyed by the matrix units the compiler actually emits. The
+    unit follows the weights' values, not only the layer's quantizer: a 2-bit layer whose
+    quantized weights take two levels is a binary-domain `MVTUSparse`, a ternary one with
+    whole-block zeros a grouped one. Layer i's unit is `<kind>_i` whatever its kind."""
+    from bnnforge.finn_flows.builder import build
+    from bnnforge.finn_flows.config import load_config
+    from bnnforge.finn_flows.operators import for_hw
+
+    cfg = load_config(None, model=str(onnx_path), output_dir=str(workdir), steps=["tidy_up", "streamline",
+                      "convert_to_hw"], name="probe")
+    build(cfg, progress=False)
+    hw = onnx.load(str(workdir / "intermediate_models" / "02_convert_to_hw.onnx"))
+    units = {n.name.rsplit("_", 1)[1]: n.name for n in hw.graph.node
+             if for_hw(n.op_type) is not None and for_hw(n.op_type).folding_keys == ("PE", "SIMD")}
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {units.get(k.rsplit("_", 1)[1], k): v for k, v in folding.items()}
+
+
 def run_graph_case(case: GraphCase, workdir, rtl: bool = True, reproducer_dir=None,
                    keep_sim_build: bool = False) -> dict:
     """Run one graph case in `workdir`: {"ok", "kind", "reason", "reproducer", "seconds",
@@ -606,7 +626,11 @@ def run_graph_case(case: GraphCase, workdir, rtl: bool = True, reproducer_dir=No
         except Exception as e:
             first_line = str(e).splitlines()[0][:300] if str(e) else ""
             raise Mismatch("exception_export", f"{type(e).__name__}: {first_line}") from e
-        result.update(check_artifacts(onnx_path, case.folding, images, logits, label_select=case.label_select,
+        try:
+            folding = unit_folding(onnx_path, case.folding, workdir / "probe")
+        except Exception as e:
+            raise Mismatch("exception_build", f"{type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+        result.update(check_artifacts(onnx_path, folding, images, logits, label_select=case.label_select,
                                       fifo_depth=case.fifo_depth, workdir=workdir, rtl=rtl, p_gap=case.p_gap,
                                       p_stall=case.p_stall, sim_seed=case.seed, keep_sim_build=keep_sim_build))
     except Mismatch as m:
