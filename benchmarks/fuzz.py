@@ -82,8 +82,8 @@ def main(argv=None) -> int:
         return summarize(args.summarize)
     if args.inject_fault:
         os.environ[FAULT_ENV] = args.inject_fault
-    if args.residual and (args.graph or args.shrink):
-        ap.error("--residual runs its own cases: no --graph, no --shrink (residual cases are not shrunk yet)")
+    if args.residual and args.graph:
+        ap.error("--residual runs its own cases: not with --graph")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,12 +92,12 @@ def main(argv=None) -> int:
     failures, times, ties, frames = [], [], 0, 0
     per_kind = collections.defaultdict(lambda: [0, 0, 0])      # kind -> [cases, rtl frames, mismatches]
     corners = collections.Counter()
-    from bnnforge.fuzz_residual import random_residual_case, residual_coverage
+    from bnnforge.fuzz_residual import random_residual_case, residual_coverage, shrink_and_save_residual
 
     make_case, run_one, shrink_one = ((random_graph_case, run_graph_case, shrink_and_save_graph) if args.graph
                                       else (random_case, run_case, shrink_and_save))
     if args.residual:
-        make_case = random_residual_case
+        make_case, shrink_one = random_residual_case, shrink_and_save_residual
     mode = "residual" if args.residual else ("graph" if args.graph else "fc")
     t_start = time.perf_counter()
     bar = tqdm(range(args.count), desc="fuzz" + (f" {mode}" if mode != "fc" else "") + (" (rtl)" if args.rtl else ""),
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             times.append(r["seconds"])
             ties += r.get("ties", 0)
             frames += r.get("rtl_frames", 0)
-            r["summary"] = json.dumps(case["net"]) if args.residual else case.summary()
+            r["summary"] = case.summary()
             log.write(json.dumps({k: v for k, v in r.items() if k != "traceback"}) + "\n")
             log.flush()
             if not r["ok"]:
@@ -142,10 +142,9 @@ def main(argv=None) -> int:
                         d = shrink_one(case, r, args.store or out / "shrunk", work, rtl=args.rtl,
                                        injected_fault=args.inject_fault, log=tqdm.write)
                     small = json.loads((d / "case.json").read_text())
-                    layers = len(small["case"]["layers" if args.graph else "hidden"]) + 1
                     images = len(np.load(d / "inputs.npy"))
-                    tqdm.write(f"shrunk in {time.perf_counter() - t_shrink:.1f} s to {layers} layers, "
-                               f"{images} inputs: {small['summary']}\n  -> {d}")
+                    tqdm.write(f"shrunk in {time.perf_counter() - t_shrink:.1f} s to {images} inputs: "
+                               f"{small['summary']}\n  -> {d}")
                     r["shrunk"] = str(d)
             bar.set_postfix(fail=len(failures))
             if args.stop_after_failures and len(failures) >= args.stop_after_failures:
@@ -229,7 +228,7 @@ def _run_seed(job):
     if mode == "residual":
         from bnnforge.fuzz_residual import random_residual_case, run_residual_case
         with tempfile.TemporaryDirectory(prefix="fuzz-") as work:
-            return run_residual_case(random_residual_case(seed), work, rtl=rtl)
+            return run_residual_case(random_residual_case(seed), work, rtl=rtl, reproducer_dir=repro)
     if mode == "graph":
         from bnnforge.fuzz_graph import random_graph_case as make, run_graph_case as run
     else:

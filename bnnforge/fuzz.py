@@ -465,10 +465,18 @@ def check_reproducer(d, workdir, rtl: bool = True, force_rtl: bool = False) -> d
     d, workdir = Path(d), Path(workdir)
     info = json.loads((d / "case.json").read_text())
     rtl = force_rtl or (rtl and info.get("rtl", True))
-    if info["case"].get("generator") == "graph":
-        from bnnforge.fuzz_graph import GraphCase, run_graph_case
+    folding = json.loads((d / "folding.json").read_text())
+    generator = info["case"].get("generator")
+    if generator == "graph":
+        from bnnforge.fuzz_graph import GraphCase, run_graph_case, unit_folding
 
         case, rerun = GraphCase.from_json(info["case"]), run_graph_case
+        if (d / "model.onnx").is_file():
+            folding = unit_folding(d / "model.onnx", folding, workdir / "probe")
+    elif generator == "residual":
+        from bnnforge.fuzz_residual import ResidualCase, run_residual_case
+
+        case, rerun = ResidualCase.from_json(info["case"]), run_residual_case
     else:
         case, rerun = FuzzCase.from_json(info["case"]), run_case
     if not (d / "model.onnx").is_file() or not (d / "torch_logits.npy").is_file():
@@ -477,7 +485,7 @@ def check_reproducer(d, workdir, rtl: bool = True, force_rtl: bool = False) -> d
     result = {"seed": case.seed, "ok": True, "kind": None, "reason": None, "rtl": rtl}
     try:
         result.update(check_artifacts(
-            d / "model.onnx", json.loads((d / "folding.json").read_text()), np.load(d / "inputs.npy"),
+            d / "model.onnx", folding, np.load(d / "inputs.npy"),
             np.load(d / "torch_logits.npy"), label_select=case.label_select, fifo_depth=case.fifo_depth,
             workdir=workdir, rtl=rtl, p_gap=case.p_gap, p_stall=case.p_stall, sim_seed=case.seed))
     except Mismatch as m:

@@ -201,3 +201,39 @@ def test_skip_fifo_over_budget_is_refused(tmp_path, monkeypatch):
         _build(path, tmp_path, HW_STEPS + ["codegen"])
     assert "\n" not in str(ei.value)
     assert not (tmp_path / "build").exists()
+
+
+def test_residual_fuzz_cases_round_trip_and_shrink_to_smaller_networks():
+    from bnnforge.fuzz_residual import (ResidualCase, random_residual_case, residual_case_size,
+                                        residual_shrink_candidates)
+
+    for seed in range(100, 112):
+        case = random_residual_case(seed)
+        assert ResidualCase.from_json(json.loads(json.dumps(case.to_json()))) == case
+        names = []
+        for name, cand in residual_shrink_candidates(case):
+            names.append(name)
+            assert residual_case_size(cand) < residual_case_size(case), (name, case.summary())
+            random_residual_net(seed=cand.seed, **cand.net)     # a network torch can build
+        assert "fold_1" in names and "first_half" in names, names
+
+
+@pytest.mark.slow
+def test_residual_fuzz_shrinks_an_injected_fault(tmp_path, monkeypatch):
+    """The test-only golden fault in a residual case: found, shrunk to a small network
+    and a few inputs, saved; the reproducer fails with the fault on and passes off."""
+    from bnnforge.fuzz import check_reproducer
+    from bnnforge.fuzz_residual import random_residual_case, run_residual_case, shrink_and_save_residual
+    from bnnforge.sim.golden import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "mvtu_threshold_strict")
+    case = random_residual_case(105)
+    failure = run_residual_case(case, tmp_path / "run", rtl=False)
+    assert not failure["ok"], failure
+    d = shrink_and_save_residual(case, failure, tmp_path / "store", tmp_path / "work", rtl=False,
+                                 injected_fault="mvtu_threshold_strict")
+    info = json.loads((d / "case.json").read_text())
+    assert len(info["case"]["image_rows"]) <= 8 and len(info["case"]["net"]["blocks"]) <= 1, info["summary"]
+    assert not check_reproducer(d, tmp_path / "on", rtl=False)["ok"]
+    monkeypatch.delenv(FAULT_ENV)
+    assert check_reproducer(d, tmp_path / "off", rtl=False)["ok"]
