@@ -115,6 +115,22 @@ def _kbit_conv(tmp_path):
     return streamlined, hw, bdir, np.random.default_rng(9).random((24, 2, 8, 8), dtype=np.float32)
 
 
+def _kbit_weights(tmp_path):
+    """A conv net with 3-bit weights (conv and FC on mvtu_kbit) behind a block-sparse conv
+    and a pool: the graph fuzzer's seed 1004 with raw accumulator outputs."""
+    import dataclasses
+
+    from bnnforge.fuzz import build_artifacts
+    from bnnforge.fuzz_graph import export_graph_case, random_graph_case, unit_folding
+
+    case = dataclasses.replace(random_graph_case(1004), label_select=False)
+    x, _ = export_graph_case(case, tmp_path / "model.onnx")
+    fold = unit_folding(tmp_path / "model.onnx", case.folding, tmp_path / "probe")
+    streamlined, hw, bdir = build_artifacts(tmp_path / "model.onnx", fold, tmp_path / "build", False, 2)
+    assert sum(n.op_type == "MVTUKbit" for n in hw.graph.node) == 2
+    return streamlined, hw, bdir, x[:24]
+
+
 def _build_plain(m, tmp_path, fold, input_shape):
     import json
 
@@ -136,6 +152,7 @@ KINDS = {
     "pm1_blocks_ftbnn": lambda t: _sparse_raw(t, "ftbnn"),
     "kbit2_fc": lambda t: _kbit_raw(t, 2),
     "kbit3_conv": _kbit_conv,
+    "kbit_weights_w3": _kbit_weights,
 }
 CI_KINDS = ("conv_pad_pool", "sparse01_binary_domain")
 
