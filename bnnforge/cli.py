@@ -226,6 +226,10 @@ def cmd_vivado(args):
         print("running: " + " ".join(cmd), flush=True)
         rc = subprocess.run(cmd, cwd=proj).returncode
         name = json.loads((proj / "project.json").read_text())["top"]
+        failed = proj / "output" / "check_failed.txt"
+        if failed.is_file():  # the script's own checks refused the result (hw/vivado/project.py)
+            reason = " ".join(failed.read_text().split())
+            raise BnnforgeError(f"{proj / 'output' / 'vivado.log'}: no bitstream copied out: {reason}")
         if rc != 0 or not (proj / "output" / f"{name}.bit").is_file():
             raise BnnforgeError(f"{proj / 'output' / 'vivado.log'}: Vivado failed (exit {rc})")
         print(f"bitstream: {proj / 'output' / (name + '.bit')}")
