@@ -169,8 +169,14 @@ def cmd_synth(args):
     md = Path(args.build) / "rtl" / "synth.md"
     print(md.read_text() if md.exists() else json.dumps(res["total"]))
     if args.timing:
+        from bnnforge.finn_flows.steps.synth import restate_estimates
+        from bnnforge.hw.throughput import throughput
         from bnnforge.hw.timing import build_timing, timing_markdown
-        print(timing_markdown(build_timing(Path(args.build), args.timing)))
+
+        t = build_timing(Path(args.build), args.timing)
+        print(timing_markdown(t))
+        restate_estimates(Path(args.build))  # report/estimates.md now quotes the measured clock
+        print(f"Throughput: {throughput(t['cycles_per_frame'], Path(args.build))['text']}")
 
 
 def _build_dir(path: str) -> Path:
