@@ -178,7 +178,7 @@ foreach log [lsort $logs] {{
     set fh [open $log]
     set text [read $fh]
     close $fh
-    foreach line [split $text "\n"] {{
+    foreach line [split $text "\\n"] {{
         if {{[string match {{*Synth 8-4445*}} $line] || ([string match {{*readmem*}} $line]
                 && [regexp {{^(CRITICAL WARNING|ERROR)}} $line])}} {{
             bnnforge_fail "synthesis did not load a memory image: [string trim $line] (in $log)"
