@@ -169,8 +169,14 @@ def cmd_synth(args):
     md = Path(args.build) / "rtl" / "synth.md"
     print(md.read_text() if md.exists() else json.dumps(res["total"]))
     if args.timing:
+        from bnnforge.finn_flows.steps.synth import restate_estimates
+        from bnnforge.hw.throughput import throughput
         from bnnforge.hw.timing import build_timing, timing_markdown
-        print(timing_markdown(build_timing(Path(args.build), args.timing)))
+
+        t = build_timing(Path(args.build), args.timing)
+        print(timing_markdown(t))
+        restate_estimates(Path(args.build))  # report/estimates.md now quotes the measured clock
+        print(f"Throughput: {throughput(t['cycles_per_frame'], Path(args.build))['text']}")
 
 
 def _build_dir(path: str) -> Path:
@@ -226,6 +232,10 @@ def cmd_vivado(args):
         print("running: " + " ".join(cmd), flush=True)
         rc = subprocess.run(cmd, cwd=proj).returncode
         name = json.loads((proj / "project.json").read_text())["top"]
+        failed = proj / "output" / "check_failed.txt"
+        if failed.is_file():  # the script's own checks refused the result (hw/vivado/project.py)
+            reason = " ".join(failed.read_text().split())
+            raise BnnforgeError(f"{proj / 'output' / 'vivado.log'}: no bitstream copied out: {reason}")
         if rc != 0 or not (proj / "output" / f"{name}.bit").is_file():
             raise BnnforgeError(f"{proj / 'output' / 'vivado.log'}: Vivado failed (exit {rc})")
         print(f"bitstream: {proj / 'output' / (name + '.bit')}")

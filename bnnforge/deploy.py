@@ -233,7 +233,32 @@ labels = ol.classify(x)   # x: integers, shape (N, {elements}) or (N, {shape})
 
 Inputs are the accelerator's integer inputs ({input_text}); quantize images on the
 host as `bnnforge` does (sim.golden.quantize_inputs) before sending.
+
+Throughput: {throughput_note}
 {sim_note}"""
+
+
+def board_throughput(build_dir: Path, layout: dict, project: dict, bitfile: bool) -> dict:
+    """Frames/s on the board: the bitstream clocks the accelerator at FCLK0 (the project's
+    fclk_mhz), so that is the clock to quote; whether the design meets it is known from the
+    Vivado run, whose script refuses a negative slack (hw/vivado/project.py), and is
+    otherwise only estimated (hw/throughput.py)."""
+    from bnnforge.hw.throughput import describe, measured_clock
+
+    fclk, cycles = float(project["fclk_mhz"]), layout["cycles_per_frame_ideal"]
+    checked = bitfile and "expected_bram18" in project  # written by a script that checks its slack
+    at_fclk = {"frames_per_s": fclk * 1e6 / cycles, "clock_mhz": fclk, "measured": False, "source": None}
+    m = measured_clock(build_dir)
+    if checked:
+        text = (f"{at_fclk['frames_per_s']:,.0f} frames/s at FCLK0 = {fclk:g} MHz ({cycles:,} cycles/frame), "
+                f"a clock the Vivado run met (its script refuses negative slack; bitfile/timing_summary.rpt).")
+    else:
+        text = (f"{describe(at_fclk)}, the FCLK0 the bitstream will run at ({cycles:,} cycles/frame); "
+                f"no Vivado run has checked that clock yet; ")
+        text += (f"the build's own estimate allows {m['mhz']:g} MHz, {m['basis']}." if m else
+                 "nothing has measured the design's clock (`bnnforge synth BUILD --timing pnr`).")
+    return {"fclk_mhz": fclk, "cycles_per_frame_ideal": cycles, "frames_per_s": round(at_fclk["frames_per_s"], 1),
+            "fclk_met_in_vivado": bool(checked), "measured_clock": m, "text": text}
 
 
 def make_package(build_dir, out, board: str = "pynq-z2", samples: int = 100, images=None, labels=None,
@@ -275,6 +300,7 @@ def make_package(build_dir, out, board: str = "pynq-z2", samples: int = 100, ima
         info = {"name": name, "board": pj["board"], "part": pj["part"], "fclk_mhz": pj["fclk_mhz"],
                 "build_dir": str(build_dir.resolve()), "samples": int(len(x))}
         bit, hwh = vivado / "output" / f"{name}.bit", vivado / "output" / f"{name}.hwh"
+        info["throughput"] = board_throughput(build_dir, layout, pj, bit.is_file() and hwh.is_file())
         if bit.is_file() and hwh.is_file():
             (work / "bitfile").mkdir()
             shutil.copyfile(bit, work / "bitfile" / bit.name)
@@ -311,7 +337,7 @@ def make_package(build_dir, out, board: str = "pynq-z2", samples: int = 100, ima
             "NOT included: no Vivado run yet; run `bnnforge vivado <build> --run` and package again",
             y_note=" and true labels `y`" if y is not None else "",
             input_text=layout["input"]["kind"] + f", {layout['input']['element_bits']} bit(s) per element",
-            sim_note=sim_note))
+            sim_note=sim_note, throughput_note=info["throughput"]["text"]))
         (work / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bnnforge.errors import BnnforgeError
+from bnnforge.hw.throughput import throughput
 
 DEFAULT_CHUNK = 256
 
@@ -121,7 +122,8 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
     Returns a JSON-serializable dict: frames, frames_mismatching (frames whose RTL
     output differs from the golden model in any bit), rtl_beat_mismatches,
     tlast_correct, cycles_per_frame_measured / _ideal, latency_cycles_first_frame,
-    fps_at_fclk, wall times, with labels accuracy_golden and accuracy_rtl, and
+    fps_at_fclk (at the target clock), throughput (frames/s at the build's measured
+    clock, or at the target clock marked as assumed: hw/throughput.py), wall times, with labels accuracy_golden and accuracy_rtl, and
     predictions_rtl (the RTL's labels) when the build ends in a label select.
     """
     from tqdm import tqdm
@@ -214,6 +216,8 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
         "latency_cycles_first_frame": latency,
         "fclk_mhz": fclk,
         "fps_at_fclk": round(fclk * 1e6 / cpf, 1) if math.isfinite(cpf) and cpf > 0 else None,
+        # frames/s at the clock the build measured (report/timing.json), else at fclk marked as assumed
+        "throughput": throughput(cpf, b["dir"], fclk) if math.isfinite(cpf) and cpf > 0 else None,
         "chunk_size": chunk_size,
         "chunks": math.ceil(n / chunk_size),
         "quantize_golden_seconds": round(quant_wall, 3),
@@ -257,7 +261,7 @@ def format_summary(r: dict) -> str:
                  f"({r['rtl_beat_mismatches']} output beats); TLAST {'correct' if r['tlast_correct'] else 'WRONG'}")
     cpf = r["cycles_per_frame_measured"]
     lines.append(f"cycles per frame: measured {cpf if cpf is not None else 'n/a'}, ideal {r['cycles_per_frame_ideal']}"
-                 + (f" -> {r['fps_at_fclk']:,.0f} frames/s at {r['fclk_mhz']:.0f} MHz" if r["fps_at_fclk"] else "")
+                 + (f" -> {r['throughput']['text']}" if r.get("throughput") else "")
                  + f"; first frame out after {r['latency_cycles_first_frame']} cycles")
     lines.append(f"simulated in {r['sim_seconds']:.2f} s (+ {r['quantize_golden_seconds']:.2f} s quantization and "
                  f"golden model), {r['chunks']} chunk(s) of up to {r['chunk_size']} frames")

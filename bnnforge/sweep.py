@@ -546,7 +546,7 @@ def pareto_plot(rows: list[dict], path: Path) -> str | None:
     front = pareto_front(list(zip(luts, fps)))
     ax.plot([luts[i] for i in front], [fps[i] for i in front], "r--", lw=1, label="Pareto front", zorder=2)
     ax.set_xlabel(f"LUT ({source})")
-    ax.set_ylabel("frames/s")
+    ax.set_ylabel("frames/s at the sweep's clock_mhz (assumed, not measured)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()

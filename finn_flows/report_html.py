@@ -17,6 +17,8 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from bnnforge.hw.throughput import throughput
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;max-width:1100px;
 color:#1d2330;padding:0 1em;line-height:1.4}
@@ -74,11 +76,12 @@ def bar_chart(title: str, names: list[str], values: list[float], color: str, uni
     return "".join(parts)
 
 
-def _layers_section(est: dict | None) -> list[str]:
+def _layers_section(est: dict | None, tp: dict | None = None) -> list[str]:
     if not est:
         return ["<h2>Layers</h2>", '<p class="muted">No estimates (the build ran without the '
                 "<code>estimates</code> step).</p>"]
     layers = est["layers"]
+    tp = tp or throughput(est["cycles_per_frame_ideal"], None, est["fclk_mhz"])
     out = ["<h2>Layers</h2>", '<table id="layers"><thead><tr><th class="l">layer</th><th class="l">kind</th>'
            '<th>MW x MH</th><th>PE</th><th>SIMD</th><th class="l">mode</th><th>cycles / frame</th>'
            "<th>weight bits</th><th>est. LUT</th><th>est. BRAM18</th></tr></thead><tbody>"]
@@ -93,8 +96,8 @@ def _layers_section(est: dict | None) -> list[str]:
                f'(max)</td><td>{_num(est["weight_bits_total"])}</td><td>{_num(est["est_luts_total"])}</td>'
                f'<td>{_num(est["est_bram18_total"])}</td></tr></tfoot></table>')
     out.append(f'<p>Ideal {_num(est["cycles_per_frame_ideal"])} cycles per frame, bottleneck '
-               f'{escape(", ".join(map(str, est.get("bottleneck", []))))}: {_num(est["fps_ideal"])} frames/s at '
-               f'{_num(est["fclk_mhz"])} MHz. The LUT and BRAM figures are the first-order model of the '
+               f'{escape(", ".join(map(str, est.get("bottleneck", []))))}: <span id="throughput">'
+               f'{escape(tp["text"])}</span>. The LUT and BRAM figures are the first-order model of the '
                "<code>estimates</code> step, not synthesis.</p>")
     names = [str(l["name"]) for l in layers]
     out.append('<div class="charts">')
@@ -138,7 +141,20 @@ def _rtlsim_section(sim: dict | None) -> list[str]:
             "compared bit-exactly with the golden model.</p>", _kv_table(rows, "rtlsim")]
 
 
-def _synth_section(synth: dict | None, timing: dict | None) -> list[str]:
+def _clock_rows(clock: dict | None) -> list[tuple[str, str]]:
+    """report/timing.json (hw/timing.py): the clock each estimate allows."""
+    rows = []
+    sta, pnr = (clock or {}).get("sta"), (clock or {}).get("pnr")
+    if sta and sta.get("fmax_mhz"):
+        rows.append(("xc7 logic delay (Yosys sta, no routing)",
+                     escape(f"{sta['fmax_mhz']} MHz, slowest stage {sta.get('worst_stage')}")))
+    if pnr and pnr.get("fmax_mhz"):
+        rows.append(("ECP5 post-route Fmax (nextpnr-ecp5)",
+                     escape(f"{pnr['fmax_mhz']} MHz, critical path {pnr.get('start')} -> {pnr.get('end')}")))
+    return rows
+
+
+def _synth_section(synth: dict | None, timing: dict | None, clock: dict | None = None) -> list[str]:
     out = ["<h2>Synthesis</h2>"]
     if not synth:
         out.append('<p class="muted">Not synthesized (add the <code>synth</code> step, or run '
@@ -155,6 +171,9 @@ def _synth_section(synth: dict | None, timing: dict | None) -> list[str]:
             rows.append(("Yosys wall time (s)", _num(float(synth["seconds"]), 1)))
         out += ["<p>Yosys <code>synth_xilinx</code> (xc7), hierarchical; no placement or routing.</p>",
                 _kv_table(rows, "synth")]
+    rows = _clock_rows(clock)
+    if rows:
+        out += ["<h3>Clock (measured)</h3>", _kv_table(rows, "clock")]
     if timing:
         out += ["<h3>Timing (Vivado)</h3>", _kv_table([(k, escape(v)) for k, v in timing.items()], "timing")]
     return out
@@ -238,9 +257,10 @@ def render_build(build: Path, report_dir: Path, title: str, sim: dict | None = N
     synth = synth if synth is not None else _read_json(rep / "synth_summary.json")
     timing = vivado_timing(build / "vivado" / "output" / "timing_summary.rpt")
     body = [f"<h1>{escape(title)}</h1>"] + (intro or [])
-    body += _layers_section(est)
+    tp = throughput(est["cycles_per_frame_ideal"], build, est["fclk_mhz"]) if est else None
+    body += _layers_section(est, tp)
     body += _rtlsim_section(sim)
-    body += _synth_section(synth, timing)
+    body += _synth_section(synth, timing, _read_json(rep / "timing.json") if tp and tp["measured"] else None)
     body += _steps_section(_read_json(build / "build_summary.json"), rep / "auto_folding.md")
     body += _files_section(build, report_dir)
     body.append('<p class="muted">Written by bnnforge.</p>')

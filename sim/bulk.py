@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnnforge.sim import _objcache
+from bnnforge.sim import _objcache, model_cache
 from bnnforge.sim.network import (count_mismatches, expected_beats, frame_beats, steady_cycles_per_frame,
                          tlast_pattern_ok)
 from bnnforge.sim.runner import file_lock
@@ -94,18 +94,25 @@ def _save_runtime(cache: Path, bdir: Path) -> None:
     _objcache.save(cache, bdir, _RUNTIME_OBJS)
 
 
-def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Path:
-    """Compile (or reuse) the bulk harness for the design in rtl_dir; returns the binary."""
-    rtl_dir = Path(rtl_dir).resolve()
+def _entry(rtl_dir: Path, build_root: str | Path | None) -> tuple[Path, str, list[Path]]:
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
     top = manifest["top"]
     sources = [rtl_dir / f for f in manifest["files"]]
     root = Path(build_root) if build_root is not None else BULK_ROOT
-    key = _key(sources, top)
-    bdir = root / f"{top}_{key}"
+    return root / f"{top}_{_key(sources, top)}", top, sources
+
+
+def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Path:
+    """Compile (or reuse) the bulk harness for the design in rtl_dir; returns the binary.
+    The build may be evicted once this returns unless the caller holds
+    ``model_cache.in_use`` on its folder (run_network_bulk does)."""
+    rtl_dir = Path(rtl_dir).resolve()
+    bdir, top, sources = _entry(rtl_dir, build_root)
+    root = bdir.parent
     exe = bdir / "bulk_sim"
-    with file_lock(root / f"{top}_{key}.lock"):
-        if (bdir / ".built").exists() and exe.exists():
+    with file_lock(root / f"{bdir.name}.lock"):
+        if (bdir / model_cache.STAMP).exists() and exe.exists():
+            model_cache.mark_used(bdir)
             return exe
         bdir.mkdir(parents=True, exist_ok=True)
         env = setup_env(dict(os.environ))
@@ -128,7 +135,10 @@ def build_bulk(rtl_dir: str | Path, build_root: str | Path | None = None) -> Pat
                                    f"{(proc.stdout + proc.stderr)[-4000:]}")
         if not exe.exists():
             raise BulkSimError(f"bulk harness build for {top} made no {exe}")
-        (bdir / ".built").write_text("ok\n")
+        model_cache.record_size(bdir)
+        (bdir / model_cache.STAMP).write_text("ok\n")
+    defaults = model_cache.default_roots()
+    model_cache.evict(defaults if root in defaults else [root], keep=[bdir])
     return exe
 
 
@@ -169,14 +179,19 @@ def run_network_bulk(rtl_dir: str | Path, q_inputs: np.ndarray, golden_out: np.n
     manifest = json.loads((rtl_dir / "manifest.json").read_text())
     beats = frame_beats(q_inputs, manifest["in_simd"], manifest["in_element_bits"])
     expected = expected_beats(golden_out, manifest)
-    ideal = manifest["ideal_cycles_per_frame"]
-    frames = len(q_inputs)
-    in_bpf, out_bpf = manifest["in_beats_per_frame"], manifest["out_beats_per_frame"]
     if seed < 0:
         raise ValueError("seed must be >= 0")
     if reset_at_cycle is not None and reset_at_cycle < 0:
         raise ValueError("reset_at_cycle must be >= 0")
 
+    with model_cache.in_use(_entry(rtl_dir, None)[0]):
+        return _run_bulk(rtl_dir, manifest, beats, expected, len(q_inputs), p_gap, p_stall, seed, reset_at_cycle)
+
+
+def _run_bulk(rtl_dir: Path, manifest: dict, beats: list, expected: list, frames: int, p_gap: float,
+              p_stall: float, seed: int, reset_at_cycle: int | None) -> dict:
+    ideal = manifest["ideal_cycles_per_frame"]
+    in_bpf, out_bpf = manifest["in_beats_per_frame"], manifest["out_beats_per_frame"]
     t0 = time.perf_counter()
     exe = build_bulk(rtl_dir)
     build_wall = time.perf_counter() - t0

@@ -3,7 +3,8 @@
 Builds are cached under ``build/sim_cache/<top>_<hash>`` keyed by the source
 contents, the toplevel, the parameters and the extra build arguments, so many
 tests (and several pytest-xdist workers, serialised by a file lock) share one
-Verilator build. Tests run in a caller-chosen working directory because
+Verilator build. The cache is kept under a size cap, least recently used entries
+first, never deleting one another process uses (sim/model_cache.py). Tests run in a caller-chosen working directory because
 ``$readmemh`` resolves file names relative to it.
 
 Example::
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from . import model_cache
 from .verilator_env import BUILD_ROOT, rtl_sources, setup_env, verilator_bin
 
 __all__ = [
@@ -147,21 +149,34 @@ def file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build(sources: Iterable[str | Path], toplevel: str,
-          parameters: Mapping[str, object] | None = None,
-          build_args: Sequence[str] = (), build_root: str | Path | None = None,
-          verbose: bool = False) -> Path:
-    """Build (or reuse) a Verilator model; returns its build directory."""
-    setup_env()
+def _entry(sources: Iterable[str | Path], toplevel: str, parameters: Mapping[str, object] | None,
+           build_args: Sequence[str], build_root: str | Path | None):
     sources = [Path(s).resolve() for s in sources]
     parameters = dict(parameters or {})
     args = list(_BUILD_ARGS) + list(build_args)
     root = Path(build_root) if build_root is not None else BUILD_ROOT
-    key = _build_key(sources, toplevel, parameters, args)
-    bdir = root / f"{toplevel}_{key}"
-    stamp = bdir / ".built"
-    with file_lock(root / f"{toplevel}_{key}.lock"):
+    return root / f"{toplevel}_{_build_key(sources, toplevel, parameters, args)}", sources, parameters, args
+
+
+def _evict_after_build(root: Path, bdir: Path) -> None:
+    defaults = model_cache.default_roots()
+    model_cache.evict(defaults if root in defaults else [root], keep=[bdir])
+
+
+def build(sources: Iterable[str | Path], toplevel: str,
+          parameters: Mapping[str, object] | None = None,
+          build_args: Sequence[str] = (), build_root: str | Path | None = None,
+          verbose: bool = False) -> Path:
+    """Build (or reuse) a Verilator model; returns its build directory. The directory
+    may be evicted once this returns unless the caller holds ``model_cache.in_use``
+    on it (run_test does)."""
+    setup_env()
+    bdir, sources, parameters, args = _entry(sources, toplevel, parameters, build_args, build_root)
+    root = bdir.parent
+    stamp = bdir / model_cache.STAMP
+    with file_lock(root / f"{bdir.name}.lock"):
         if stamp.exists():
+            model_cache.mark_used(bdir)
             return bdir
         runner = _make_runner(root, args)
         log = bdir / "build.log"
@@ -181,7 +196,9 @@ def build(sources: Iterable[str | Path], toplevel: str,
             tail = log.read_text()[-4000:] if log.exists() else ""
             raise SimulationError(
                 f"Verilator build of {toplevel} {parameters} failed ({e}).\n{tail}") from None
+        model_cache.record_size(bdir)
         stamp.write_text("ok\n")
+    _evict_after_build(root, bdir)
     return bdir
 
 
@@ -218,6 +235,15 @@ def run_test(sources: Iterable[str | Path], toplevel: str, test_module: str,
     :class:`SimulationError` listing every failed test unless
     *raise_on_failure* is false.
     """
+    sources = list(sources)
+    entry = _entry(sources, toplevel, parameters, build_args, build_root)[0]
+    with model_cache.in_use(entry):
+        return _run_test(sources, toplevel, test_module, parameters, workdir, extra_env, plusargs, testcase,
+                         seed, build_args, build_root, raise_on_failure)
+
+
+def _run_test(sources, toplevel, test_module, parameters, workdir, extra_env, plusargs, testcase, seed,
+              build_args, build_root, raise_on_failure) -> RunResult:
     from cocotb_tools.runner import get_runner
 
     bdir = build(sources, toplevel, parameters, build_args=build_args, build_root=build_root)

@@ -47,7 +47,10 @@ def layer_estimates(model: onnx.ModelProto, fclk_mhz: float, fifo_depth: int = 2
         "cycles_per_frame_ideal": ideal,
         "bottleneck": [l["name"] for l in layers if l["cycles"] == ideal],
         "fclk_mhz": fclk_mhz,
+        # at the target clock, which nothing has measured yet: the synth step's timing
+        # (report/timing.json) gives the clock the RTL allows (hw/throughput.py)
         "fps_ideal": fclk_mhz * 1e6 / ideal,
+        "fps_clock": "assumed target clock (not measured)",
         "weight_bits_total": sum(l["weight_bits"] for l in layers),
         "interconnect": links,
         "est_luts_total": sum(l["est_luts"] for l in layers) + links["est_luts"],
@@ -55,7 +58,12 @@ def layer_estimates(model: onnx.ModelProto, fclk_mhz: float, fifo_depth: int = 2
     }
 
 
-def format_table(est: dict) -> str:
+def format_table(est: dict, tp: dict | None = None) -> str:
+    """The per-layer table; frames/s at *tp*'s clock (hw/throughput.py), else at the
+    build's target clock marked as assumed."""
+    from bnnforge.hw.throughput import throughput
+
+    tp = tp or throughput(est["cycles_per_frame_ideal"], None, est["fclk_mhz"])
     rows = ["| layer | MW x MH | SIMD | PE | mode | pixels | cycles | weight bits | est. LUT | est. BRAM18 |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for l in est["layers"]:
@@ -64,11 +72,16 @@ def format_table(est: dict) -> str:
                     f"{l.get('pixels', 1):,} | {l['cycles']:,} | {l['weight_bits']:,} | {l['est_luts']:,} | "
                     f"{l['est_bram18']} |")
     rows.append(f"\nIdeal cycles per frame: {est['cycles_per_frame_ideal']:,} "
-                f"(bottleneck {', '.join(est['bottleneck'])}); at {est['fclk_mhz']:.0f} MHz: "
-                f"{est['fps_ideal']:,.0f} frames/s. Estimated {est['est_luts_total']:,} LUT "
+                f"(bottleneck {', '.join(est['bottleneck'])}); {tp['text']}. "
+                f"Estimated {est['est_luts_total']:,} LUT "
                 f"({est['interconnect']['est_luts']:,} of them in {est['interconnect']['fifos']} FIFOs and "
                 f"{est['interconnect']['converters']} width converters), {est['est_bram18_total']} BRAM18.")
     return "\n".join(rows) + "\n"
+
+
+def write_markdown(report_dir: Path, est: dict, tp: dict | None = None) -> None:
+    (Path(report_dir) / "estimates.md").write_text(
+        format_table(est, tp) + "\n![cycles, LUT and BRAM per layer](estimates.png)\n")
 
 
 def plot_layers(est: dict, path: Path, target: int | None = None) -> None:
@@ -102,6 +115,6 @@ def step_estimates(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     out = Path(cfg.build_dir) / "report"
     out.mkdir(exist_ok=True)
     (out / "estimates.json").write_text(json.dumps(est, indent=2))
-    (out / "estimates.md").write_text(format_table(est) + "\n![cycles, LUT and BRAM per layer](estimates.png)\n")
+    write_markdown(out, est)
     plot_layers(est, out / "estimates.png", target_cycles(cfg))
     return model

@@ -10,6 +10,18 @@ The block design: Zynq PS7 (board preset), AXI DMA in simple mode (MM2S -> wrapp
 S2MM, no scatter-gather, polled), the accelerator wrapper as a module reference,
 one clock FCLK_CLK0 at the build's frequency, one proc_sys_reset.
 
+The script checks its own result before it copies anything to output/, because what
+cannot be tested here has to defend itself where it runs. It fails (no bitstream, no
+.hwh in output/; the reason in output/check_failed.txt) when
+- a synthesis log reports a `$readmem` image it could not open (Vivado's critical
+  warning Synth 8-4445 only warns and leaves the memory empty, so the network would
+  compute with zero weights),
+- the accelerator's implemented block RAM (RAMB18 equivalents, RAMB36 = 2) differs from
+  what the build expects (report/estimates.json `est_bram18_total`): a memory went to
+  LUTs or was optimized away,
+- the worst setup or hold slack is negative (the message names the failing path's start
+  and end from get_timing_paths; the whole report is output/timing_summary.rpt).
+
 Nothing from an input file reaches the Tcl unchecked: the top name is re-checked as a
 plain identifier, file names against a plain-name pattern, numbers are formatted by
 Python, and the board part comes from the table below.
@@ -60,7 +72,7 @@ def _tcl_list(items: list[str]) -> str:
 
 
 def project_tcl(manifest: dict, layout: dict, board: dict, verilog: list[str], mems: list[str],
-                fclk_mhz: float, jobs: int = 4) -> str:
+                fclk_mhz: float, jobs: int = 4, expect_bram18: int = 0) -> str:
     top = manifest["top"]
     wrapper = layout["wrapper"]
     din, dout = layout["dma"]["mm2s_tdata_bits"], layout["dma"]["s2mm_tdata_bits"]
@@ -83,6 +95,19 @@ set fclk_mhz {fclk}
 set jobs     {int(jobs)}
 set verilog_files {_tcl_list(verilog)}
 set mem_files {_tcl_list(mems)}
+# RAMB18 equivalents the accelerator must implement (report/estimates.json est_bram18_total)
+set expect_bram18 {int(expect_bram18)}
+
+# A failed check leaves its reason in output/check_failed.txt and no bitstream in output/.
+proc bnnforge_fail {{msg}} {{
+    global out_dir
+    file mkdir $out_dir
+    set fh [open [file join $out_dir check_failed.txt] w]
+    puts $fh $msg
+    close $fh
+    error "bnnforge: $msg"
+}}
+foreach f [list {name}.bit {name}.hwh check_failed.txt] {{ file delete -force [file join $out_dir $f] }}
 
 # The board files carry the PS7 DDR and MIO preset; without them the PS is unusable.
 set board_part [lindex [lsort [get_board_parts -quiet $board_pattern]] end]
@@ -142,11 +167,62 @@ wait_on_run impl_1
 if {{[get_property PROGRESS [get_runs impl_1]] ne "100%"}} {{
     error "bnnforge: implementation did not finish; see [file join $proj_dir {PROJECT}.runs impl_1 runme.log]"
 }}
+
+# $readmem images: every synthesis run's log (the accelerator is synthesized out of context
+# in a run of its own). Vivado only warns when it cannot open one (Synth 8-4445).
+set logs [glob -nocomplain [file join $proj_dir {PROJECT}.runs * runme.log]]
+if {{[llength $logs] == 0}} {{
+    bnnforge_fail "no run logs under [file join $proj_dir {PROJECT}.runs]; cannot check the memory images"
+}}
+foreach log [lsort $logs] {{
+    set fh [open $log]
+    set text [read $fh]
+    close $fh
+    foreach line [split $text "\\n"] {{
+        if {{[string match {{*Synth 8-4445*}} $line] || ([string match {{*readmem*}} $line]
+                && [regexp {{^(CRITICAL WARNING|ERROR)}} $line])}} {{
+            bnnforge_fail "synthesis did not load a memory image: [string trim $line] (in $log)"
+        }}
+    }}
+}}
+
 open_run impl_1
 file mkdir $out_dir
 report_utilization -file [file join $out_dir utilization.rpt]
 report_utilization -hierarchical -file [file join $out_dir utilization_hierarchical.rpt]
 report_timing_summary -file [file join $out_dir timing_summary.rpt]
+
+# Block RAM inside the accelerator cell (the DMA has its own), RAMB36 counted as two RAMB18.
+set bram18 0
+foreach c [get_cells -hierarchical -quiet -filter {{PRIMITIVE_GROUP == BMEM && NAME =~ "*/accel/*"}}] {{
+    if {{[string match {{*36*}} [get_property REF_NAME $c]]}} {{ incr bram18 2 }} else {{ incr bram18 1 }}
+}}
+if {{$bram18 != $expect_bram18}} {{
+    bnnforge_fail "block RAM: the accelerator implements $bram18 RAMB18 equivalents, the build expects\
+ $expect_bram18 (report/estimates.json); a memory went to LUTs or was optimized away\
+ (see [file join $out_dir utilization_hierarchical.rpt])"
+}}
+
+# Timing at the FCLK0 frequency: worst setup and hold slack over all paths.
+if {{[llength [get_clocks -quiet]] == 0}} {{
+    bnnforge_fail "timing: no clock is constrained, so nothing was timed"
+}}
+foreach kind {{setup hold}} {{
+    set path [get_timing_paths -$kind -max_paths 1 -nworst 1]
+    set slack [expr {{[llength $path] ? [get_property SLACK $path] : ""}}]
+    if {{![string is double -strict $slack]}} {{
+        bnnforge_fail "timing: no $kind slack reported (see [file join $out_dir timing_summary.rpt])"
+    }}
+    set worst($kind) $slack
+    set hint [expr {{$kind eq "setup" ? "; lower the clock or fold the slow layer further" : ""}}]
+    if {{$slack < 0}} {{
+        bnnforge_fail "timing not met at $fclk_mhz MHz: worst $kind slack $slack ns on the path from\
+ [get_property STARTPOINT_PIN $path] to [get_property ENDPOINT_PIN $path]\
+ (see [file join $out_dir timing_summary.rpt])$hint"
+    }}
+}}
+puts "bnnforge: checks passed: [llength $logs] run logs without a \$readmem warning, $bram18 RAMB18\
+ as expected, worst setup slack $worst(setup) ns, hold $worst(hold) ns at $fclk_mhz MHz"
 
 # PYNQ loads <name>.bit together with the block design's <name>.hwh.
 set bits [glob -nocomplain [file join $proj_dir {PROJECT}.runs impl_1 *.bit]]
@@ -173,6 +249,21 @@ def _fclk(build_dir: Path) -> float:
     return f
 
 
+def _expected_bram18(build_dir: Path) -> int:
+    """RAMB18s the build expects in the accelerator; the Vivado run checks it has them."""
+    est = build_dir / "report" / "estimates.json"
+    if not est.is_file():
+        raise BnnforgeError(f"{est}: not found (the Vivado run checks its block RAM against it; "
+                            f"run the build with the estimates step)")
+    try:
+        n = json.loads(est.read_text())["est_bram18_total"]
+    except (ValueError, KeyError, TypeError):
+        n = None
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise BnnforgeError(f"{est}: 'est_bram18_total' must be a non-negative integer")
+    return n
+
+
 def _input_shape(build_dir: Path, elements: int):
     """The network's input shape (batch dimension dropped) from the first saved model,
     so that the driver accepts images as well as flat vectors; None when unknown."""
@@ -196,6 +287,7 @@ def write_project(build_dir: str | Path, board: str = "pynq-z2", part: str | Non
     rtl = build_dir / "rtl"
     manifest = load_manifest(rtl)
     fclk = _fclk(build_dir)
+    expect_bram18 = _expected_bram18(build_dir)
     if not (FCLK_RANGE_MHZ[0] <= fclk <= FCLK_RANGE_MHZ[1]):
         raise BnnforgeError(f"{build_dir / 'report' / 'estimates.json'}: fclk_mhz {fclk} outside the "
                             f"PS7 FCLK range {FCLK_RANGE_MHZ[0]:.0f}-{FCLK_RANGE_MHZ[1]:.0f} MHz")
@@ -230,10 +322,12 @@ def write_project(build_dir: str | Path, board: str = "pynq-z2", part: str | Non
             shutil.copyfile(rtl / f, src / f)
         (src / (layout["wrapper"] + ".v")).write_text(wrapper_verilog(manifest))
         (work / "accel.json").write_text(json.dumps(layout, indent=2) + "\n")
-        (work / "make_project.tcl").write_text(project_tcl(manifest, layout, b, verilog, mems, fclk, jobs))
+        (work / "make_project.tcl").write_text(project_tcl(manifest, layout, b, verilog, mems, fclk, jobs,
+                                                           expect_bram18))
         (work / "project.json").write_text(json.dumps(
             {"board": b["name"], "part": b["part"], "top": manifest["top"], "wrapper": layout["wrapper"],
-             "fclk_mhz": fclk, "verilog": verilog, "mem": mems}, indent=2) + "\n")
+             "fclk_mhz": fclk, "expected_bram18": expect_bram18, "verilog": verilog, "mem": mems},
+            indent=2) + "\n")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "x")

@@ -11,7 +11,12 @@ records its arguments and checks what can be checked without Vivado:
 - `create_bd_cell -type module -reference M` names a module defined in an added file,
   and `get_bd_intf_pins cell/s_axis` etc. name AXI-Stream ports that module has;
 - its outputs are copied to output/ (the stand-in's launch_runs leaves placeholder
-  files where Vivado would write the bitstream and the .hwh).
+  files where Vivado would write the bitstream and the .hwh);
+- its own result checks work: a *scenario* sets what the stand-in's "Vivado" reports
+  (a `$readmem` critical warning in the accelerator's synthesis log, the block RAM
+  cells inside the accelerator, the worst setup/hold slack and its path), and the
+  tests run the script once per branch: each failure must stop it before anything is
+  copied to output/, the default scenario (everything as the build expects) must pass.
 
 What it cannot tell: whether Vivado accepts the IP configuration, whether the design
 meets timing, or whether the bitstream works. The check runs on a copy of the project
@@ -19,6 +24,8 @@ directory, so placeholders never land next to real results.
 """
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -32,8 +39,16 @@ VIVADO_COMMANDS = [
     "apply_bd_automation", "get_bd_cells", "get_bd_pins", "get_bd_intf_pins", "connect_bd_net",
     "connect_bd_intf_net", "assign_bd_address", "validate_bd_design", "save_bd_design",
     "generate_target", "make_wrapper", "launch_runs", "wait_on_run", "get_property", "get_runs",
-    "open_run", "report_utilization", "report_timing_summary",
+    "open_run", "report_utilization", "report_timing_summary", "get_cells", "get_clocks",
+    "get_timing_paths",
 ]
+
+# What the stand-in's Vivado reports by default: everything as the build expects.
+DEFAULT_SCENARIO = {"readmem_warning": "", "bram18": None, "setup_slack": 0.412, "hold_slack": 0.051,
+                    "path_from": "bnn_bd_i/accel/inst/s1_mvtu/acc_reg[3]/C",
+                    "path_to": "bnn_bd_i/accel/inst/s1_mvtu/out_reg[0]/D", "clocks": 1}
+# scenario values go into Tcl braces: no braces, backslashes or newlines
+_SCENARIO_VALUE = re.compile(r"^[^{}\\\n]*$")
 
 STANDIN = r"""
 set ::rec {}
@@ -148,9 +163,19 @@ proc make_wrapper {args} { _rec make_wrapper {*}$args
     set fh [open $w w]; puts $fh "module ${::bd}_wrapper (); endmodule"; close $fh
     return $w }
 proc launch_runs {args} { _rec launch_runs {*}$args
-    # placeholders where Vivado writes its results
-    set impl [file join $::proj_dir $::proj_name.runs impl_1]
-    file mkdir $impl
+    # placeholders where Vivado writes its results, and the run logs of the scenario
+    set runs [file join $::proj_dir $::proj_name.runs]
+    foreach run [list synth_1 ${::bd}_accel_0_synth_1 impl_1] {
+        file mkdir [file join $runs $run]
+        set fh [open [file join $runs $run runme.log] w]
+        puts $fh "INFO: \[Common 17-206\] stand-in log of $run"
+        if {$run eq "${::bd}_accel_0_synth_1"} {
+            puts $fh "INFO: \[Synth 8-3876\] \$readmem data file 'layer0_weights.mem' is read successfully"
+            if {$::standin(readmem_warning) ne ""} { puts $fh $::standin(readmem_warning) }
+        }
+        close $fh
+    }
+    set impl [file join $runs impl_1]
     set fh [open [file join $impl ${::bd}_wrapper.bit] w]; puts $fh "stand-in bitstream"; close $fh
     set h [file join $::proj_dir $::proj_name.gen sources_1 bd $::bd hw_handoff]
     file mkdir $h
@@ -158,8 +183,37 @@ proc launch_runs {args} { _rec launch_runs {*}$args
 proc wait_on_run {args} { _rec wait_on_run {*}$args }
 proc get_runs {args} { _rec get_runs {*}$args; return [lindex $args end] }
 proc get_property {args} { _rec get_property {*}$args
-    if {[lindex $args 0] eq "PROGRESS"} { return "100%" }
+    set prop [lindex $args 0]; set obj [lindex $args end]
+    if {$prop eq "PROGRESS"} { return "100%" }
+    if {[info exists ::props($obj,$prop)]} { return $::props($obj,$prop) }
     return "" }
+proc _opt_flag {name argl} { return [expr {[lsearch -exact $argl $name] >= 0}] }
+proc get_cells {args} { _rec get_cells {*}$args
+    # block RAM cells: the scenario's count inside the accelerator, one RAMB36 in the DMA
+    set n $::standin(bram18)
+    set cells {}
+    for {set i 0} {$i < $n / 2} {incr i} { lappend cells [list bnn_bd_i/accel/inst/mem36_$i RAMB36E1] }
+    if {$n % 2} { lappend cells [list bnn_bd_i/accel/inst/mem18_0 RAMB18E1] }
+    lappend cells [list bnn_bd_i/axi_dma_0/U0/fifo_reg RAMB36E1]
+    set f [_opt -filter $args]
+    if {![string match "*PRIMITIVE_GROUP == BMEM*" $f]} { error "get_cells: stand-in answers block RAM queries only" }
+    set pat *
+    regexp {NAME =~ "([^"]*)"} $f -> pat
+    set out {}
+    foreach c $cells {
+        lassign $c name ref
+        if {[string match $pat $name]} { lappend out $name; set ::props($name,REF_NAME) $ref }
+    }
+    return $out }
+proc get_clocks {args} { _rec get_clocks {*}$args
+    return [expr {$::standin(clocks) ? "clk_fpga_0" : ""}] }
+proc get_timing_paths {args} { _rec get_timing_paths {*}$args
+    set kind [expr {[_opt_flag -hold $args] ? "hold" : "setup"}]
+    set p "path_$kind"
+    set ::props($p,SLACK) $::standin(${kind}_slack)
+    set ::props($p,STARTPOINT_PIN) $::standin(path_from)
+    set ::props($p,ENDPOINT_PIN) $::standin(path_to)
+    return $p }
 proc open_run {args} { _rec open_run {*}$args }
 proc _report {cmd args} { _rec $cmd {*}$args
     set f [_opt -file $args]
@@ -170,7 +224,10 @@ proc report_timing_summary {args} { _report report_timing_summary {*}$args }
 proc exit {args} { error "script called exit $args" }
 # keep the script's messages out of the caller's stdout (they name the temporary copy)
 rename puts ::_real_puts
-proc puts {args} { _rec_msg [lindex $args end] }
+proc puts {args} {
+    set a [expr {[lindex $args 0] eq "-nonewline" ? [lrange $args 1 end] : $args}]
+    if {[llength $a] == 2 && [lindex $a 0] ni {stdout stderr}} { return [::_real_puts {*}$args] }
+    _rec_msg [lindex $args end] }
 proc _rec_msg {m} { lappend ::printed $m }
 """
 
@@ -186,10 +243,21 @@ def tcl_backend() -> str | None:
     return "tclsh" if shutil.which("tclsh") else None
 
 
-def _run_tkinter(script: Path) -> tuple[list[str], str | None]:
+def _scenario_tcl(scenario: dict) -> str:
+    lines = []
+    for k, v in scenario.items():
+        v = str(v)
+        if not _SCENARIO_VALUE.match(v):
+            raise BnnforgeError(f"stand-in scenario {k}: {v!r} has characters the stand-in does not quote")
+        lines.append(f"set ::standin({k}) {{{v}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _run_tkinter(script: Path, preamble: str) -> tuple[list[str], str | None]:
     import tkinter
     interp = tkinter.Tcl()
     interp.eval(STANDIN)
+    interp.eval(preamble)
     err = None
     try:
         interp.eval(f"source {{{script}}}")
@@ -199,9 +267,9 @@ def _run_tkinter(script: Path) -> tuple[list[str], str | None]:
     return rec, err
 
 
-def _run_tclsh(script: Path) -> tuple[list[str], str | None]:
+def _run_tclsh(script: Path, preamble: str) -> tuple[list[str], str | None]:
     driver = script.parent / ".standin_driver.tcl"
-    driver.write_text(STANDIN + f"""
+    driver.write_text(STANDIN + preamble + f"""
 if {{[catch {{source {{{script}}}}} msg]}} {{ _real_puts "ERROR $msg" }}
 foreach r $::rec {{ _real_puts "CALL [lindex $r 0]" }}
 """)
@@ -214,28 +282,46 @@ foreach r $::rec {{ _real_puts "CALL [lindex $r 0]" }}
     return rec, (errs[0] if errs else None)
 
 
-def check_project(project_dir: str | Path, backend: str | None = None) -> dict:
+def run_standin(project_dir: str | Path, backend: str | None = None, scenario: dict | None = None) -> dict:
     """Run project_dir/make_project.tcl against the stand-in on a temporary copy.
 
-    Returns {"backend", "calls", "commands", "added_files", "outputs"}; raises
-    BnnforgeError with the Tcl error when the script fails."""
+    scenario overrides DEFAULT_SCENARIO (bram18 None: the count in project.json, i.e. what
+    the build expects). Returns {"backend", "calls", "commands", "error", "outputs",
+    "check_failed", "sources_present", "messages"}: error is the Tcl error or None."""
     project_dir = Path(project_dir)
     if not (project_dir / "make_project.tcl").is_file():
         raise BnnforgeError(f"{project_dir / 'make_project.tcl'}: not found")
     backend = backend or tcl_backend()
     if backend is None:
         raise BnnforgeError("no Tcl interpreter: neither Python's tkinter nor tclsh is available")
+    unknown = sorted(set(scenario or {}) - set(DEFAULT_SCENARIO))
+    if unknown:
+        raise BnnforgeError(f"stand-in scenario: unknown keys {unknown}")
+    sc = dict(DEFAULT_SCENARIO, **(scenario or {}))
+    if sc["bram18"] is None:
+        pj = project_dir / "project.json"
+        sc["bram18"] = int(json.loads(pj.read_text()).get("expected_bram18", 0)) if pj.is_file() else 0
     with tempfile.TemporaryDirectory(prefix="tclcheck-") as tmp:
         copy = Path(tmp) / "vivado"
         shutil.copytree(project_dir, copy, ignore=shutil.ignore_patterns("project", "output"))
         script = copy / "make_project.tcl"
-        calls, err = (_run_tkinter if backend == "tkinter" else _run_tclsh)(script)
-        if err:
-            raise BnnforgeError(f"{project_dir / 'make_project.tcl'}: Tcl check failed: {err}")
-        outputs = sorted(p.name for p in (copy / "output").iterdir()) if (copy / "output").is_dir() else []
+        calls, err = (_run_tkinter if backend == "tkinter" else _run_tclsh)(script, _scenario_tcl(sc))
+        out = copy / "output"
+        outputs = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        failed = (out / "check_failed.txt").read_text().strip() if (out / "check_failed.txt").is_file() else None
         added = sorted({p.relative_to(copy).as_posix() for p in (copy / "src").iterdir()})
-    unknown = sorted(set(calls) - set(VIVADO_COMMANDS))
+    return {"backend": backend, "calls": len(calls), "commands": sorted(set(calls)), "error": err,
+            "outputs": outputs, "check_failed": failed, "sources_present": added}
+
+
+def check_project(project_dir: str | Path, backend: str | None = None, scenario: dict | None = None) -> dict:
+    """Run project_dir/make_project.tcl against the stand-in (see run_standin); raise
+    BnnforgeError with the Tcl error when the script fails."""
+    project_dir = Path(project_dir)
+    r = run_standin(project_dir, backend, scenario)
+    if r["error"]:
+        raise BnnforgeError(f"{project_dir / 'make_project.tcl'}: Tcl check failed: {r['error']}")
+    unknown = sorted(set(r["commands"]) - set(VIVADO_COMMANDS))
     if unknown:  # cannot happen (an undefined command is a Tcl error), kept as a guard
         raise BnnforgeError(f"{project_dir / 'make_project.tcl'}: calls unknown commands {unknown}")
-    return {"backend": backend, "calls": len(calls), "commands": sorted(set(calls)),
-            "sources_present": added, "outputs": outputs}
+    return {k: r[k] for k in ("backend", "calls", "commands", "sources_present", "outputs")}

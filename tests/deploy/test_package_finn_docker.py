@@ -28,6 +28,10 @@ def test_deploy_package_and_validate_script(digits_build, tmp_path):
     info = json.loads((out / "manifest.json").read_text())
     assert info["sim_check"]["frames"] == 100 and info["sim_check"]["mismatches"] == 0 and not info["bitfile"]
     assert (tmp_path / "pkg.tar.gz").is_file()
+    # no Vivado run, no timing measured: the board clock is said to be assumed
+    assert not info["throughput"]["fclk_met_in_vivado"]
+    assert ("Throughput: 1,562,500 frames/s at an assumed 100 MHz (not measured), the FCLK0 the bitstream will run "
+            "at (64 cycles/frame)") in (out / "README.md").read_text()
     # the packaged validation script, as on the board, with the simulated DMA as its io
     sys.path.insert(0, str(out))
     try:

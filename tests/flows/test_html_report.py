@@ -189,6 +189,10 @@ def test_report_with_rtlsim_and_synthesis(tmp_path):
     assert re.search(r"frames\s+20\b", text) and re.search(r"outputs differing from the golden model\s+0\b", text)
     assert f"{sim['cycles_per_frame_measured']:,.1f}" in text
     assert re.search(rf"LUT\s+{syn['luts']:,}\b", text)
+    # the synth step measured the xc7 logic delay: frames/s is quoted at that clock, named
+    fmax = json.loads((b / "report" / "timing.json").read_text())["sta"]["fmax_mhz"]
+    assert re.search(rf"up to [\d,]+ frames/s at {fmax:g} MHz, the xc7 logic-delay limit \(Yosys sta, no routing", text)
+    assert "assumed" not in (b / "report" / "estimates.md").read_text()
 
 
 @pytest.mark.slow
@@ -204,6 +208,9 @@ def test_demo_report_renders(tmp_path):
     r = check_page(rdir / "index.html", tmp_path, [l["name"] for l in est["layers"]])
     text = re.sub(r"<[^>]+>", " ", r["dom"])
     assert re.search(rf"accuracy \(RTL\)\s+{rep['accuracy_rtl']:.4f}", text)
+    # without synthesis nothing measured the clock: said so, in the report and the summary
+    assert rep["clock_measured"] is False and rep["throughput"] == "1,562,500 frames/s at an assumed 100 MHz (not measured)"
+    assert rep["throughput"] in text and rep["throughput"] in (rdir / "report.md").read_text()
     assert any(s.startswith("data:image/png;base64,") for s in r["parsed"].srcs)
     assert any(h.startswith("../build/rtl/") for h in r["parsed"].hrefs)
 
