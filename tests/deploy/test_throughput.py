@@ -45,7 +45,8 @@ def test_not_measured_says_assumed(build):
     est = json.loads((build / "report" / "estimates.json").read_text())
     assert est["cycles_per_frame_ideal"] == 64 and est["fclk_mhz"] == 100.0
     tp = throughput(64, build)
-    assert tp == {"frames_per_s": 1_562_500.0, "clock_mhz": 100.0, "measured": False, "source": None, "text": ASSUMED}
+    assert tp == {"frames_per_s": 1_562_500.0, "clock_mhz": 100.0, "measured": False, "source": None,
+                  "limit_mhz": None, "target_mhz": 100.0, "text": ASSUMED}
     assert f"(bottleneck MVTU_0, MVTU_1); {ASSUMED}." in format_table(est)
     assert ASSUMED in (build / "report" / "estimates.md").read_text()
     assert ASSUMED in _page_text(build)
@@ -56,16 +57,22 @@ def test_xc7_logic_delay_then_ecp5_post_route(build):
     from bnnforge.finn_flows.steps.synth import restate_estimates
 
     _timing(build, sta=465.5)
-    sta = "up to 7,273,438 frames/s at 465.5 MHz, the xc7 logic-delay limit (Yosys sta, no routing: an upper bound)"
+    # the target clock is met: the design runs at its target, not at the logic's limit
+    sta = ("1,562,500 frames/s at the 100 MHz target clock (met: 465.5 MHz is the xc7 logic-delay limit "
+           "(Yosys sta, no routing: an upper bound))")
     assert throughput(64, build)["text"] == sta
+    assert throughput(64, build, 500.0)["text"] == ("up to 7,273,438 frames/s at 465.5 MHz, the xc7 logic-delay "
+                                                    "limit (Yosys sta, no routing: an upper bound), below the "
+                                                    "500 MHz target")
     restate_estimates(build)
     md = (build / "report" / "estimates.md").read_text()
     assert sta in md and "assumed" not in md and md.endswith("(estimates.png)\n")
     page = _page_text(build)
     assert sta in page and "Clock (measured) xc7 logic delay (Yosys sta, no routing) 465.5 MHz, slowest stage 1" in page
 
-    _timing(build, sta=465.5, pnr=129.5)
-    pnr = "2,023,438 frames/s at 129.5 MHz, the post-route Fmax on a Lattice ECP5 (nextpnr-ecp5, LFE5U-85F)"
+    _timing(build, sta=465.5, pnr=89.5)
+    pnr = ("1,398,438 frames/s at 89.5 MHz, the post-route Fmax on a Lattice ECP5 (nextpnr-ecp5, LFE5U-85F), "
+           "below the 100 MHz target")
     assert throughput(64, build)["text"] == pnr and measured_clock(build)["source"] == "pnr"
     restate_estimates(build)
     assert pnr in (build / "report" / "estimates.md").read_text()
