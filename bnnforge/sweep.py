@@ -28,13 +28,13 @@ import itertools
 import json
 import os
 import random
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
+from bnnforge.cluster import INSTALL_HINT, TaskFailed, check_address, ray_available
 from bnnforge.errors import BnnforgeError
 
 TOP_KEYS = {"model", "space", "sampling", "stages", "clock_mhz"}
@@ -365,29 +365,6 @@ def _run_stages(job: dict, work: Path) -> dict:
 
 # --- the sweep ----------------------------------------------------------------------
 
-def check_address(address: str) -> None:
-    """Refuse an unreachable cluster address in seconds (ray.init would wait long)."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise BnnforgeError(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as e:
-        raise BnnforgeError(f"--address {address}: cannot reach a Ray cluster there ({e.strerror or e})") from None
-
-
-def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _prepare_model(spec: SweepSpec, out: Path, say) -> dict:
     """A training spec without a method axis: train once, every candidate builds it."""
     model = dict(spec.model)
@@ -414,7 +391,7 @@ def run_sweep(sweep_file: str | Path, out: str | Path, *, address: str | None = 
         raise BnnforgeError(f"--workers {workers}: must be >= 1")
     if address is not None:
         if not use_ray or not ray_available():
-            raise BnnforgeError("--address: needs Ray (pip install 'bnnforge[cluster]')")
+            raise BnnforgeError(f"--address: needs Ray ({INSTALL_HINT})")
         check_address(address)
     out = Path(out)
     store = out / "candidates"
@@ -433,7 +410,7 @@ def run_sweep(sweep_file: str | Path, out: str | Path, *, address: str | None = 
                      "trained_onnx": model.get("trained_onnx"), "stages": spec.stages, "clock_mhz": spec.clock_mhz})
     mode = "ray" if use_ray and ray_available() else "serial"
     if jobs and mode == "serial":
-        say(("Ray is not installed (pip install 'bnnforge[cluster]'): " if use_ray else "")
+        say((f"Ray is not installed ({INSTALL_HINT}): " if use_ray else "")
             + f"running {len(jobs)} candidates serially")
     t0 = time.perf_counter()
     if jobs:
@@ -463,41 +440,21 @@ def _run_serial(jobs, progress):
 
 
 def _run_ray(jobs, address, workers, progress, say):
-    import logging
-
-    import ray
     from tqdm import tqdm
 
-    started = False
-    if not ray.is_initialized():
-        kw = dict(address=address) if address else dict(num_cpus=workers or os.cpu_count() or 1)
-        try:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kw)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            where = f"--address {address}" if address else "local Ray"
-            raise BnnforgeError(f"{where}: cannot start or join Ray ({str(e).splitlines()[0][:200]})") from None
-        started = True
-    try:
-        # max_retries: a worker process lost mid-candidate (killed, node gone) reruns it;
-        # a candidate's own error is a row, so it is never retried.
-        task = ray.remote(num_cpus=1, max_retries=3)(evaluate_candidate)
-        pending = {task.remote(job): job for job in jobs}
-        say(f"{len(jobs)} candidates on Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)")
+    from bnnforge.cluster import cluster_cpus, ray_session, run_tasks
+
+    with ray_session(address, workers):
+        say(f"{len(jobs)} candidates on Ray ({cluster_cpus()} CPUs)")
         bar = tqdm(total=len(jobs), desc="sweep", unit="cand", disable=not progress)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
-            try:
-                row = ray.get(ready[0])
-            except Exception as e:  # retries exhausted (worker lost every time)
-                row = {"key": job["key"], "status": "failed",
-                       "error": f"worker lost: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        # a candidate's own error is its row (evaluate_candidate never raises for it), so
+        # only a lost worker is retried
+        for i, row in run_tasks(evaluate_candidate, jobs):
+            if isinstance(row, TaskFailed):
+                row = {"key": jobs[i]["key"], "status": "failed", "error": row.message}
             bar.update(1)
             yield row
         bar.close()
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # --- outputs ------------------------------------------------------------------------
