@@ -302,7 +302,7 @@ def cmd_sweep(args):
                   retry_failed=args.retry_failed, progress=not args.quiet, say=say)
     failed = sum(1 for row in r["rows"] if row.get("status") != "ok")
     print(f"{len(r['rows'])} candidates ({r['computed']} computed, {r['reused']} read back, {failed} failed; "
-          f"{r['mode']}): {r['table']['csv']}" + (f", {r['plot']}" if r["plot"] else ""))
+          f"{r['mode']}): {r['table']['csv']}, {r['table']['html']}" + (f", {r['plot']}" if r["plot"] else ""))
 
 
 def build_parser():

@@ -422,6 +422,7 @@ def run_sweep(sweep_file: str | Path, out: str | Path, *, address: str | None = 
     ordered = [rows[candidate_key(spec, c)] for c in spec.candidates]
     table = write_table(ordered, out)
     plot = pareto_plot(ordered, out / "pareto.png")
+    table["html"] = write_html(ordered, out, spec, plot)
     return {"rows": ordered, "computed": len(jobs), "reused": len(ordered) - len(jobs), "mode": mode,
             "table": table, "plot": plot, "wall_seconds": round(wall, 2)}
 
@@ -470,6 +471,94 @@ def write_table(rows: list[dict], out: Path) -> dict:
     return {"csv": str(out / "results.csv"), "json": str(out / "results.json")}
 
 
+def _plotted(rows: list[dict]) -> tuple[list[dict], list, str]:
+    """The rows the Pareto plot shows, their LUT figures and where those come from."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("fps")]
+    luts = [r["yosys_lut"] if r.get("yosys_lut") is not None else r["est_luts"] for r in ok]
+    source = "Yosys" if all(r.get("yosys_lut") is not None for r in ok) else "estimated"
+    return ok, luts, source
+
+
+def _describe(row: dict) -> str:
+    parts = [f"{k} {row[k]}" for k in ("method", "target_cycles", "folding") if row.get(k) not in (None, "")]
+    if row.get("params"):
+        parts.append(row["params"])
+    return ", ".join(map(str, parts))
+
+
+# (column, heading, digits for floats)
+HTML_COLUMNS = [("key", "key", 0), ("status", "status", 0), ("method", "method", 0), ("params", "params", 0),
+                ("target_cycles", "target cycles", 0), ("folding", "folding", 0),
+                ("cycles_per_frame_ideal", "cycles / frame (ideal)", 0),
+                ("cycles_per_frame_measured", "cycles / frame (RTL)", 1), ("fps", "frames/s", 0),
+                ("est_luts", "est. LUT", 0), ("est_bram18", "est. BRAM18", 0), ("yosys_lut", "Yosys LUT", 0),
+                ("yosys_ff", "Yosys FF", 0), ("yosys_bram18", "Yosys BRAM18", 0),
+                ("accuracy_golden", "accuracy (golden)", 4), ("accuracy", "accuracy (RTL)", 4),
+                ("rtl_mismatches", "RTL mismatches", 0), ("total_seconds", "seconds", 1)]
+
+
+def write_html(rows: list[dict], out: Path, spec: SweepSpec, plot: str | None) -> str:
+    """OUT/results.html: one self-contained page (the build report's style and helpers):
+    the Pareto plot inline, every candidate's figures, the failed ones with their error."""
+    from html import escape
+
+    from bnnforge.finn_flows.report_html import _link, _num, _page, _png
+
+    ok, luts, source = _plotted(rows)
+    front = {ok[i]["key"] for i in pareto_front(list(zip(luts, [r["fps"] for r in ok])))}
+    failed = [r for r in rows if r.get("status") != "ok"]
+    title = f"bnnforge sweep: {spec.path.name}"
+    stages = ", ".join(k for k in ("build", "accuracy", "rtlsim", "synth") if spec.stages.get(k))
+    body = ["<style>tr.front td{background:#e7f6ec}</style>", f"<h1>{escape(title)}</h1>",
+            f"<p>{len(rows)} candidates ({len(rows) - len(failed)} ok, {len(failed)} failed); stages: "
+            f"{escape(stages)}; frames/s at {_num(spec.clock_mhz)} MHz. Candidates on the Pareto front "
+            f"(fewest LUT for their frames/s, {escape(source)} LUT) are marked.</p>"]
+    body.append("<h2>Pareto front</h2>")
+    if plot:
+        body.append(_png(Path(plot), f"LUT vs frames/s of {len(ok)} candidates, coloured by accuracy"))
+    else:
+        body.append('<p class="muted">No candidate finished, nothing to plot.</p>')
+    # the columns some candidate has a figure for (a sweep without synthesis has no Yosys columns)
+    columns = [(c, h, d) for c, h, d in HTML_COLUMNS
+               if c in ("key", "status") or any(r.get(c) not in (None, "") for r in rows)]
+    head = "".join(f'<th class="l">{escape(h)}</th>' if c in ("key", "status", "method", "params", "folding")
+                   else f"<th>{escape(h)}</th>" for c, h, d in columns)
+    body += ["<h2>Candidates</h2>", '<div style="overflow-x:auto">',
+             f'<table id="candidates"><thead><tr>{head}<th class="l">Pareto</th></tr></thead><tbody>']
+    for r in rows:
+        cells = []
+        for c, _, d in columns:
+            v = r.get(c)
+            if c == "status":
+                cells.append(f'<td class="l"><span class="{"ok" if v == "ok" else "bad"}">{escape(str(v))}</span></td>')
+            elif c in ("key", "method", "params", "folding"):
+                cells.append(f'<td class="l">{escape("" if v is None else str(v))}</td>')
+            elif v is None or v == "":
+                cells.append("<td></td>")
+            else:
+                cells.append(f"<td>{float(v):,.{d}f}</td>" if isinstance(v, (int, float)) else f"<td>{escape(str(v))}</td>")
+        on_front = r["key"] in front
+        cls = "candidate front" if on_front else "candidate"
+        body.append(f'<tr class="{cls}">{"".join(cells)}<td class="l">{"yes" if on_front else ""}</td></tr>')
+    body.append("</tbody></table></div>")
+    body.append("<h2>Failed candidates</h2>")
+    if failed:
+        body.append('<table id="failed"><thead><tr><th class="l">key</th><th class="l">candidate</th>'
+                    '<th class="l">error</th></tr></thead><tbody>')
+        for r in failed:
+            body.append(f'<tr class="failed"><td class="l">{escape(r["key"])}</td><td class="l">'
+                        f'{escape(_describe(r))}</td><td class="l">{escape(str(r.get("error", "")))}</td></tr>')
+        body.append("</tbody></table>")
+    else:
+        body.append('<p class="muted">None.</p>')
+    files = [out / "results.csv", out / "results.json"] + ([Path(plot)] if plot else [])
+    body += ["<h2>Files</h2>", f'<ul class="files">{"".join(f"<li>{_link(f, out)}</li>" for f in files)}</ul>',
+             '<p class="muted">Written by bnnforge sweep.</p>']
+    path = out / "results.html"
+    path.write_text(_page(title, body))
+    return str(path)
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats (fewer LUT and more frames/s)."""
     front = []
@@ -480,7 +569,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def pareto_plot(rows: list[dict], path: Path) -> str | None:
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("fps")]
+    ok, luts, source = _plotted(rows)
     if not ok:
         return None
     import matplotlib
@@ -488,8 +577,6 @@ def pareto_plot(rows: list[dict], path: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    luts = [r["yosys_lut"] if r.get("yosys_lut") is not None else r["est_luts"] for r in ok]
-    source = "Yosys" if all(r.get("yosys_lut") is not None for r in ok) else "estimated"
     fps = [r["fps"] for r in ok]
     acc_key, acc_label = ("accuracy", "accuracy (RTL)") if all(r.get("accuracy") is not None for r in ok) \
         else ("accuracy_golden", "accuracy (golden model)")
