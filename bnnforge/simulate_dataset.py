@@ -167,6 +167,7 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
     t_start = time.perf_counter()
     # one update per chunk: show each (tqdm would skip updates closer than 0.1 s)
     bar = tqdm(total=n, desc="rtl sim", unit="frame", disable=not progress, leave=False, mininterval=0, miniters=1)
+    results = None
     try:
         bar.set_postfix_str("compiling the RTL (Verilator; cached)")
         try:
@@ -205,6 +206,8 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
             bar.update(chunk_n)
     finally:
         bar.close()
+        if use_ray and results is not None:
+            results.close()   # on an error: the chunks not yet run are cancelled, a local Ray stopped
 
     golden = np.concatenate(golden_all)
     cpf = span / intervals if intervals else float("nan")
