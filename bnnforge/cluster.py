@@ -34,18 +34,43 @@ def require_ray(option: str) -> None:
 
 
 def check_address(address: str) -> None:
-    """Refuse an unreachable cluster address in seconds."""
+    """Refuse an unreachable cluster address in seconds: nothing listening, or something
+    that is not a Ray head (`ray.init` would retry for minutes on either)."""
     if address in ("auto", "local"):
         return
-    hostport = address.split("://", 1)[-1]
+    scheme, _, hostport = address.rpartition("://")
     host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or scheme not in ("", "ray"):
         raise BnnforgeError(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT)")
     try:
         with socket.create_connection((host, int(port)), timeout=3):
             pass
     except OSError as e:
         raise BnnforgeError(f"--address {address}: cannot reach a Ray cluster there ({e.strerror or e})") from None
+    if scheme == "":   # ray:// is the Ray Client protocol, not the head's GCS
+        problem = _gcs_problem(f"{host}:{port}")
+        if problem:
+            raise BnnforgeError(f"--address {address}: no Ray cluster answers there ({problem})")
+
+
+def _gcs_problem(hostport: str, timeout: float = 5.0) -> str | None:
+    """None when a Ray head's GCS answers at hostport (one gRPC call it serves to any
+    client), else what answered instead, in one line."""
+    try:
+        import grpc
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except ImportError:   # a Ray without these modules: leave the check to ray.init
+        return None
+    with grpc.insecure_channel(hostport) as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+        except grpc.RpcError as e:
+            # a head that requires a token refuses the anonymous call, and so shows it is one
+            if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return None
+            return f"{e.code().name}: {(e.details() or '').splitlines()[0][:160]}"
+    return None
 
 
 def prepare(option: str, address: str | None, workers: int | None) -> None:

@@ -129,21 +129,26 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
     processes or the cluster at `address`; every chunk starts from reset either way,
     so the figures are the same as those of a serial run.
     """
-    from tqdm import tqdm
-
-    from bnnforge.sim.bulk import BulkSimError, build_bulk
-
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
         raise BnnforgeError(f"--limit: must be a positive integer, got {limit!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise BnnforgeError(f"--chunk (chunk_size): must be a positive integer, got {chunk_size!r}")
     use_ray = bool(ray) or address is not None
     if use_ray:
-        from bnnforge.cluster import prepare
+        from bnnforge.cluster import prepare, ray_session
 
         prepare("--address" if address is not None and not ray else "--ray", address, workers)
     elif workers is not None:
         raise BnnforgeError("--workers: only with --ray")
+    b, x, y, img_name = _load_inputs(build_dir, images, labels, limit)
+    if not use_ray:
+        return _simulate(b, x, y, img_name, chunk_size, progress, seed, False)
+    with ray_session(address, workers):   # joined (or started) before any simulation
+        return _simulate(b, x, y, img_name, chunk_size, progress, seed, True)
+
+
+def _load_inputs(build_dir, images, labels, limit):
+    """The build and the checked images and labels (cut to `limit`)."""
     b = load_build(build_dir)
     man = b["manifest"]
     img_name, lab_name = _name(images, "images"), _name(labels, "labels")
@@ -157,7 +162,16 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
         x, y = x[:limit], (y[:limit] if y is not None else None)
     if len(x) == 0:
         raise BnnforgeError(f"{img_name}: no images")
+    return b, x, y, img_name
 
+
+def _simulate(b: dict, x: np.ndarray, y, img_name: str, chunk_size: int, progress: bool, seed: int,
+              use_ray: bool) -> dict:
+    from tqdm import tqdm
+
+    from bnnforge.sim.bulk import BulkSimError, build_bulk
+
+    man = b["manifest"]
     n = len(x)
     obpf = man["out_beats_per_frame"]
     golden_all, frame_ok, preds = [], np.zeros(n, dtype=bool), []
@@ -177,7 +191,7 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
         bar.set_postfix_str("")
         starts = list(range(0, n, chunk_size))
         ray_info: dict = {}
-        results = (_ray_chunks(b, x, starts, chunk_size, seed, img_name, address, workers, ray_info) if use_ray else
+        results = (_ray_chunks(b, x, starts, chunk_size, seed, img_name, ray_info) if use_ray else
                    (_simulate_chunk(b["dir"] / "rtl", b["streamlined"], b["hw_model"], x[lo:lo + chunk_size], lo,
                                     seed, img_name) for lo in starts))
         for lo, r in zip(starts, results):
@@ -207,7 +221,7 @@ def simulate(build_dir, images, labels=None, *, limit: int | None = None, chunk_
     finally:
         bar.close()
         if use_ray and results is not None:
-            results.close()   # on an error: the chunks not yet run are cancelled, a local Ray stopped
+            results.close()   # on an error: the chunks not yet run are cancelled
 
     golden = np.concatenate(golden_all)
     cpf = span / intervals if intervals else float("nan")
@@ -282,15 +296,14 @@ def _rtl_payload(rtl: Path, manifest: dict) -> dict:
     return {name: (rtl / name).read_bytes() for name in names if (rtl / name).is_file()}
 
 
-def _ray_chunks(b: dict, x: np.ndarray, starts: list, chunk_size: int, seed: int, img_name: str,
-                address: str | None, workers: int | None, info: dict):
-    """The chunks as Ray tasks, yielded in order. The build travels once through the
+def _ray_chunks(b: dict, x: np.ndarray, starts: list, chunk_size: int, seed: int, img_name: str, info: dict):
+    """The chunks as Ray tasks (in the caller's Ray session), yielded in order. The build travels once through the
     object store; each worker unpacks it into its node's cache (same sources, same
     Verilator cache key, so the harness compiled above is reused on this machine).
     `info` gets the number of distinct worker processes that ran chunks."""
     import hashlib
 
-    from bnnforge.cluster import TaskFailed, ray_session, run_tasks
+    from bnnforge.cluster import TaskFailed, run_tasks
 
     payload = _rtl_payload(b["dir"] / "rtl", b["manifest"])
     digest = hashlib.sha256()
@@ -301,13 +314,12 @@ def _ray_chunks(b: dict, x: np.ndarray, starts: list, chunk_size: int, seed: int
               "seed": seed, "img_name": img_name}
     jobs = [{"lo": lo, "x": x[lo:lo + chunk_size]} for lo in starts]
     pids = set()
-    with ray_session(address, workers):
-        for _, r in run_tasks(_ray_chunk_task, jobs, shared=(shared,), ordered=True):
-            if isinstance(r, TaskFailed):
-                r = {"error": f"{img_name}: a simulation task failed ({r.message})"}
-            pids.add(r.pop("worker", None))
-            info["workers"] = len(pids - {None})
-            yield r
+    for _, r in run_tasks(_ray_chunk_task, jobs, shared=(shared,), ordered=True):
+        if isinstance(r, TaskFailed):
+            r = {"error": f"{img_name}: a simulation task failed ({r.message})"}
+        pids.add(r.pop("worker", None))
+        info["workers"] = len(pids - {None})
+        yield r
 
 
 _unpacked: dict[str, tuple] = {}

@@ -393,7 +393,14 @@ def run_sweep(sweep_file: str | Path, out: str | Path, *, address: str | None = 
         if not use_ray or not ray_available():
             raise BnnforgeError(f"--address: needs Ray ({INSTALL_HINT})")
         check_address(address)
-    out = Path(out)
+        from bnnforge.cluster import ray_session
+
+        with ray_session(address, workers):   # joined before any work (a training, a build)
+            return _run_sweep(spec, Path(out), address, workers, use_ray, retry_failed, progress, say)
+    return _run_sweep(spec, Path(out), address, workers, use_ray, retry_failed, progress, say)
+
+
+def _run_sweep(spec: SweepSpec, out: Path, address, workers, use_ray, retry_failed, progress, say) -> dict:
     store = out / "candidates"
     store.mkdir(parents=True, exist_ok=True)
     model = _prepare_model(spec, out, say)

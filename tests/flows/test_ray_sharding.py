@@ -15,6 +15,7 @@ import pytest
 
 from bnnforge import cluster
 from bnnforge.cli import main
+from bnnforge.errors import BnnforgeError
 from bnnforge.simulate_dataset import simulate
 from tests.deploy.conftest import _build
 
@@ -49,6 +50,29 @@ def _unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def not_ray():
+    """HOST:PORT of a listener that accepts connections and closes them (something
+    that is not a Ray head: ray.init would retry on it for minutes)."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"127.0.0.1:{srv.getsockname()[1]}"
+    srv.close()
 
 
 @pytest.mark.rtl
@@ -114,6 +138,29 @@ def test_sim_unreachable_address_before_any_work(digits, tmp_path, capsys):
     assert not (copy / "rtl" / "rtlsim").exists()   # nothing simulated
     assert main(["sim", str(copy), "--images", str(digits["x"]), "--workers", "2"]) == 2
     assert "--workers: only with --ray" in _one_error(capsys)
+
+
+@needs_ray
+def test_address_check_tells_a_ray_head_from_anything_else(local_ray, not_ray):
+    cluster.check_address(local_ray.get_runtime_context().gcs_address)   # a Ray head: accepted
+    t0 = time.perf_counter()
+    with pytest.raises(BnnforgeError, match=f"--address {not_ray}: no Ray cluster answers there"):
+        cluster.check_address(not_ray)
+    with pytest.raises(BnnforgeError, match="expected HOST:PORT"):
+        cluster.check_address("http://127.0.0.1:80")
+    assert time.perf_counter() - t0 < 15
+
+
+@pytest.mark.rtl
+@needs_ray
+def test_sim_refuses_a_listener_that_is_not_ray(digits, not_ray, tmp_path, capsys):
+    copy = tmp_path / "build"
+    shutil.copytree(digits["build"], copy, ignore=shutil.ignore_patterns("rtlsim"))
+    t0 = time.perf_counter()
+    assert main(["sim", str(copy), "--images", str(digits["x"]), "--address", not_ray]) == 2
+    assert time.perf_counter() - t0 < 20
+    assert f"--address {not_ray}: no Ray cluster answers there" in _one_error(capsys)
+    assert not (copy / "rtl" / "rtlsim").exists()
 
 
 def _fuzz(out: Path, *extra) -> tuple[list[dict], str]:
