@@ -53,23 +53,59 @@ def check_address(address: str) -> None:
             raise BnnforgeError(f"--address {address}: no Ray cluster answers there ({problem})")
 
 
+def _local_token() -> str | None:
+    """This machine's Ray authentication token, where Ray looks for it: $RAY_AUTH_TOKEN,
+    the file $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def _gcs_problem(hostport: str, timeout: float = 5.0) -> str | None:
     """None when a Ray head's GCS answers at hostport (one gRPC call it serves to any
-    client), else what answered instead, in one line."""
+    client), else what answered instead, in one line.
+
+    Ray 2.60's `ray start --head` requires a token when the head's machine has one, and
+    a driver given an explicit address sends it only with RAY_AUTH_MODE=token: when the
+    head refuses the anonymous call and this machine's token opens it, token mode is
+    turned on for this process (ray.init would otherwise retry for minutes)."""
     try:
         import grpc
         from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
     except ImportError:   # a Ray without these modules: leave the check to ray.init
         return None
-    with grpc.insecure_channel(hostport) as channel:
-        try:
-            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
-        except grpc.RpcError as e:
-            # a head that requires a token refuses the anonymous call, and so shows it is one
-            if e.code() == grpc.StatusCode.UNAUTHENTICATED:
-                return None
-            return f"{e.code().name}: {(e.details() or '').splitlines()[0][:160]}"
+
+    def call(metadata=()):
+        with grpc.insecure_channel(hostport) as channel:
+            try:
+                gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                    gcs_service_pb2.GetClusterIdRequest(), timeout=timeout, metadata=metadata)
+            except grpc.RpcError as e:
+                return e
+        return None
+
+    err = call()
+    if err is None:
+        return None
+    if err.code() != grpc.StatusCode.UNAUTHENTICATED:
+        return f"{err.code().name}: {(err.details() or '').splitlines()[0][:160]}"
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return "the head requires token authentication, and RAY_AUTH_MODE=disabled here"
+    token = _local_token()
+    if not token:
+        return ("the head requires its authentication token: copy the head's ~/.ray/auth_token to this "
+                "machine or set RAY_AUTH_TOKEN")
+    err = call((("authorization", f"Bearer {token}"),))
+    if err is not None:
+        return f"the head refused this machine's authentication token ({err.code().name})"
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()
     return None
 
 

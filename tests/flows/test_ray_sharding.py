@@ -151,6 +151,42 @@ def test_address_check_tells_a_ray_head_from_anything_else(local_ray, not_ray):
     assert time.perf_counter() - t0 < 15
 
 
+@needs_ray
+def test_address_check_with_token_authentication(local_ray, monkeypatch, tmp_path):
+    """A head with token authentication (Ray's default for a new cluster): refused
+    with a wrong token or without one, in one line each; accepted with this machine's."""
+    import os
+
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        pytest.skip("this Ray runs without token authentication (RAY_AUTH_MODE)")
+    gcs = local_ray.get_runtime_context().gcs_address
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 32)
+    with pytest.raises(BnnforgeError, match="refused this machine's authentication token"):
+        cluster.check_address(gcs)
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "no_token"))
+    with pytest.raises(BnnforgeError, match="requires its authentication token"):
+        cluster.check_address(gcs)
+
+
+@pytest.mark.rtl
+@needs_ray
+def test_sim_joins_a_running_cluster_by_address(digits, local_ray, tmp_path):
+    """`bnnforge sim --address` in another process joins the running Ray (the GCS
+    address `ray start --head` would print) and gives the serial figures."""
+    serial = simulate(digits["build"], digits["x"], digits["y"], chunk_size=90)
+    out = tmp_path / "cluster.json"
+    gcs = local_ray.get_runtime_context().gcs_address
+    proc = subprocess.run([sys.executable, "-m", "bnnforge", "sim", str(digits["build"]), "--images", str(digits["x"]),
+                           "--labels", str(digits["y"]), "--chunk", "90", "--address", gcs, "--json", str(out),
+                           "--quiet"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    joined = json.loads(out.read_text())
+    assert joined["ray_workers"] >= 1 and joined["chunks"] == 4
+    assert {k: v for k, v in joined.items() if k not in TIMING} == \
+        {k: v for k, v in serial.items() if k not in TIMING | {"predictions_rtl"}}
+
+
 @pytest.mark.rtl
 @needs_ray
 def test_sim_refuses_a_listener_that_is_not_ray(digits, not_ray, tmp_path, capsys):
