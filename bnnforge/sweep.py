@@ -1,5 +1,6 @@
 """Design-space sweeps: many candidate builds of one model (or of one training spec),
-each a Ray task, collected in a table and a Pareto plot.
+each a Ray task (bnnforge/cluster.py), collected in a table (OUT/results.csv, .json), a
+Pareto plot (OUT/pareto.png) and one HTML page of both (OUT/results.html).
 
 A sweep file (YAML)::
 
