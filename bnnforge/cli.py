@@ -368,7 +368,7 @@ def build_parser():
     p.add_argument("--ray", action="store_true",
                    help="shard the chunks over Ray workers (bnnforge[cluster]); same figures as a serial run")
     p.add_argument("--address", default=None,
-                   help="with --ray: a Ray cluster (HOST:PORT, as printed by `ray start --head`); default a local Ray")
+                   help="a Ray cluster for --ray (HOST:PORT, as printed by `ray start --head`; implies --ray); default a local Ray")
     p.add_argument("--workers", type=int, default=None, help="with --ray, local: worker processes (default: the cores)")
     p.set_defaults(fn=cmd_sim)
 
