@@ -23,9 +23,16 @@ mismatches) and the parameter corners covered are printed at the end:
 
     nice -n 10 python benchmarks/fuzz.py --graph --count 500 --seed 0 --jobs 2 --out runs/fuzz-graph
 
---jobs N runs cases in N worker processes. --summarize A/results.jsonl B/results.jsonl
-prints one table over graph and residual runs split over seed ranges (or stopped by
---max-seconds), each (mode, seed) counted once with the kinds recorded in its line.
+--jobs N runs cases in N worker processes; --ray runs them as Ray tasks instead (bnnforge[cluster]:
+a local Ray with --jobs CPUs, default the cores, or the cluster at --address HOST:PORT), with
+the same results.jsonl and tables:
+
+    python benchmarks/fuzz.py --graph --count 6 --no-rtl --ray --out runs/fuzz-ray
+    python benchmarks/fuzz.py --graph --count 500 --ray --address HEAD:6379 --out runs/fuzz-graph
+
+--summarize A/results.jsonl B/results.jsonl prints one table over graph and residual runs
+split over seed ranges (or stopped by --max-seconds), each (mode, seed) counted once with
+the kinds recorded in its line.
 
 Proof that the loop finds and shrinks a bug (a test-only fault in the golden model):
 
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import sys
@@ -74,7 +82,12 @@ def main(argv=None) -> int:
     ap.add_argument("--residual", action="store_true",
                     help="random residual networks (fuzz_residual.py): k-bit and both 1-bit activations, identity "
                          "and downsampling shortcuts, conv and FC blocks, random foldings")
-    ap.add_argument("--jobs", type=int, default=1, help="cases run in this many worker processes")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="cases run in this many worker processes (with --ray: local Ray CPUs, default the cores)")
+    ap.add_argument("--ray", action="store_true",
+                    help="cases as Ray tasks (bnnforge[cluster]): a local Ray, or the cluster at --address")
+    ap.add_argument("--address", default=None,
+                    help="with --ray: a Ray cluster (HOST:PORT, as printed by `ray start --head`)")
     ap.add_argument("--summarize", nargs="+", metavar="RESULTS_JSONL",
                     help="print the graph fuzzer's tables from saved results.jsonl files and exit")
     args = ap.parse_args(argv)
@@ -84,6 +97,21 @@ def main(argv=None) -> int:
         os.environ[FAULT_ENV] = args.inject_fault
     if args.residual and args.graph:
         ap.error("--residual runs its own cases: not with --graph")
+    if args.address is not None and not args.ray:
+        ap.error("--address: only with --ray")
+    stack = contextlib.ExitStack()
+    if args.ray:
+        from bnnforge.cluster import cluster_cpus, prepare, ray_session
+        from bnnforge.errors import BnnforgeError
+
+        try:
+            prepare("--ray", args.address, args.jobs)
+            t_ray = time.perf_counter()
+            stack.enter_context(ray_session(args.address, args.jobs))
+        except BnnforgeError as e:
+            print(f"bnnforge: error: {e}", file=sys.stderr)
+            return 2
+        print(f"Ray: {cluster_cpus()} CPUs, started or joined in {time.perf_counter() - t_ray:.1f} s", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,13 +131,16 @@ def main(argv=None) -> int:
     bar = tqdm(range(args.count), desc="fuzz" + (f" {mode}" if mode != "fc" else "") + (" (rtl)" if args.rtl else ""),
                unit="case")
     pool = None
-    if args.jobs > 1:
+    jobs = [(mode, args.seed + i, args.rtl, str(repro)) for i in range(args.count)]
+    if args.ray:
+        results = _ray_results(jobs)
+    elif (args.jobs or 1) > 1:
         import multiprocessing
 
         pool = multiprocessing.get_context("spawn").Pool(args.jobs)
-        results = pool.imap(_run_seed, [(mode, args.seed + i, args.rtl, str(repro)) for i in range(args.count)])
+        results = pool.imap(_run_seed, jobs)
     else:
-        results = (_run_seed((mode, args.seed + i, args.rtl, str(repro))) for i in range(args.count))
+        results = (_run_seed(job) for job in jobs)
     with open(out / "results.jsonl", "a") as log:
         for i, r in zip(bar, results):
             case = make_case(args.seed + i)
@@ -136,7 +167,7 @@ def main(argv=None) -> int:
                 kinds[r["kind"]] += 1
                 failures.append(r)
                 tqdm.write(f"MISMATCH {r['kind']} {r['summary']}\n  {r['reason']}\n  -> {r['reproducer']}")
-                if args.shrink:
+                if args.shrink and r["kind"] != "worker_lost":
                     t_shrink = time.perf_counter()
                     with tempfile.TemporaryDirectory(prefix="fuzz-shrink-") as work:
                         d = shrink_one(case, r, args.store or out / "shrunk", work, rtl=args.rtl,
@@ -154,6 +185,9 @@ def main(argv=None) -> int:
                 break
     if pool is not None:
         pool.terminate()
+    if args.ray:
+        results.close()   # cancels the cases not yet taken (a bound on time or failures)
+    stack.close()
     wall = time.perf_counter() - t_start
     n = len(times)
     print(f"cases tried: {n} (seeds {args.seed}..{args.seed + n - 1}, rtl={'on' if args.rtl else 'off'})")
@@ -217,6 +251,19 @@ def summarize(paths) -> int:
     for r in bad:
         print(f"mismatch: {r['mode']} seed {r['seed']} {r['kind']}: {r['reason'][:160]}")
     return 1 if bad else 0
+
+
+def _ray_results(jobs):
+    """The cases as Ray tasks (bnnforge/cluster.py), in seed order like --jobs; a case
+    whose worker was lost more often than the retries allow is a failed case."""
+    from bnnforge.cluster import TaskFailed, run_tasks
+
+    for i, r in run_tasks(_run_seed, jobs, ordered=True):
+        if isinstance(r, TaskFailed):
+            mode, seed, rtl, _ = jobs[i]
+            r = {"seed": seed, "ok": False, "kind": "worker_lost", "reason": r.message, "reproducer": None,
+                 "rtl": rtl, "seconds": 0.0}
+        yield r
 
 
 def _run_seed(job):

@@ -58,16 +58,22 @@ def build(model: str | Path, output_dir: str | Path, *, folding: str | Path | di
 
 
 def simulate(build_dir: str | Path, images, labels=None, *, limit: int | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, ray: bool = False, address: str | None = None,
+             workers: int | None = None) -> dict:
     """Run a dataset through a build's RTL (what ``bnnforge sim`` does): ``images`` as
     the model was trained on (an array or a ``.npy`` path), quantized on the host by the
     model's own input quantizer, simulated with the compiled Verilator harness and
     compared bit-exactly with the golden model. Returns accuracy (with ``labels``),
     ``frames_mismatching``, measured and ideal cycles per frame, ...
+
+    ``ray=True`` shards the images over local Ray workers (``workers``, default the
+    cores) or the cluster at ``address`` (``bnnforge[cluster]``); the figures are the
+    same as those of a serial run.
     """
     from bnnforge.simulate_dataset import simulate as run_dataset
 
-    return run_dataset(build_dir, images, labels, limit=limit, progress=progress)
+    return run_dataset(build_dir, images, labels, limit=limit, progress=progress, ray=ray, address=address,
+                       workers=workers)
 
 
 def synthesize(build_dir: str | Path) -> dict:

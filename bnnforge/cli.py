@@ -144,7 +144,7 @@ def cmd_sim(args):
     if args.json is not None and Path(args.json).is_dir():
         raise BnnforgeError(f"{args.json}: --json must name a file, not a directory")
     r = simulate(args.build, args.images, args.labels, limit=args.limit, chunk_size=args.chunk,
-                 progress=not args.quiet, seed=args.seed)
+                 progress=not args.quiet, seed=args.seed, ray=args.ray, address=args.address, workers=args.workers)
     print(format_summary(r))
     if args.json is not None:
         out = Path(args.json)
@@ -312,7 +312,7 @@ def cmd_sweep(args):
                   retry_failed=args.retry_failed, progress=not args.quiet, say=say)
     failed = sum(1 for row in r["rows"] if row.get("status") != "ok")
     print(f"{len(r['rows'])} candidates ({r['computed']} computed, {r['reused']} read back, {failed} failed; "
-          f"{r['mode']}): {r['table']['csv']}" + (f", {r['plot']}" if r["plot"] else ""))
+          f"{r['mode']}): {r['table']['csv']}, {r['table']['html']}" + (f", {r['plot']}" if r["plot"] else ""))
 
 
 def build_parser():
@@ -375,6 +375,11 @@ def build_parser():
     p.add_argument("--chunk", type=int, default=256, metavar="N", help="frames per simulation run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ray", action="store_true",
+                   help="shard the chunks over Ray workers (bnnforge[cluster]); same figures as a serial run")
+    p.add_argument("--address", default=None,
+                   help="a Ray cluster for --ray (HOST:PORT, as printed by `ray start --head`; implies --ray); default a local Ray")
+    p.add_argument("--workers", type=int, default=None, help="with --ray, local: worker processes (default: the cores)")
     p.set_defaults(fn=cmd_sim)
 
     p = sub.add_parser("synth", help="Yosys synth_xilinx estimate of a build's RTL")

@@ -1,5 +1,6 @@
 """Design-space sweeps: many candidate builds of one model (or of one training spec),
-each a Ray task, collected in a table and a Pareto plot.
+each a Ray task (bnnforge/cluster.py), collected in a table (OUT/results.csv, .json), a
+Pareto plot (OUT/pareto.png) and one HTML page of both (OUT/results.html).
 
 A sweep file (YAML)::
 
@@ -28,13 +29,13 @@ import itertools
 import json
 import os
 import random
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
+from bnnforge.cluster import INSTALL_HINT, TaskFailed, check_address, ray_available
 from bnnforge.errors import BnnforgeError
 
 TOP_KEYS = {"model", "space", "sampling", "stages", "clock_mhz"}
@@ -365,29 +366,6 @@ def _run_stages(job: dict, work: Path) -> dict:
 
 # --- the sweep ----------------------------------------------------------------------
 
-def check_address(address: str) -> None:
-    """Refuse an unreachable cluster address in seconds (ray.init would wait long)."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise BnnforgeError(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as e:
-        raise BnnforgeError(f"--address {address}: cannot reach a Ray cluster there ({e.strerror or e})") from None
-
-
-def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _prepare_model(spec: SweepSpec, out: Path, say) -> dict:
     """A training spec without a method axis: train once, every candidate builds it."""
     model = dict(spec.model)
@@ -414,9 +392,16 @@ def run_sweep(sweep_file: str | Path, out: str | Path, *, address: str | None = 
         raise BnnforgeError(f"--workers {workers}: must be >= 1")
     if address is not None:
         if not use_ray or not ray_available():
-            raise BnnforgeError("--address: needs Ray (pip install 'bnnforge[cluster]')")
+            raise BnnforgeError(f"--address: needs Ray ({INSTALL_HINT})")
         check_address(address)
-    out = Path(out)
+        from bnnforge.cluster import ray_session
+
+        with ray_session(address, workers):   # joined before any work (a training, a build)
+            return _run_sweep(spec, Path(out), address, workers, use_ray, retry_failed, progress, say)
+    return _run_sweep(spec, Path(out), address, workers, use_ray, retry_failed, progress, say)
+
+
+def _run_sweep(spec: SweepSpec, out: Path, address, workers, use_ray, retry_failed, progress, say) -> dict:
     store = out / "candidates"
     store.mkdir(parents=True, exist_ok=True)
     model = _prepare_model(spec, out, say)
@@ -433,7 +418,7 @@ def run_sweep(sweep_file: str | Path, out: str | Path, *, address: str | None = 
                      "trained_onnx": model.get("trained_onnx"), "stages": spec.stages, "clock_mhz": spec.clock_mhz})
     mode = "ray" if use_ray and ray_available() else "serial"
     if jobs and mode == "serial":
-        say(("Ray is not installed (pip install 'bnnforge[cluster]'): " if use_ray else "")
+        say((f"Ray is not installed ({INSTALL_HINT}): " if use_ray else "")
             + f"running {len(jobs)} candidates serially")
     t0 = time.perf_counter()
     if jobs:
@@ -445,6 +430,7 @@ def run_sweep(sweep_file: str | Path, out: str | Path, *, address: str | None = 
     ordered = [rows[candidate_key(spec, c)] for c in spec.candidates]
     table = write_table(ordered, out)
     plot = pareto_plot(ordered, out / "pareto.png")
+    table["html"] = write_html(ordered, out, spec, plot)
     return {"rows": ordered, "computed": len(jobs), "reused": len(ordered) - len(jobs), "mode": mode,
             "table": table, "plot": plot, "wall_seconds": round(wall, 2)}
 
@@ -463,41 +449,21 @@ def _run_serial(jobs, progress):
 
 
 def _run_ray(jobs, address, workers, progress, say):
-    import logging
-
-    import ray
     from tqdm import tqdm
 
-    started = False
-    if not ray.is_initialized():
-        kw = dict(address=address) if address else dict(num_cpus=workers or os.cpu_count() or 1)
-        try:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kw)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            where = f"--address {address}" if address else "local Ray"
-            raise BnnforgeError(f"{where}: cannot start or join Ray ({str(e).splitlines()[0][:200]})") from None
-        started = True
-    try:
-        # max_retries: a worker process lost mid-candidate (killed, node gone) reruns it;
-        # a candidate's own error is a row, so it is never retried.
-        task = ray.remote(num_cpus=1, max_retries=3)(evaluate_candidate)
-        pending = {task.remote(job): job for job in jobs}
-        say(f"{len(jobs)} candidates on Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)")
+    from bnnforge.cluster import cluster_cpus, ray_session, run_tasks
+
+    with ray_session(address, workers):
+        say(f"{len(jobs)} candidates on Ray ({cluster_cpus()} CPUs)")
         bar = tqdm(total=len(jobs), desc="sweep", unit="cand", disable=not progress)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
-            try:
-                row = ray.get(ready[0])
-            except Exception as e:  # retries exhausted (worker lost every time)
-                row = {"key": job["key"], "status": "failed",
-                       "error": f"worker lost: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        # a candidate's own error is its row (evaluate_candidate never raises for it), so
+        # only a lost worker is retried
+        for i, row in run_tasks(evaluate_candidate, jobs):
+            if isinstance(row, TaskFailed):
+                row = {"key": jobs[i]["key"], "status": "failed", "error": row.message}
             bar.update(1)
             yield row
         bar.close()
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # --- outputs ------------------------------------------------------------------------
@@ -513,6 +479,94 @@ def write_table(rows: list[dict], out: Path) -> dict:
     return {"csv": str(out / "results.csv"), "json": str(out / "results.json")}
 
 
+def _plotted(rows: list[dict]) -> tuple[list[dict], list, str]:
+    """The rows the Pareto plot shows, their LUT figures and where those come from."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("fps")]
+    luts = [r["yosys_lut"] if r.get("yosys_lut") is not None else r["est_luts"] for r in ok]
+    source = "Yosys" if all(r.get("yosys_lut") is not None for r in ok) else "estimated"
+    return ok, luts, source
+
+
+def _describe(row: dict) -> str:
+    parts = [f"{k} {row[k]}" for k in ("method", "target_cycles", "folding") if row.get(k) not in (None, "")]
+    if row.get("params"):
+        parts.append(row["params"])
+    return ", ".join(map(str, parts))
+
+
+# (column, heading, digits for floats)
+HTML_COLUMNS = [("key", "key", 0), ("status", "status", 0), ("method", "method", 0), ("params", "params", 0),
+                ("target_cycles", "target cycles", 0), ("folding", "folding", 0),
+                ("cycles_per_frame_ideal", "cycles / frame (ideal)", 0),
+                ("cycles_per_frame_measured", "cycles / frame (RTL)", 1), ("fps", "frames/s", 0),
+                ("est_luts", "est. LUT", 0), ("est_bram18", "est. BRAM18", 0), ("yosys_lut", "Yosys LUT", 0),
+                ("yosys_ff", "Yosys FF", 0), ("yosys_bram18", "Yosys BRAM18", 0),
+                ("accuracy_golden", "accuracy (golden)", 4), ("accuracy", "accuracy (RTL)", 4),
+                ("rtl_mismatches", "RTL mismatches", 0), ("total_seconds", "seconds", 1)]
+
+
+def write_html(rows: list[dict], out: Path, spec: SweepSpec, plot: str | None) -> str:
+    """OUT/results.html: one self-contained page (the build report's style and helpers):
+    the Pareto plot inline, every candidate's figures, the failed ones with their error."""
+    from html import escape
+
+    from bnnforge.finn_flows.report_html import _link, _num, _page, _png
+
+    ok, luts, source = _plotted(rows)
+    front = {ok[i]["key"] for i in pareto_front(list(zip(luts, [r["fps"] for r in ok])))}
+    failed = [r for r in rows if r.get("status") != "ok"]
+    title = f"bnnforge sweep: {spec.path.name}"
+    stages = ", ".join(k for k in ("build", "accuracy", "rtlsim", "synth") if spec.stages.get(k))
+    body = ["<style>tr.front td{background:#e7f6ec}</style>", f"<h1>{escape(title)}</h1>",
+            f"<p>{len(rows)} candidates ({len(rows) - len(failed)} ok, {len(failed)} failed); stages: "
+            f"{escape(stages)}; frames/s at {_num(spec.clock_mhz)} MHz. Candidates on the Pareto front "
+            f"(fewest LUT for their frames/s, {escape(source)} LUT) are marked.</p>"]
+    body.append("<h2>Pareto front</h2>")
+    if plot:
+        body.append(_png(Path(plot), f"LUT vs frames/s of {len(ok)} candidates, coloured by accuracy"))
+    else:
+        body.append('<p class="muted">No candidate finished, nothing to plot.</p>')
+    # the columns some candidate has a figure for (a sweep without synthesis has no Yosys columns)
+    columns = [(c, h, d) for c, h, d in HTML_COLUMNS
+               if c in ("key", "status") or any(r.get(c) not in (None, "") for r in rows)]
+    head = "".join(f'<th class="l">{escape(h)}</th>' if c in ("key", "status", "method", "params", "folding")
+                   else f"<th>{escape(h)}</th>" for c, h, d in columns)
+    body += ["<h2>Candidates</h2>", '<div style="overflow-x:auto">',
+             f'<table id="candidates"><thead><tr>{head}<th class="l">Pareto</th></tr></thead><tbody>']
+    for r in rows:
+        cells = []
+        for c, _, d in columns:
+            v = r.get(c)
+            if c == "status":
+                cells.append(f'<td class="l"><span class="{"ok" if v == "ok" else "bad"}">{escape(str(v))}</span></td>')
+            elif c in ("key", "method", "params", "folding"):
+                cells.append(f'<td class="l">{escape("" if v is None else str(v))}</td>')
+            elif v is None or v == "":
+                cells.append("<td></td>")
+            else:
+                cells.append(f"<td>{float(v):,.{d}f}</td>" if isinstance(v, (int, float)) else f"<td>{escape(str(v))}</td>")
+        on_front = r["key"] in front
+        cls = "candidate front" if on_front else "candidate"
+        body.append(f'<tr class="{cls}">{"".join(cells)}<td class="l">{"yes" if on_front else ""}</td></tr>')
+    body.append("</tbody></table></div>")
+    body.append("<h2>Failed candidates</h2>")
+    if failed:
+        body.append('<table id="failed"><thead><tr><th class="l">key</th><th class="l">candidate</th>'
+                    '<th class="l">error</th></tr></thead><tbody>')
+        for r in failed:
+            body.append(f'<tr class="failed"><td class="l">{escape(r["key"])}</td><td class="l">'
+                        f'{escape(_describe(r))}</td><td class="l">{escape(str(r.get("error", "")))}</td></tr>')
+        body.append("</tbody></table>")
+    else:
+        body.append('<p class="muted">None.</p>')
+    files = [out / "results.csv", out / "results.json"] + ([Path(plot)] if plot else [])
+    body += ["<h2>Files</h2>", f'<ul class="files">{"".join(f"<li>{_link(f, out)}</li>" for f in files)}</ul>',
+             '<p class="muted">Written by bnnforge sweep.</p>']
+    path = out / "results.html"
+    path.write_text(_page(title, body))
+    return str(path)
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats (fewer LUT and more frames/s)."""
     front = []
@@ -523,7 +577,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def pareto_plot(rows: list[dict], path: Path) -> str | None:
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("fps")]
+    ok, luts, source = _plotted(rows)
     if not ok:
         return None
     import matplotlib
@@ -531,8 +585,6 @@ def pareto_plot(rows: list[dict], path: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    luts = [r["yosys_lut"] if r.get("yosys_lut") is not None else r["est_luts"] for r in ok]
-    source = "Yosys" if all(r.get("yosys_lut") is not None for r in ok) else "estimated"
     fps = [r["fps"] for r in ok]
     acc_key, acc_label = ("accuracy", "accuracy (RTL)") if all(r.get("accuracy") is not None for r in ok) \
         else ("accuracy_golden", "accuracy (golden model)")
