@@ -9,7 +9,7 @@ from bnnforge.sim.runner import LintError, lint, rtl_sources
 
 pytestmark = pytest.mark.rtl
 
-MVTU_SRC = ("mvtu", "popcount", "adder_tree")
+MVTU_SRC = ("mvtu", "popcount", "popcount_compressor", "adder_tree")
 SPARSE_SRC = ("mvtu_sparse", "popcount", "adder_tree", "sign_resize")
 
 LINT_SETS = [
