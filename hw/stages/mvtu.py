@@ -54,7 +54,9 @@ def _check_mvtu(node, a, w, t):
 # Yosys `sta` (xc7 cells, no routing) of a pipelined binary mvtu (PE 4, weights in block
 # RAM, ACC_BITS 12) at SIMD 64, measured with hw/synth.py logic_delay: 2.053 ns at one
 # adder level per clock (the last tree segment plus the chunk offset; the counters,
-# accumulate and compare are shorter), 2.457 ns at two: about 0.40 ns per further level.
+# accumulate and compare are shorter), 2.457 at two, 2.303 at three (Yosys merges that
+# segment into one multi-operand adder), 3.177 at four (the whole tree of 11 counts):
+# 0.40 ns per further level bounds every one of them from above.
 STA_ONE_LEVEL_NS = 2.053
 STA_PER_LEVEL_NS = 0.40
 # On a 7-series part routing adds about as much delay again as the cells (hw/synth.py
