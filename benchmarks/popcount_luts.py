@@ -11,6 +11,9 @@ Variants (each wrapped in input/output registers, synthesized flattened):
             counters per weight column until every column holds <= 2 bits), then
             one carry-chain adder.  The counters are written as XOR/AND/OR gates
             (full adders), not '+', so Yosys keeps them as LUT logic.
+  rtl_tree  hw/rtl/popcount.v with PIPE_EVERY 2: the '+' tree registered every two
+            levels (what the pipelined mvtu used before popcount_compressor)
+  rtl_comp  hw/rtl/popcount_compressor.v with PIPE_EVERY 2 (what mvtu uses now)
 
 Finding (Yosys 0.70): naive / addtree / lut63 synthesize to the *same* netlist:
 alumacc merges any '+'-only network into one $macc and maccmap builds its own
@@ -32,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bnnforge.hw.synth import synthesize
+from bnnforge.resources import rtl_dir
 
 
 def clog2(n: int) -> int:
@@ -159,7 +163,23 @@ def v_colcomp(w: int) -> str:
     return wrap("pc_colcomp", w, "\n".join(lines))
 
 
-VARIANTS = {"naive": v_naive, "addtree": v_addtree, "lut63": v_lut63, "colcomp": v_colcomp}
+def v_rtl_tree(w: int, pipe_every: int = 2) -> str:
+    """hw/rtl/popcount.v (the '+' adder tree) registered every PIPE_EVERY levels, as mvtu used it."""
+    body = f"  popcount #(.N({w}), .PIPE_EVERY({pipe_every})) u (.clk(clk), .en(1'b1), .in_data(x), .out_data(c));"
+    return wrap("pc_rtl_tree", w, body)
+
+
+def v_rtl_comp(w: int, pipe_every: int = 2) -> str:
+    """hw/rtl/popcount_compressor.v: registered 6:3 counters, then the same tree of their counts."""
+    body = (f"  popcount_compressor #(.N({w}), .PIPE_EVERY({pipe_every})) u (.clk(clk), .en(1'b1), "
+            f".in_data(x), .out_data(c));")
+    return wrap("pc_rtl_comp", w, body)
+
+
+VARIANTS = {"naive": v_naive, "addtree": v_addtree, "lut63": v_lut63, "colcomp": v_colcomp,
+            "rtl_tree": v_rtl_tree, "rtl_comp": v_rtl_comp}
+# variants built on the shipped modules: the library files they instantiate
+RTL_LIBS = {"rtl_tree": ("popcount", "adder_tree"), "rtl_comp": ("popcount_compressor", "adder_tree")}
 
 
 def run_one(variant: str, w: int, root: Path) -> dict:
@@ -168,7 +188,8 @@ def run_one(variant: str, w: int, root: Path) -> dict:
     src = wd / f"pc_{variant}.v"
     src.write_text(VARIANTS[variant](w))
     t0 = time.monotonic()
-    res = synthesize([src], f"pc_{variant}", workdir=wd, flatten=True)
+    libs = [rtl_dir() / f"{m}.v" for m in RTL_LIBS.get(variant, ())]
+    res = synthesize([src] + libs, f"pc_{variant}", workdir=wd, flatten=True)
     t = res.total
     return {"variant": variant, "w": w, "lut": t.lut_total, "lut_per_bit": t.lut_total / w,
             "carry4": t.carry4, "muxf7": t.muxf7, "ff": t.ff,

@@ -6,7 +6,10 @@ Fmax of the whole design on an ECP5 LFE5U-85F (nextpnr-ecp5), with frames/s at e
 Beside them: the figures measured on this design before timing work began (issue 14's
 baseline, same tools) and BNN-PYNQ's measured rates on the xc7z020.
 
-    .venv/bin/python benchmarks/timing.py [--nets tfc,digits_mlp] [--timing both|sta|pnr]
+    .venv/bin/python benchmarks/timing.py [--nets tfc,digits_mlp] [--timing both|sta|pnr] [--clk-period-ns 5]
+
+The designs are built for --clk-period-ns (FINN's synth_clk_period_ns, default 5 ns: the
+200 MHz class BNN-PYNQ's LFC runs at), which sets each MVTU's tree pipelining.
 
 LFC and CNV place and route for tens of minutes here; pass them explicitly
 (`--nets lfc,cnv`) when there is time.
@@ -31,11 +34,13 @@ NETS = {  # topology, activation, folding file, input shape
 # Fmax of the whole design on the ECP5, and the slowest stage's xc7 logic delay.
 BASELINE_ECP5_MHZ = {"tfc": 34.6, "digits_mlp": 54.4, "lfc": 32.7}
 BASELINE_STA_NS = {"tfc": 4.31, "digits_mlp": 4.08}
+# Yosys synth_xilinx LUTs before the timing work (issue 14's "today")
+BASELINE_LUT = {"tfc": 7_060, "lfc": 20_061, "cnv": 14_988}
 # BNN-PYNQ measured on a PYNQ-Z1 (frames/s), see /work/shared/reference/anchors.md
-BNN_PYNQ_FPS = {"lfc": 356_633}
+BNN_PYNQ_FPS = {"lfc": 356_633, "cnv": 9_150}
 
 
-def _build(net: str, tmp: Path) -> Path:
+def _build(net: str, tmp: Path, clk_period_ns: float) -> Path:
     from bnnforge.finn_flows.builder import build
     from bnnforge.finn_flows.config import load_config
     from bnnforge.models.export import export_qonnx
@@ -49,7 +54,7 @@ def _build(net: str, tmp: Path) -> Path:
     export_qonnx(m, tmp / f"{net}.onnx", shape)
     out = tmp / net
     cfg = load_config(None, model=str(tmp / f"{net}.onnx"), output_dir=str(out), name=net,
-                      folding_config_file=str(folding_config(folding)),
+                      folding_config_file=str(folding_config(folding)), synth_clk_period_ns=clk_period_ns,
                       steps=["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"])
     build(cfg, progress=False)
     return out
@@ -59,6 +64,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nets", default="tfc,digits_mlp")
     ap.add_argument("--timing", default="both", choices=("sta", "pnr", "both"))
+    ap.add_argument("--clk-period-ns", type=float, default=5.0)
     a = ap.parse_args()
     from bnnforge.hw.synth import synthesize
     from bnnforge.hw.timing import build_timing
@@ -70,7 +76,7 @@ def main():
     builds = {}
     for net in a.nets.split(","):
         t0 = time.perf_counter()
-        builds[net] = (_build(net, tmp), time.perf_counter() - t0)
+        builds[net] = (_build(net, tmp, a.clk_period_ns), time.perf_counter() - t0)
     for net, (b, build_s) in builds.items():
         t0 = time.perf_counter() - build_s
         rtl = b / "rtl"
@@ -79,17 +85,19 @@ def main():
         t = build_timing(b, a.timing)
         sta, pnr = t.get("sta", {}), t.get("pnr", {})
         worst = next((s for s in sta.get("stages", []) if s["stage"] == sta.get("worst_stage")), {})
-        rows.append((net, t["cycles_per_frame"], r.total.lut_total, r.total.ff, r.total.bram18,
+        rows.append((net, t["cycles_per_frame"], r.total.lut_total, BASELINE_LUT.get(net), r.total.ff,
+                     r.total.bram18,
                      worst.get("logic_delay_ns"), BASELINE_STA_NS.get(net), sta.get("fmax_mhz"),
                      sta.get("frames_per_s"), pnr.get("fmax_mhz"), pnr.get("frames_per_s"),
                      BASELINE_ECP5_MHZ.get(net),
                      BNN_PYNQ_FPS.get(net), f"{pnr.get('start')} -> {pnr.get('end')}",
                      time.perf_counter() - t0))
         print(f"{net}: {(b / 'report' / 'timing.md').read_text()}", flush=True)
-    print("| net | cycles/frame | LUT | FF | BRAM18 | worst stage sta ns | before | xc7 logic MHz "
+    print(f"(built for synth_clk_period_ns = {a.clk_period_ns:g})")
+    print("| net | cycles/frame | LUT | LUT before | FF | BRAM18 | worst stage sta ns | before | xc7 logic MHz "
           "| frames/s (xc7 logic) | ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | BNN-PYNQ frames/s "
           "| ECP5 critical path | s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
         print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
                                                         f"{v:.1f}" if isinstance(v, float) else str(v))

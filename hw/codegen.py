@@ -60,7 +60,8 @@ def _param_literal(key: str, v, params: dict) -> str:
     return str(int(v))
 
 
-def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fifo_depth: int = 2) -> dict:
+def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fifo_depth: int = 2,
+             clk_period_ns: float | None = None) -> dict:
     """Write `<top>.v`, the library modules and memory images into out_dir.
 
     The top wires the stages along the graph's edges: every stream tensor has one
@@ -68,6 +69,8 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
     where the widths differ and a FIFO sized for the reader (see _fifo_depth and
     _balance_depths). Returns the manifest (also written as manifest.json): top name,
     file list, stream widths, the MVTU layers' parameters (`layers`) and every stage.
+    clk_period_ns (FINN's synth_clk_period_ns) sets how deeply each MVTU's adder tree is
+    pipelined and refuses a layer that cannot meet it (hw/stages/mvtu.py mvtu_pipe_every).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +82,8 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         if node.op_type == "LabelSelect":
             continue
         kind = stage_kind(node.op_type, node.name)
-        st = kind.build(BuildContext(model, out_dir, stage_index=len(stages), layer_index=len(params)), node, a)
+        st = kind.build(BuildContext(model, out_dir, stage_index=len(stages), layer_index=len(params),
+                                     clk_period_ns=clk_period_ns), node, a)
         if kind.layer:
             params.append(st["layer"])
         st["inputs"] = list(node.input[:kind.ports_in])

@@ -66,7 +66,10 @@ def assets(tmp_path_factory):
     for name, cfg in {"cfg_unknown_key": {"model": str(good), "output_dir": str(d / "x"), "turbo": True},
                       "cfg_unknown_step": {"model": str(good), "output_dir": str(d / "x"), "steps": ["place_route"]},
                       "cfg_missing_model": {"output_dir": str(d / "x")},
-                      "cfg_bad_clock": {"model": str(good), "output_dir": str(d / "x"), "synth_clk_period_ns": -5}}.items():
+                      "cfg_bad_clock": {"model": str(good), "output_dir": str(d / "x"), "synth_clk_period_ns": -5},
+                      "cfg_fast_clock": {"model": str(good), "output_dir": str(d / "x"), "synth_clk_period_ns": 3,
+                                         "steps": ["tidy_up", "streamline", "convert_to_hw", "apply_folding",
+                                                   "codegen"]}}.items():
         (d / f"{name}.json").write_text(json.dumps(cfg))
     (d / "cfg_bad.yaml").write_text("model: [unclosed\n")
 
@@ -121,6 +124,8 @@ def _cases(d):
         "config unknown step": (["build", "--quiet", "--config", str(d / "cfg_unknown_step.json")], "unknown step 'place_route'"),
         "config missing model": (["build", "--quiet", "--config", str(d / "cfg_missing_model.json")], "missing required key 'model'"),
         "config bad clock": (["build", "--quiet", "--config", str(d / "cfg_bad_clock.json")], "synth_clk_period_ns must be a positive number"),
+        "clock no MVTU can meet": (["build", "--quiet", "--config", str(d / "cfg_fast_clock.json")],
+                                   r"node 'MVTU_0': synth_clk_period_ns = 3 leaves 1.50 ns of logic per clock"),
         "config bad yaml": (["build", "--quiet", "--config", str(d / "cfg_bad.yaml")], "cfg_bad.yaml: cannot parse build configuration"),
         "config missing": (["build", "--quiet", "--config", str(d / "nocfg.yaml")], "nocfg.yaml: build configuration not found"),
         "unknown topology": (["export", "--topology", "resnet18", "--out", str(o / "m.onnx")], "choices: cnv, digits_cnv, digits_mlp, lfc, sfc, tfc"),

@@ -30,11 +30,15 @@
 //   S1r   : the memory word and input word registered once more (the block
 //           RAM output register), so the XNOR does not start at a RAM read;
 //           MODE 2 registers its +-(x - offset) operands in one more stage
-//   tree  : the chunk-sum tree registered after every k adder levels
+//   tree  : the chunk-sum tree registered after every k adder levels; in
+//           modes 0/1 the popcount is popcount_compressor: its 6:3 counters
+//           registered, then every k levels of the tree of their counts
 //   S2    : chunk sums, as above
 //   acc   : accumulate into the acc register only
 //   out   : compare the registered accumulator with its registered threshold
-// LATENCY = 1 + (MODE == 2) + (clog2(SIMD)-1)/k + 1 edges for k > 0, 0 for k = 0.
+// LATENCY = 1 + (MODE == 2) + TREE + 1 edges for k > 0, 0 for k = 0, where
+// TREE = (clog2(SIMD)-1)/k in MODE 2 and 1 + (clog2(G)-1)/k in modes 0/1
+// (G = ceil(SIMD/6); a term (L-1)/k counts as 0 where L <= 1).
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
@@ -90,8 +94,13 @@ localparam SFW = (SF > 1) ? $clog2(SF) : 1;
 localparam NFW = (NF > 1) ? $clog2(NF) : 1;
 localparam WAW = (NF*SF > 1) ? $clog2(NF*SF) : 1;
 localparam PIPED = (PIPE_EVERY > 0) ? 1 : 0;
-// edges the chunk-sum tree (adder_tree) holds its data, plus the S1r register
-localparam TREE_LAT = (PIPE_EVERY > 0 && LOG_S > 1) ? (LOG_S - 1) / PIPE_EVERY : 0;
+// edges the chunk-sum tree holds its data: adder_tree in MODE 2; in modes 0/1
+// with PIPE_EVERY > 0 popcount_compressor (registered 6:3 counters, then an
+// adder tree of ceil(SIMD/6) leaves)
+localparam LOG_G = $clog2((SIMD + 5) / 6);
+localparam TREE_LAT = (PIPE_EVERY == 0) ? 0
+                    : (MODE != 2) ? 1 + ((LOG_G > 1) ? (LOG_G - 1) / PIPE_EVERY : 0)
+                    : (LOG_S > 1) ? (LOG_S - 1) / PIPE_EVERY : 0;
 localparam OPS_REG = (PIPE_EVERY > 0 && MODE == 2) ? 1 : 0;
 localparam DLY = PIPED + OPS_REG + TREE_LAT;
 
@@ -338,15 +347,26 @@ generate
             // popcount(a) does not depend on the weights: one per chunk,
             // shared by all PEs.
             wire [PW-1:0] pc_a;
-            popcount #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pca (
-                .clk(clk), .en(en), .in_data(act), .out_data(pc_a));
+            if (PIPED != 0) begin : g_cmp
+                popcount_compressor #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pca (
+                    .clk(clk), .en(en), .in_data(act), .out_data(pc_a));
+            end else begin : g_tree
+                popcount #(.N(SIMD)) u_pca (
+                    .clk(clk), .en(en), .in_data(act), .out_data(pc_a));
+            end
         end
         for (p = 0; p < PE; p = p + 1) begin : g_pe
             wire [SIMD-1:0] w = wt[p*SIMD +: SIMD];
             wire [SIMD-1:0] m = (MODE == 1) ? (act & w) : ~(act ^ w);
             wire [PW-1:0] pc;
-            popcount #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pc (
-                .clk(clk), .en(en), .in_data(m), .out_data(pc));
+            if (PIPED != 0) begin : g_cmp
+                // 6:3 counters cost about half the LUTs of a '+' tree cut by registers
+                popcount_compressor #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pc (
+                    .clk(clk), .en(en), .in_data(m), .out_data(pc));
+            end else begin : g_tree
+                popcount #(.N(SIMD)) u_pc (
+                    .clk(clk), .en(en), .in_data(m), .out_data(pc));
+            end
             if (MODE == 1) begin : g_and
                 assign chunk1[p*CW +: CW] = {1'b0, pc, 1'b0} - {2'b00, g_pca.pc_a};
             end else begin : g_xnor

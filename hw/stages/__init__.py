@@ -30,6 +30,7 @@ class BuildContext:
     out_dir: Path
     stage_index: int = 0      # index of the stage being built (s<i> in the top)
     layer_index: int = 0      # index among matrix layers (layer<i>_*.mem, the manifest's layers)
+    clk_period_ns: float | None = None   # target clock (FINN's synth_clk_period_ns); None: 200 MHz-class
 
 
 class StageKind:

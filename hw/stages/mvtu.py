@@ -51,12 +51,37 @@ def _check_mvtu(node, a, w, t):
                 f"{a['acc_bits']}-bit accumulator range [{lo}, {hi}]")
 
 
-def mvtu_pipe_every(simd: int) -> int:
-    """Adder levels per clock in an MVTU's chunk-sum tree (its PIPE_EVERY). Yosys `sta`
-    with xc7 cells, worst register-to-register path: two levels per clock are 1.9 ns at
-    SIMD 8 but 2.55 ns at SIMD 49 (the last segment adds the widest levels and the chunk
-    offset), one level per clock 2.05 ns at SIMD 64; the stage budget is 2.5 ns."""
-    return 2 if simd <= 32 else 1
+# Yosys `sta` (xc7 cells, no routing) of a pipelined binary mvtu (PE 4, weights in block
+# RAM, ACC_BITS 12) at SIMD 64, measured with hw/synth.py logic_delay: 2.053 ns at one
+# adder level per clock (the last tree segment plus the chunk offset; the counters,
+# accumulate and compare are shorter), 2.457 at two, 2.303 at three (Yosys merges that
+# segment into one multi-operand adder), 3.177 at four (the whole tree of 11 counts):
+# 0.40 ns per further level bounds every one of them from above.
+STA_ONE_LEVEL_NS = 2.053
+STA_PER_LEVEL_NS = 0.40
+# On a 7-series part routing adds about as much delay again as the cells (hw/synth.py
+# logic_delay): the cells may take this share of the clock period.
+LOGIC_SHARE = 0.5
+DEFAULT_CLK_PERIOD_NS = 5.0   # no clock given: the 200 MHz class (stage budget 2.5 ns)
+
+
+def mvtu_pipe_every(simd: int, clk_period_ns: float | None = None, node_name: str = "") -> int:
+    """Adder levels per clock in an MVTU's chunk-sum tree (its PIPE_EVERY), from the target
+    clock: as many levels as fit LOGIC_SHARE of the period by the sta model above. A clock
+    whose budget is shorter than one level per clock, the shortest the unit can be
+    pipelined, is refused naming the node."""
+    period = DEFAULT_CLK_PERIOD_NS if clk_period_ns is None else float(clk_period_ns)
+    budget = period * LOGIC_SHARE
+    if budget < STA_ONE_LEVEL_NS:
+        raise BnnforgeError(
+            f"node {comment_safe(node_name)!r}: synth_clk_period_ns = {period:g} leaves {budget:.2f} ns of logic "
+            f"per clock; the MVTU (SIMD {simd}) pipelined one adder level per clock needs "
+            f"{STA_ONE_LEVEL_NS} ns (Yosys sta, xc7 cells): choose a period of at least "
+            f"{STA_ONE_LEVEL_NS / LOGIC_SHARE:.2f} ns")
+    extra = int((budget - STA_ONE_LEVEL_NS) / STA_PER_LEVEL_NS + 1e-9)
+    # more levels than the deepest tree (SIMD*2^IB leaves at most) change nothing: capped
+    # so that the parameter, and the generated RTL, stay the same for every longer clock
+    return min(1 + extra, max(1, (simd - 1).bit_length()))
 
 
 def out_bits(a: dict) -> int:
@@ -73,11 +98,11 @@ def matrix_lag(stage: dict, ideal: int) -> float:
 class MVTUStage(StageKind):
     op_type = "MVTU"
     module = "mvtu"
-    files = ("popcount.v", "adder_tree.v", "mvtu.v")
+    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "mvtu.v")
     layer = True
 
     def build(self, ctx: BuildContext, node, a: dict) -> dict:
-        q, stage = _mvtu_stage(ctx.model, node, a, ctx.out_dir, ctx.layer_index)
+        q, stage = _mvtu_stage(ctx.model, node, a, ctx.out_dir, ctx.layer_index, ctx.clk_period_ns)
         return stage
 
     def out_format(self, a: dict) -> tuple[int, int]:
@@ -87,11 +112,13 @@ class MVTUStage(StageKind):
         return matrix_lag(stage, ideal)
 
 
-def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) -> tuple[dict, dict]:
+def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int,
+                clk_period_ns: float | None = None) -> tuple[dict, dict]:
     """An MVTU node -> mvtu: weight and threshold images (layer<i>_*.mem), parameters, stage."""
     w = initializer(model, node.input[1]).astype(np.int64)
     t = initializer(model, node.input[2]).astype(np.int64) if len(node.input) > 2 else None
     _check_mvtu(node, a, w, t)
+    pipe_every = mvtu_pipe_every(a["SIMD"], clk_period_ns, node.name)
     wfile, tfile = f"layer{i}_weights.mem", f"layer{i}_thresholds.mem"
     write_memh(out_dir / wfile, weight_words(w, a["PE"], a["SIMD"]), a["PE"] * a["SIMD"])
     out_mode = OUT_MODES[attr_str(a["out_mode"])]
@@ -109,7 +136,7 @@ def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) ->
         index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
         MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
         ACC_BITS=a["acc_bits"], OUT_MODE=out_mode, OUT_BITS=ob if out_mode == 2 else 1,
-        WEIGHT_RAM=int(weights_in_bram(a)), PIPE_EVERY=mvtu_pipe_every(a["SIMD"]),
+        WEIGHT_RAM=int(weights_in_bram(a)), PIPE_EVERY=pipe_every,
         WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
         in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
     offset = int(a.get("input_offset", 0))

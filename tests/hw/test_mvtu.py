@@ -19,7 +19,7 @@ from bnnforge.sim.runner import rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
-SOURCES = rtl_sources("mvtu", "popcount", "adder_tree")
+SOURCES = rtl_sources("mvtu", "popcount", "popcount_compressor", "adder_tree")
 MVTU_LATENCY = 3  # documented in hw/rtl/mvtu.v
 
 
@@ -27,8 +27,13 @@ def mvtu_latency(simd: int, pipe_every: int, mode: int) -> int:
     """Edges from the last input beat of a fold to out_valid (hw/rtl/mvtu.v)."""
     if pipe_every == 0:
         return MVTU_LATENCY
-    levels = max(0, (simd - 1).bit_length())
-    return MVTU_LATENCY + 2 + (mode == 2) + (max(0, levels - 1) // pipe_every)
+    if mode == 2:  # adder tree of the +-x operands
+        levels = max(0, (simd - 1).bit_length())
+        tree = max(0, levels - 1) // pipe_every
+    else:  # popcount_compressor: registered 6:3 counters, tree of ceil(SIMD/6) counts
+        levels = max(0, ((simd + 5) // 6 - 1).bit_length())
+        tree = 1 + max(0, levels - 1) // pipe_every
+    return MVTU_LATENCY + 2 + (mode == 2) + tree
 
 # (MW, MH, PE, SIMD, MODE, INPUT_BITS, INPUT_SIGNED, OUT_MODE, acc slack bits)
 CONFIGS = [
@@ -81,7 +86,7 @@ def _thresholds(rng, acc, acc_bits):
 
 
 # the deepened pipeline (PIPE_EVERY > 0): (index into CONFIGS, PIPE_EVERY)
-PIPED_CONFIGS = [(0, 1), (1, 2), (2, 1), (4, 1), (6, 1), (8, 2), (9, 1), (10, 2), (11, 3)]
+PIPED_CONFIGS = [(0, 1), (1, 2), (2, 1), (3, 1), (4, 1), (5, 2), (6, 1), (8, 2), (9, 1), (10, 2), (11, 3)]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])
