@@ -157,3 +157,23 @@ def test_negative_tensor_norm_scale(tmp_path):
     assert len(np.unique(ref)) > 1  # not a network collapsed onto one label
     assert np.array_equal(execute(hw, quantize_inputs(streamlined, x)).reshape(-1), ref)
 
+
+
+@pytest.mark.parametrize("name,exporter", [("tfc_1w2a", "dynamo"), ("tfc_2w2a", "torchscript")])
+def test_qonnx_cleaned_export(tmp_path, name, exporter):
+    """A user who runs qonnx's cleanup (`qonnx-cleanup`: shape inference, constant folding,
+    unique names) before bnnforge gets the same network: golden argmax == qonnx's
+    execution of the original export."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    onnx_path, clean_path = tmp_path / "m.onnx", tmp_path / "m_clean.onnx"
+    zoo_export(name, exporter, onnx_path)
+    cleanup_model(ModelWrapper(str(onnx_path))).save(str(clean_path))
+    bnnforge.build(clean_path, tmp_path / "b", folding=folding_for(name), steps=STEPS[:-1])
+    streamlined = onnx.load(str(tmp_path / "b" / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(tmp_path / "b" / "final_model.onnx"))
+    x = np.random.default_rng(8).random((200,) + input_shape(name)[1:], dtype=np.float32)
+    ref = qonnx_outputs(onnx_path, x).argmax(1)
+    assert len(np.unique(ref)) > 1
+    assert np.array_equal(execute(hw, quantize_inputs(streamlined, x)).reshape(-1), ref)
