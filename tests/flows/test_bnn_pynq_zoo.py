@@ -125,8 +125,8 @@ def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
     assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg"), "--samples", str(n),
                  "--images", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]) == 0
     assert f"driver on simulated RTL: {n} inputs, 0 differ from the golden model" in capsys.readouterr().out
-    # one frame: the simulated DMA must wait out the pipeline's fill (CNV: about 7.7 frame
-    # intervals before the first output; a budget of a few intervals per frame gave up)
+    # one frame: the simulated DMA must wait out the pipeline's fill (CNV: its stages' frame times sum to 7.7
+    # intervals, 251,152 cycles, against a one-frame budget of 110,544 before the fix)
     assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg1"), "--samples", "1",
                  "--images", str(tmp_path / "x.npy")]) == 0
     assert "driver on simulated RTL: 1 inputs, 0 differ from the golden model" in capsys.readouterr().out
