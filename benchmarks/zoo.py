@@ -3,13 +3,17 @@ BatchNorm statistics. Prints and writes (benchmarks/results/zoo.md, .json) per m
 build status (or the one-line refusal), golden argmax == qonnx's execution of the
 exported file, RTL mismatches (bulk Verilator harness, random stalls), measured vs ideal
 cycles per frame, build seconds, and with --synth the Yosys LUT/BRAM18 of the design.
+With --finn-src PATH (a FINN source checkout), FINN's own LUT/BRAM18 estimates of the
+same matrix-vector layers at the same folding beside bnnforge's (benchmarks/finn_estimates.py);
+--no-rtl skips the simulations (estimates and golden == qonnx only).
 
-    .venv/bin/python benchmarks/zoo.py [--synth] [--models tfc_1w1a,lfc_1w2a]
+    .venv/bin/python benchmarks/zoo.py [--synth] [--models tfc_1w1a,lfc_1w2a] [--finn-src PATH] [--no-rtl]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +28,14 @@ from bnnforge.sim.bulk import run_network_bulk
 from bnnforge.sim.golden import execute, quantize_inputs
 from bnnforge.zoo import EXPORTERS, ZOO, folding_for, input_shape, qonnx_outputs, zoo_export
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from finn_estimates import finn_estimates, import_finn_mvau  # noqa: E402
+
 STEPS = ["tidy_up", "streamline", "convert_to_hw", "apply_folding", "estimates", "codegen"]
 OUT = Path(__file__).resolve().parent / "results"
 
 
-def run(name, exporter, tmp: Path, synth: bool) -> dict:
+def run(name, exporter, tmp: Path, synth: bool, rtl: bool = True, finn_mvau=None) -> dict:
     row = {"model": name, "exporter": exporter}
     path = tmp / f"{name}_{exporter}.onnx"
     zoo_export(name, exporter, path)
@@ -50,12 +57,16 @@ def run(name, exporter, tmp: Path, synth: bool) -> dict:
     golden = execute(hw, q).reshape(-1)
     ref = qonnx_outputs(path, x).argmax(1)
     row["golden_eq_qonnx"] = f"{int(np.sum(golden == ref))}/{n_golden}"
-    res = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl], p_gap=0.2, p_stall=0.2, seed=1)
-    clean = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl])
-    row["rtl"] = f"{res['rtl_mismatches'] + clean['rtl_mismatches']} of {2 * n_rtl}"
-    row["cycles"] = f"{clean['cycles_per_frame_measured']:.1f} ({clean['cycles_per_frame_ideal']})"
+    if rtl:
+        res = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl], p_gap=0.2, p_stall=0.2, seed=1)
+        clean = run_network_bulk(b / "rtl", q[:n_rtl], golden[:n_rtl])
+        row["rtl"] = f"{res['rtl_mismatches'] + clean['rtl_mismatches']} of {2 * n_rtl}"
+        row["cycles"] = f"{clean['cycles_per_frame_measured']:.1f} ({clean['cycles_per_frame_ideal']})"
     est = json.loads((b / "report" / "estimates.json").read_text())
-    row["est_lut"] = est["est_luts_total"]
+    row["est_lut"], row["est_bram18"] = est["est_luts_total"], est["est_bram18_total"]
+    if finn_mvau is not None:
+        f = finn_estimates(hw, est["layers"], finn_mvau)
+        row.update(our_mv_lut=f["our_mv_lut"], finn_lut=f["finn_lut"], finn_bram18=f["finn_bram18"])
     if synth:
         r = bnnforge.synthesize(b)["total"]
         row["yosys_lut"], row["bram18"] = r["lut_total"], r["bram18"]
@@ -66,26 +77,37 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synth", action="store_true", help="Yosys synth_xilinx of every built design (minutes)")
     ap.add_argument("--models", default=",".join(ZOO))
+    ap.add_argument("--exporters", default=",".join(EXPORTERS))
+    ap.add_argument("--finn-src", default=None, help="FINN source checkout: print FINN's MVAU estimates beside ours")
+    ap.add_argument("--no-rtl", action="store_true", help="skip the RTL simulations")
     a = ap.parse_args(argv)
+    try:
+        finn_mvau = import_finn_mvau(a.finn_src) if a.finn_src else None
+    except BnnforgeError as e:
+        raise SystemExit(f"bnnforge: error: {e}") from None
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-zoo-"))
     rows = []
-    cases = [(m, e) for m in a.models.split(",") for e in EXPORTERS]
+    cases = [(m, e) for m in a.models.split(",") for e in a.exporters.split(",")]
     for m, e in tqdm(cases, desc="zoo", unit="model"):
-        rows.append(run(m, e, tmp, a.synth))
+        rows.append(run(m, e, tmp, a.synth, rtl=not a.no_rtl, finn_mvau=finn_mvau))
         tqdm.write(json.dumps(rows[-1]))
-    cols = ["model", "exporter", "status", "golden_eq_qonnx", "rtl", "cycles", "build_s"] + (
-        ["yosys_lut", "bram18"] if a.synth else [])
-    head = ["model", "exporter", "build", "golden == qonnx", "RTL mismatches (with/without stalls)",
-            "cycles/frame measured (ideal)", "build s"] + (["Yosys LUT", "BRAM18"] if a.synth else [])
+    cols = ["model", "exporter", "status", "golden_eq_qonnx"] + ([] if a.no_rtl else ["rtl", "cycles"]) + [
+        "build_s", "est_lut", "est_bram18"] + (["yosys_lut", "bram18"] if a.synth else []) + (
+        ["our_mv_lut", "finn_lut", "finn_bram18"] if finn_mvau else [])
+    head = ["model", "exporter", "build", "golden == qonnx"] + ([] if a.no_rtl else [
+        "RTL mismatches (with/without stalls)", "cycles/frame measured (ideal)"]) + [
+        "build s", "bnnforge est. LUT", "bnnforge est. BRAM18"] + (["Yosys LUT", "BRAM18"] if a.synth else []) + (
+        ["bnnforge est. LUT (matrix layers)", "FINN est. LUT (MVAU)", "FINN est. BRAM18"] if finn_mvau else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
     table = "\n".join(lines)
     print(table)
     OUT.mkdir(exist_ok=True)
-    (OUT / "zoo.md").write_text(f"Command: `.venv/bin/python benchmarks/zoo.py{' --synth' if a.synth else ''}`\n\n"
-                                + table + "\n")
-    (OUT / "zoo.json").write_text(json.dumps(rows, indent=1))
+    stem = "zoo_finn" if finn_mvau else "zoo"   # the estimates table does not overwrite the RTL one
+    cmd = " ".join(["benchmarks/zoo.py"] + [x for x in (argv if argv is not None else sys.argv[1:])])
+    (OUT / f"{stem}.md").write_text(f"Command: `.venv/bin/python {cmd}`\n\n" + table + "\n")
+    (OUT / f"{stem}.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

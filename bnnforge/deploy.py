@@ -122,7 +122,10 @@ class SimIO:
         frames = len(beats) // li["beats_per_frame"]
         per_frame = max(self.layout["cycles_per_frame_ideal"], li["beats_per_frame"] / max(1e-3, 1 - self.p_gap),
                         lo["beats_per_frame"] / max(1e-3, 1 - self.p_stall))
-        max_cycles = 2000 + int(3 * per_frame * max(frames, 1)) + 10 * len(beats)
+        # a run of few frames is dominated by the pipeline's fill (CNV: nine stages of about one
+        # frame interval each); layouts written before fill_cycles get a bound of 16 intervals
+        fill = self.layout.get("fill_cycles", 16 * self.layout["cycles_per_frame_ideal"])
+        max_cycles = 2000 + int(3 * per_frame * max(frames, 1)) + 10 * len(beats) + int(fill)
         with tempfile.TemporaryDirectory(prefix="simdma-") as tmp:
             fin, fout = Path(tmp) / "in.hex", Path(tmp) / "out.txt"
             fin.write_text("".join(f"{b:x}\n" for b in beats))

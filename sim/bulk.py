@@ -148,7 +148,8 @@ def _max_cycles(manifest: dict, ideal: int, frames: int, n_beats: int, p_gap: fl
     slow_in = manifest["in_beats_per_frame"] / max(1e-3, 1.0 - p_gap)
     slow_out = manifest["out_beats_per_frame"] / max(1e-3, 1.0 - p_stall)
     per_frame = max(ideal, slow_in, slow_out)
-    return 2000 + int(3 * per_frame * frames) + 10 * n_beats
+    fill = sum(int(st.get("cycles", 0)) for st in manifest.get("stages") or [])
+    return 2000 + int(3 * per_frame * frames) + 10 * n_beats + fill
 
 
 def _parse_output(path: Path) -> tuple[dict, list[tuple[int, int, int]], dict | None]:

@@ -102,6 +102,9 @@ def stream_layout(manifest: dict, fclk_mhz: float, input_shape=None) -> dict:
         },
         "cycles_per_frame_ideal": manifest.get("ideal_cycles_per_frame") or
         max((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"]),
+        # the first output of a run waits for every stage to fill: at most each stage's frame time
+        "fill_cycles": sum(int(st.get("cycles", 0)) for st in manifest.get("stages") or []) or
+        sum((l["MW"] // l["SIMD"]) * (l["MH"] // l["PE"]) for l in manifest["layers"]),
         "dma": {"mm2s_tdata_bits": din, "s2mm_tdata_bits": dout, "max_transfer_bytes": (1 << 26) - 1},
     }
 

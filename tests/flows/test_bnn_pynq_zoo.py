@@ -125,6 +125,11 @@ def test_deploy_images_and_rtlsim_inputs(tmp_path, capsys, name):
     assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg"), "--samples", str(n),
                  "--images", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]) == 0
     assert f"driver on simulated RTL: {n} inputs, 0 differ from the golden model" in capsys.readouterr().out
+    # one frame: the simulated DMA must wait out the pipeline's fill (CNV: its stages' frame times sum to 7.7
+    # intervals, 251,152 cycles, against a one-frame budget of 110,544 before the fix)
+    assert main(["deploy", str(tmp_path / "b"), "--out", str(tmp_path / "pkg1"), "--samples", "1",
+                 "--images", str(tmp_path / "x.npy")]) == 0
+    assert "driver on simulated RTL: 1 inputs, 0 differ from the golden model" in capsys.readouterr().out
     sample = np.load(tmp_path / "pkg" / "sample" / "sample.npz")
     streamlined = onnx.load(str(tmp_path / "b" / "intermediate_models" / "01_streamline.onnx"))
     hw = onnx.load(str(tmp_path / "b" / "final_model.onnx"))
@@ -152,3 +157,23 @@ def test_negative_tensor_norm_scale(tmp_path):
     assert len(np.unique(ref)) > 1  # not a network collapsed onto one label
     assert np.array_equal(execute(hw, quantize_inputs(streamlined, x)).reshape(-1), ref)
 
+
+
+@pytest.mark.parametrize("name,exporter", [("tfc_1w2a", "dynamo"), ("tfc_2w2a", "torchscript")])
+def test_qonnx_cleaned_export(tmp_path, name, exporter):
+    """A user who runs qonnx's cleanup (`qonnx-cleanup`: shape inference, constant folding,
+    unique names) before bnnforge gets the same network: golden argmax == qonnx's
+    execution of the original export."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    onnx_path, clean_path = tmp_path / "m.onnx", tmp_path / "m_clean.onnx"
+    zoo_export(name, exporter, onnx_path)
+    cleanup_model(ModelWrapper(str(onnx_path))).save(str(clean_path))
+    bnnforge.build(clean_path, tmp_path / "b", folding=folding_for(name), steps=STEPS[:-1])
+    streamlined = onnx.load(str(tmp_path / "b" / "intermediate_models" / "01_streamline.onnx"))
+    hw = onnx.load(str(tmp_path / "b" / "final_model.onnx"))
+    x = np.random.default_rng(8).random((200,) + input_shape(name)[1:], dtype=np.float32)
+    ref = qonnx_outputs(onnx_path, x).argmax(1)
+    assert len(np.unique(ref)) > 1
+    assert np.array_equal(execute(hw, quantize_inputs(streamlined, x)).reshape(-1), ref)
