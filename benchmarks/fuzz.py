@@ -63,8 +63,8 @@ def main(argv=None) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from bnnforge.fuzz import random_case, run_case, shrink_and_save
-    from bnnforge.fuzz_graph import coverage, random_graph_case, run_graph_case, shrink_and_save_graph
+    from bnnforge.fuzz import random_case, shrink_and_save
+    from bnnforge.fuzz_graph import coverage, random_graph_case, shrink_and_save_graph
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100)
@@ -122,8 +122,8 @@ def main(argv=None) -> int:
     corners = collections.Counter()
     from bnnforge.fuzz_residual import random_residual_case, residual_coverage, shrink_and_save_residual
 
-    make_case, run_one, shrink_one = ((random_graph_case, run_graph_case, shrink_and_save_graph) if args.graph
-                                      else (random_case, run_case, shrink_and_save))
+    make_case, shrink_one = ((random_graph_case, shrink_and_save_graph) if args.graph
+                             else (random_case, shrink_and_save))
     if args.residual:
         make_case, shrink_one = random_residual_case, shrink_and_save_residual
     mode = "residual" if args.residual else ("graph" if args.graph else "fc")

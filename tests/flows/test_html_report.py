@@ -53,19 +53,21 @@ def pixel_std(png: Path) -> float:
     return float(np.asarray(Image.open(png).convert("L"), dtype=np.float64).std())
 
 
-class _Dom(HTMLParser):
-    """Layer rows (first cell of each tr.layer), hrefs and srcs of the rendered DOM."""
+class TableRows(HTMLParser):
+    """Cell texts of every <tr> of the tables with the given ids, and srcs/hrefs."""
 
     def __init__(self):
         super().__init__()
-        self.rows, self.hrefs, self.srcs = [], [], []
-        self._row, self._cell = None, None
+        self.tables, self.srcs, self.hrefs = {}, [], []
+        self._table, self._row, self._cell = None, None, None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag == "tr" and "layer" in (a.get("class") or "").split():
-            self._row = []
-        elif tag == "td" and self._row is not None:
+        if tag == "table":
+            self._table = self.tables.setdefault(a.get("id"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = {"class": a.get("class") or "", "cells": []}
+        elif tag in ("td", "th") and self._row is not None:
             self._cell = ""
         elif tag == "a" and a.get("href"):
             self.hrefs.append(a["href"])
@@ -77,17 +79,22 @@ class _Dom(HTMLParser):
             self._cell += data
 
     def handle_endtag(self, tag):
-        if tag == "td" and self._cell is not None:
-            self._row.append(self._cell.strip())
+        if tag in ("td", "th") and self._cell is not None:
+            self._row["cells"].append(self._cell.strip())
             self._cell = None
         elif tag == "tr" and self._row is not None:
-            self.rows.append(self._row)
+            self._table.append(self._row)
             self._row = None
+        elif tag == "table":
+            self._table = None
 
 
-def parse(dom: str) -> _Dom:
-    d = _Dom()
+
+def parse(dom: str) -> TableRows:
+    d = TableRows()
     d.feed(dom)
+    # the build report's layer rows: the cells of every tr.layer
+    d.rows = [r["cells"] for rows in d.tables.values() for r in rows if "layer" in r["class"].split()]
     return d
 
 

@@ -4,7 +4,6 @@ rows equal to results.json, the Pareto plot inline, failed candidates with their
 error (escaped), relative links that resolve."""
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -13,45 +12,9 @@ import pytest
 from bnnforge import sweep as sweep_mod
 from bnnforge.errors import BnnforgeError
 from tests.flows.helpers import random_model
-from tests.flows.test_html_report import pixel_std, render
+from tests.flows.test_html_report import TableRows, pixel_std, render
 
 EVIL = '<script>console.error("injected")</script><img src=x onerror=alert(1)>'
-
-
-class _Rows(HTMLParser):
-    """Cell texts of every <tr> of the tables with the given ids, and srcs/hrefs."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables, self.srcs, self.hrefs = {}, [], []
-        self._table, self._row, self._cell = None, None, None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "table":
-            self._table = self.tables.setdefault(a.get("id"), [])
-        elif tag == "tr" and self._table is not None:
-            self._row = {"class": a.get("class") or "", "cells": []}
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = ""
-        elif tag == "a" and a.get("href"):
-            self.hrefs.append(a["href"])
-        if a.get("src"):
-            self.srcs.append(a["src"])
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell += data
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self._row["cells"].append(self._cell.strip())
-            self._cell = None
-        elif tag == "tr" and self._row is not None:
-            self._table.append(self._row)
-            self._row = None
-        elif tag == "table":
-            self._table = None
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +52,7 @@ def test_sweep_page_renders_every_candidate(sweep_out, tmp_path):
     r = render(page, tmp_path, size=(1400, 1800))
     assert r["console"] == [], r["console"]
     assert pixel_std(r["png"]) > 10, "screenshot is blank"
-    d = _Rows()
+    d = TableRows()
     d.feed(r["dom"])
     body = [row for row in d.tables["candidates"] if "candidate" in row["class"].split()]
     heads = d.tables["candidates"][0]["cells"]
