@@ -212,6 +212,7 @@ def _fuzz(out: Path, *extra) -> tuple[list[dict], str]:
     return rows, table
 
 
+@pytest.mark.slow     # about 35 s of one worker: CI keeps the sim comparison above
 @needs_ray
 def test_fuzz_on_ray_equals_serial(tmp_path):
     serial, serial_table = _fuzz(tmp_path / "serial", "--jobs", "1")
