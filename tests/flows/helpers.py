@@ -1,4 +1,6 @@
 """Shared helpers for the flow tests: export a random-init or trained model and build it."""
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +81,13 @@ def build_and_check_rtl(model, tmp: Path, folding: dict | None, x, **cfg):
     _, streamlined, hw, bdir = build_method(model, tmp, folding, steps=HW_STEPS + ["codegen"], **cfg)
     res, man = rtl_matches_golden(model, streamlined, hw, bdir, x)
     return res, man, bdir
+
+
+def copy_with_inverted_classifier(build_dir: Path, dest: Path) -> None:
+    """A copy of a build whose classifier weights are all inverted (memory images are read
+    at run time, so the RTL computes with them): every simulation of it must mismatch."""
+    shutil.copytree(build_dir, dest, ignore=shutil.ignore_patterns("rtlsim"))
+    man = json.loads((dest / "rtl" / "manifest.json").read_text())
+    mem = dest / "rtl" / man["layers"][-1]["WEIGHT_FILE"]
+    lines = mem.read_text().split()
+    mem.write_text("\n".join(format(int(l, 16) ^ ((1 << 4 * len(l)) - 1), f"0{len(l)}x") for l in lines) + "\n")

@@ -18,6 +18,7 @@ from bnnforge.cli import main
 from bnnforge.errors import BnnforgeError
 from bnnforge.simulate_dataset import simulate
 from tests.deploy.conftest import _build
+from tests.flows.helpers import copy_with_inverted_classifier
 
 REPO = Path(__file__).resolve().parents[2]
 needs_ray = pytest.mark.skipif(not cluster.ray_available(), reason="Ray not installed (bnnforge[cluster])")
@@ -99,11 +100,7 @@ def test_sharded_sim_reports_the_same_mismatches(digits, local_ray, tmp_path):
     at run time and travel to the workers with the Verilog): the workers see the
     corrupted weights, and the mismatching frames are the serial run's."""
     bad = tmp_path / "bad"
-    shutil.copytree(digits["build"], bad, ignore=shutil.ignore_patterns("rtlsim"))
-    man = json.loads((bad / "rtl" / "manifest.json").read_text())
-    mem = bad / "rtl" / man["layers"][-1]["WEIGHT_FILE"]
-    lines = mem.read_text().split()
-    mem.write_text("\n".join(format(int(l, 16) ^ ((1 << 4 * len(l)) - 1), f"0{len(l)}x") for l in lines) + "\n")
+    copy_with_inverted_classifier(digits["build"], bad)
     serial = simulate(bad, digits["x"], digits["y"], limit=120, chunk_size=30)
     sharded = simulate(bad, digits["x"], digits["y"], limit=120, chunk_size=30, ray=True)
     assert serial["frames_mismatching"] > 0

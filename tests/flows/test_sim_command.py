@@ -2,8 +2,6 @@
 a dataset through a finished build's RTL (bulk harness), against the golden model
 computed here independently, on the bundled digits test split."""
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,6 +11,7 @@ from bnnforge.cli import main
 from bnnforge.simulate_dataset import simulate
 from bnnforge.sim.golden import execute, quantize_inputs
 from tests.deploy.conftest import _build
+from tests.flows.helpers import copy_with_inverted_classifier
 
 pytestmark = pytest.mark.rtl
 
@@ -69,11 +68,7 @@ def test_corrupted_weights_are_reported_as_mismatches(digits, tmp_path, capsys):
     """The same build with the classifier's weights inverted (the memory images are
     read at run time): the command must report differing frames and fail."""
     bad = tmp_path / "bad"
-    shutil.copytree(digits["build"], bad, ignore=shutil.ignore_patterns("rtlsim"))
-    man = json.loads((bad / "rtl" / "manifest.json").read_text())
-    mem = bad / "rtl" / man["layers"][-1]["WEIGHT_FILE"]
-    lines = mem.read_text().split()
-    mem.write_text("\n".join(format(int(l, 16) ^ ((1 << 4 * len(l)) - 1), f"0{len(l)}x") for l in lines) + "\n")
+    copy_with_inverted_classifier(digits["build"], bad)
     out = tmp_path / "bad.json"
     rc = main(["sim", str(bad), "--images", str(digits["x"]), "--labels", str(digits["y"]), "--limit", "100",
                "--json", str(out), "--quiet"])
