@@ -19,6 +19,7 @@ from bnnforge.errors import BnnforgeError
 
 from .hwgraph import MODES, attr_str, initializer
 from .memfiles import multithreshold_words, pack_fields, threshold_words, write_memh
+from .stages.mvtu import mvtu_pipe_every
 
 MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 4
 KBIT_ARCHS = {"lane_products": 0, "bit_planes": 1}
@@ -61,10 +62,12 @@ def kbit_weights_in_bram(a: dict) -> bool:
     return depth >= 128 and a["MW"] * a["MH"] * int(a["weight_bits"]) >= 16384
 
 
-def kbit_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int, name: str) -> tuple[dict, dict]:
+def kbit_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int, name: str,
+               clk_period_ns: float | None = None) -> tuple[dict, dict]:
     """An MVTUKbit node -> mvtu_kbit: memory images layer<i>_weights/_thresholds.mem
     (named from the layer index only), RTL parameters, the manifest's layer entry and
-    the stage entry. `name` is the node's comment-safe name."""
+    the stage entry. `name` is the node's comment-safe name; `clk_period_ns` (FINN's
+    synth_clk_period_ns) sets the adder tree's pipelining, as for mvtu."""
     mw, mh, pe, simd, acc = a["MW"], a["MH"], a["PE"], a["SIMD"], a["acc_bits"]
     if mh % pe or mw % simd:
         raise BnnforgeError(f"node {name!r}: folding PE={pe}, SIMD={simd} does not divide MH={mh}, MW={mw}")
@@ -88,6 +91,10 @@ def kbit_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int, nam
         raise BnnforgeError(f"node {name!r}: unknown out_mode {out_name!r}")
     out_mode = out_modes[out_name]
     ob = {0: 1, 1: acc, 2: int(a.get("out_bits", 1))}[out_mode]
+    # mvtu's model of adder levels per clock also bounds this unit's tree: measured with
+    # Yosys sta on the zoo's W2A2 layers (SIMD 8 and 49, 2-bit lanes), one level per clock
+    # 1.93-2.01 ns, two 1.98-2.29, three 2.37-2.53, against the model's 2.05, 2.45, 2.85
+    pipe_every = mvtu_pipe_every(simd, clk_period_ns, name)
     wfile, tfile = f"layer{int(i)}_weights.mem", f"layer{int(i)}_thresholds.mem"
     write_memh(out_dir / wfile, kbit_weight_words(w, pe, simd, wb), pe * simd * wb)
     if out_mode != 1:
@@ -124,7 +131,7 @@ def kbit_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int, nam
     params.update(ACC_BITS=acc, OUT_MODE=out_mode)
     if out_mode == 2:
         params["OUT_BITS"] = ob
-    params.update(WEIGHT_RAM=int(kbit_weights_in_bram(a)), WEIGHT_FILE=wfile)
+    params.update(WEIGHT_RAM=int(kbit_weights_in_bram(a)), PIPE_EVERY=pipe_every, WEIGHT_FILE=wfile)
     if out_mode != 1:
         params["THRESH_FILE"] = tfile
     q = dict(index=i, kind="kbit", source=name)

@@ -23,6 +23,19 @@
 // sums and threshold read, out accumulate/compare): NF*SF cycles per frame in
 // steady state, three-cycle latency, one stall enable driven by the output
 // register.
+//
+// PIPE_EVERY = k > 0 deepens the pipeline for the clock rate, as in mvtu (same
+// schedule, same cycles per frame, more edges to out_valid):
+//   S1r   : the memory word and input word registered once more
+//   lanes : MODE 2 registers its lane values x - offset (an add of its own)
+//   ops   : ARCH 0 registers the SIMD lane products (a small multiplier each)
+//   tree  : adder_tree registered after every k levels
+//   planes: ARCH 1 registers the B plane sums before their shift-add
+//   S2    : chunk sums
+//   acc   : accumulate into the acc register only
+//   out   : compare the registered accumulator with its registered threshold
+// LATENCY = 3 for k = 0; for k > 0, 5 + (MODE == 2) + (ARCH == 0) + (ARCH == 1)
+// + (clog2(SIMD)-1)/k (a term counting 0 where clog2(SIMD) <= 1).
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
@@ -44,6 +57,7 @@ module mvtu_kbit #(
                                  // 2 multi-threshold (OUT_BITS bits/output)
     parameter OUT_BITS = 1,      // OUT_MODE 2 only: k, with 2^k-1 thresholds/output
     parameter WEIGHT_RAM = 0,    // weight memory: 0 the synthesis tool decides, 1 block RAM
+    parameter PIPE_EVERY = 0,    // 0: shortest pipeline; k > 0: adder levels per clock (see above)
     parameter WEIGHT_FILE = "weights.mem",
     parameter THRESH_FILE = "thresholds.mem"
 ) (
@@ -81,6 +95,12 @@ localparam AW = (ACC_BITS > CW) ? ACC_BITS : CW;
 localparam SFW = (SF > 1) ? $clog2(SF) : 1;
 localparam NFW = (NF > 1) ? $clog2(NF) : 1;
 localparam WAW = (NF*SF > 1) ? $clog2(NF*SF) : 1;
+localparam PIPED = (PIPE_EVERY > 0) ? 1 : 0;
+localparam LANE_REG = (PIPED != 0 && MODE == 2) ? 1 : 0;
+localparam OPS_REG = (PIPED != 0 && ARCH == 0) ? 1 : 0;
+localparam PLANE_REG = (PIPED != 0 && ARCH == 1) ? 1 : 0;
+localparam TREE_LAT = (PIPED != 0 && LOG_S > 1) ? (LOG_S - 1) / PIPE_EVERY : 0;
+localparam DLY = PIPED + LANE_REG + OPS_REG + TREE_LAT + PLANE_REG;
 
 // Elaboration-time parameter checks: an unknown module name is the clearest
 // error Verilog-2005 can produce.
@@ -115,6 +135,9 @@ generate
     end
     if (ACC_BITS < 2) begin : g_err_acc
         mvtu_kbit_error_ACC_BITS_must_be_at_least_2 u_err();
+    end
+    if (PIPE_EVERY < 0) begin : g_err_pipe
+        mvtu_kbit_error_PIPE_EVERY_must_be_nonnegative u_err();
     end
 endgenerate
 
@@ -230,31 +253,102 @@ generate
     end
 endgenerate
 
-// ---------------------------------------------------------------- S2
-// Lane values e_j, shared by all PEs: +-1 (bipolar), 0/1 (unipolar), the
-// integer (sign- or zero-extended) minus INPUT_OFFSET.
-wire [SIMD*EW-1:0] lane;
-wire [PE*CW-1:0] chunk1;
+// ---------------------------------------------------------------- S1r
+// wt/act: the weights and inputs the lanes are formed from; ctl_t: v, first,
+// last, nf of the chunk sums leaving S2's input, delayed by DLY enabled edges
+// beside the data.
+wire [PE*SIMD*WB-1:0] wt;
+wire [SIMD*IB-1:0] act;
+wire [3+NFW-1:0] ctl_t;
 
-genvar p, j, q, b;
+genvar p, j, q, b, d;
 generate
-    for (j = 0; j < SIMD; j = j + 1) begin : g_lane
-        wire [IB-1:0] x = act1[j*IB +: IB];
-        if (MODE == 0) begin : g_bip
-            assign lane[j*EW +: EW] = x[0] ? {{(EW-1){1'b0}}, 1'b1} : {EW{1'b1}};
-        end else if (MODE == 1) begin : g_uni
-            assign lane[j*EW +: EW] = {1'b0, x};
-        end else begin : g_int
-            // with offset <= 2^(IB-1) the value lies in [-2^(IB-1), 2^IB - 1]
-            assign lane[j*EW +: EW] = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x} - OFFSET_E;
+    if (PIPED != 0) begin : g_s1r
+        reg [PE*SIMD*WB-1:0] w1r;
+        reg [SIMD*IB-1:0] act1r;
+        always @(posedge clk) begin
+            if (en) begin
+                w1r <= w1;
+                act1r <= act1;
+            end
+        end
+        assign wt = w1r;
+        assign act = act1r;
+    end else begin : g_s1
+        assign wt = w1;
+        assign act = act1;
+    end
+    for (d = 0; d <= DLY; d = d + 1) begin : g_dly
+        wire [3+NFW-1:0] ctl;
+        if (d == 0) begin : g_src
+            assign ctl = {v1, first1, last1, nf1};
+        end else begin : g_reg
+            reg v;
+            reg [2+NFW-1:0] rest;
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    v <= 1'b0;
+                end else if (en) begin
+                    v <= g_dly[d-1].ctl[3+NFW-1];
+                end
+            end
+            always @(posedge clk) begin
+                if (en) begin
+                    rest <= g_dly[d-1].ctl[2+NFW-1:0];
+                end
+            end
+            assign ctl = {v, rest};
         end
     end
+endgenerate
+assign ctl_t = g_dly[DLY].ctl;
+
+// ---------------------------------------------------------------- lanes
+// Lane values e_j, shared by all PEs: +-1 (bipolar), 0/1 (unipolar), the
+// integer (sign- or zero-extended) minus INPUT_OFFSET. The weights beside them
+// (wl) pass through the same number of registers.
+wire [SIMD*EW-1:0] lane;
+wire [PE*SIMD*WB-1:0] wl;
+wire [PE*CW-1:0] chunk1;
+wire [SIMD*EW-1:0] lane0;
+
+generate
+    for (j = 0; j < SIMD; j = j + 1) begin : g_lane
+        wire [IB-1:0] x = act[j*IB +: IB];
+        if (MODE == 0) begin : g_bip
+            assign lane0[j*EW +: EW] = x[0] ? {{(EW-1){1'b0}}, 1'b1} : {EW{1'b1}};
+        end else if (MODE == 1) begin : g_uni
+            assign lane0[j*EW +: EW] = {1'b0, x};
+        end else begin : g_int
+            // with offset <= 2^(IB-1) the value lies in [-2^(IB-1), 2^IB - 1]
+            assign lane0[j*EW +: EW] = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x} - OFFSET_E;
+        end
+    end
+    if (LANE_REG != 0) begin : g_lanereg
+        reg [SIMD*EW-1:0] lane_r;
+        reg [PE*SIMD*WB-1:0] wl_r;
+        always @(posedge clk) begin
+            if (en) begin
+                lane_r <= lane0;
+                wl_r <= wt;
+            end
+        end
+        assign lane = lane_r;
+        assign wl = wl_r;
+    end else begin : g_lanewire
+        assign lane = lane0;
+        assign wl = wt;
+    end
+endgenerate
+
+// ---------------------------------------------------------------- S2
+generate
     for (p = 0; p < PE; p = p + 1) begin : g_pe
         if (ARCH == 0) begin : g_mul
             localparam PW = WB + EW;
             wire [SIMD*PW-1:0] prods;
             for (j = 0; j < SIMD; j = j + 1) begin : g_prod
-                wire [WB-1:0] w = w1[(p*SIMD + j)*WB +: WB];
+                wire [WB-1:0] w = wl[(p*SIMD + j)*WB +: WB];
                 wire [PW-1:0] e_ext = {{WB{lane[j*EW + EW - 1]}}, lane[j*EW +: EW]};
                 if (PW <= 8) begin : g_lutmul
                     // a same-width signed multiply of the sign-extended operands, of which
@@ -281,34 +375,67 @@ generate
                     assign prods[j*PW +: PW] = pp[(WB-1)*PW +: PW];
                 end
             end
+            // the products are small multipliers: registered apart from the tree
+            wire [SIMD*PW-1:0] leaves;
+            if (OPS_REG != 0) begin : g_opsreg
+                reg [SIMD*PW-1:0] prods_r;
+                always @(posedge clk) begin
+                    if (en) begin
+                        prods_r <= prods;
+                    end
+                end
+                assign leaves = prods_r;
+            end else begin : g_opswire
+                assign leaves = prods;
+            end
             adder_tree #(
                 .N(SIMD),
                 .IN_W(PW),
-                .SIGNED(1)
+                .SIGNED(1),
+                .PIPE_EVERY(PIPE_EVERY)
             ) u_tree (
                 .clk(clk), .en(en),
-                .in_data(prods),
+                .in_data(leaves),
                 .out_data(chunk1[p*CW +: CW])
             );
         end else begin : g_planes
             localparam SW = EW + LOG_S;
-            // running sum over the planes, plane b adding (or, the sign plane, subtracting) S_b << b
+            // plane sums S_b, then their running sum, plane b adding (or, the sign
+            // plane, subtracting) S_b << b
+            wire [WB*SW-1:0] s_all;
             wire [WB*CW-1:0] psum;
             for (b = 0; b < WB; b = b + 1) begin : g_plane
                 wire [SIMD*EW-1:0] sel;
                 wire [SW-1:0] s;
                 for (j = 0; j < SIMD; j = j + 1) begin : g_sel
-                    assign sel[j*EW +: EW] = w1[(p*SIMD + j)*WB + b] ? lane[j*EW +: EW] : {EW{1'b0}};
+                    assign sel[j*EW +: EW] = wl[(p*SIMD + j)*WB + b] ? lane[j*EW +: EW] : {EW{1'b0}};
                 end
                 adder_tree #(
                     .N(SIMD),
                     .IN_W(EW),
-                    .SIGNED(1)
+                    .SIGNED(1),
+                    .PIPE_EVERY(PIPE_EVERY)
                 ) u_tree (
                     .clk(clk), .en(en),
                     .in_data(sel),
                     .out_data(s)
                 );
+                assign s_all[b*SW +: SW] = s;
+            end
+            wire [WB*SW-1:0] s_st;
+            if (PLANE_REG != 0) begin : g_planereg
+                reg [WB*SW-1:0] s_r;
+                always @(posedge clk) begin
+                    if (en) begin
+                        s_r <= s_all;
+                    end
+                end
+                assign s_st = s_r;
+            end else begin : g_planewire
+                assign s_st = s_all;
+            end
+            for (b = 0; b < WB; b = b + 1) begin : g_comb
+                wire [SW-1:0] s = s_st[b*SW +: SW];
                 wire [CW-1:0] s_ext = {{(CW-SW){s[SW-1]}}, s};
                 wire [CW-1:0] term = s_ext << b;
                 if (b == 0) begin : g_first
@@ -325,29 +452,60 @@ generate
 endgenerate
 
 reg v2, first2, last2;
+reg [NFW-1:0] nf2;
 reg [PE*CW-1:0] chunk2;
 
 always @(posedge clk) begin
     if (!rst_n) begin
         v2 <= 1'b0;
     end else if (en) begin
-        v2 <= v1;
+        v2 <= ctl_t[3+NFW-1];
     end
 end
 
 always @(posedge clk) begin
     if (en) begin
         chunk2 <= chunk1;
-        first2 <= first1;
-        last2 <= last1;
+        first2 <= ctl_t[2+NFW-1];
+        last2 <= ctl_t[1+NFW-1];
+        nf2 <= ctl_t[NFW-1:0];
     end
 end
 
+// PIPE_EVERY > 0: the acc register is a stage of its own (vA/lastA beside
+// it) and the output compares the registered sum; otherwise the sum being
+// formed is compared in the same cycle.
+wire vA, lastA;
+generate
+    if (PIPED != 0) begin : g_accst
+        reg vA_r, lastA_r;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                vA_r <= 1'b0;
+            end else if (en) begin
+                vA_r <= v2;
+            end
+        end
+        always @(posedge clk) begin
+            if (en) begin
+                lastA_r <= last2;
+            end
+        end
+        assign vA = vA_r;
+        assign lastA = lastA_r;
+    end else begin : g_noaccst
+        assign vA = v2;
+        assign lastA = last2;
+    end
+endgenerate
+wire emit = vA && lastA;
+
 // ---------------------------------------------------------------- out
-// Thresholds of the current fold, registered alongside the chunk sums. Declared
-// at module level (not referenced inside g_tmem) because Yosys does not resolve
-// hierarchical names into a generate block that is declared later in the file.
-// Word layout: field p*NT + t (ACC_BITS each) = threshold t of PE p.
+// Thresholds of the current fold, registered alongside the value they are
+// compared with (the chunk sums, or the acc register when PIPE_EVERY > 0).
+// Declared at module level (not referenced inside g_tmem) because Yosys does
+// not resolve hierarchical names into a generate block that is declared later
+// in the file. Word layout: field p*NT + t (ACC_BITS each) = threshold t of PE p.
 wire [PE*NT*ACC_BITS-1:0] thr2;
 
 generate
@@ -355,14 +513,15 @@ generate
         reg [PE*NT*ACC_BITS-1:0] tmem [0:NF-1];
         reg [PE*NT*ACC_BITS-1:0] thr2_reg;
         initial $readmemh(THRESH_FILE, tmem);
+        wire [NFW-1:0] nf_rd = (PIPED != 0) ? nf2 : ctl_t[NFW-1:0];
         always @(posedge clk) begin
             if (en) begin
-                thr2_reg <= tmem[nf1];
+                thr2_reg <= tmem[nf_rd];
             end
         end
         assign thr2 = thr2_reg;
     end else begin : g_notmem
-        wire [NFW-1:0] unused_nf1 = nf1;
+        wire unused_nf = &{1'b0, ctl_t[NFW-1:0], nf2};
         assign thr2 = {PE*NT*ACC_BITS{1'b0}};
         wire unused_thr2 = &{1'b0, thr2};
     end
@@ -376,6 +535,7 @@ generate
         wire [AW-1:0] c_ext = {{(AW-CW+1){c[CW-1]}}, c[CW-2:0]};
         reg [AW-1:0] acc;
         wire [AW-1:0] acc_nx = (first2 ? {AW{1'b0}} : acc) + c_ext;
+        wire [AW-1:0] total = (PIPED != 0) ? acc : acc_nx;
         always @(posedge clk) begin
             if (en && v2) begin
                 acc <= acc_nx;
@@ -384,7 +544,7 @@ generate
         if (OUT_MODE == 0) begin : g_thr
             wire [ACC_BITS-1:0] t = thr2[p*ACC_BITS +: ACC_BITS];
             wire [AW-1:0] t_ext = {{(AW-ACC_BITS+1){t[ACC_BITS-1]}}, t[ACC_BITS-2:0]};
-            assign res2[p] = ($signed(acc_nx) >= $signed(t_ext));
+            assign res2[p] = ($signed(total) >= $signed(t_ext));
         end else if (OUT_MODE == 2) begin : g_mt
             // y = number of thresholds met. Counting the compare bits (rather
             // than priority-encoding a thermometer code) is exact even when
@@ -397,7 +557,7 @@ generate
             for (q = 0; q < NT; q = q + 1) begin : g_cmp
                 wire [ACC_BITS-1:0] tv = thr2[(p*NT + q)*ACC_BITS +: ACC_BITS];
                 wire [AW-1:0] tv_ext = {{(AW-ACC_BITS+1){tv[ACC_BITS-1]}}, tv[ACC_BITS-2:0]};
-                assign ge[q] = ($signed(acc_nx) >= $signed(tv_ext));
+                assign ge[q] = ($signed(total) >= $signed(tv_ext));
             end
             popcount #(.N(NT)) u_cnt (.clk(clk), .en(en), .in_data(ge), .out_data(cnt));
             // at most NT = 2^OUT_BITS - 1, so the count fits OUT_BITS bits
@@ -406,11 +566,11 @@ generate
                 wire unused_cnt = &{1'b0, cnt[CNT_W-1:OB]};
             end
         end else begin : g_raw
-            // acc_nx fits ACC_BITS by the contract; wider bits exist only
+            // the total fits ACC_BITS by the contract; wider bits exist only
             // when a single chunk needs more room than the layer total.
-            assign res2[p*OB +: OB] = acc_nx[ACC_BITS-1:0];
+            assign res2[p*OB +: OB] = total[ACC_BITS-1:0];
             if (AW > ACC_BITS) begin : g_unused
-                wire unused_hi = &{1'b0, acc_nx[AW-1:ACC_BITS]};
+                wire unused_hi = &{1'b0, total[AW-1:ACC_BITS]};
             end
         end
     end
@@ -421,12 +581,12 @@ always @(posedge clk) begin
     if (!rst_n) begin
         out_valid_reg <= 1'b0;
     end else if (en) begin
-        out_valid_reg <= v2 && last2;
+        out_valid_reg <= emit;
     end
 end
 
 always @(posedge clk) begin
-    if (en && v2 && last2) begin
+    if (en && emit) begin
         out_data_reg <= res2;
     end
 end

@@ -16,7 +16,8 @@ class MVTUKbitStage(StageKind):
 
     def build(self, ctx: BuildContext, node, a: dict) -> dict:
         from bnnforge.hw.memfiles_kbit import kbit_stage
-        q, stage = kbit_stage(ctx.model, node, a, ctx.out_dir, ctx.layer_index, comment_safe(node.name))
+        q, stage = kbit_stage(ctx.model, node, a, ctx.out_dir, ctx.layer_index, comment_safe(node.name),
+                              ctx.clk_period_ns)
         return stage
 
     def out_format(self, a: dict) -> tuple[int, int]:

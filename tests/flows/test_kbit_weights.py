@@ -68,10 +68,10 @@ def _kbit_graph(seed: int, w0_bits: int = 3, force_min_row_flip: bool = False) -
     return model
 
 
-def _build(path, tmp, steps):
+def _build(path, tmp, steps, **keys):
     (tmp / "folding.json").write_text(json.dumps(FOLDING))
     cfg = load_config(None, model=str(path), output_dir=str(tmp / "build"), steps=steps, label_select=False,
-                      folding_config_file=str(tmp / "folding.json"))
+                      folding_config_file=str(tmp / "folding.json"), **keys)
     build(cfg, progress=False)
     b = tmp / "build"
     return onnx.load(str(b / "intermediate_models" / "01_streamline.onnx")), onnx.load(str(b / "final_model.onnx")), b
@@ -143,3 +143,23 @@ def test_split_kbit_weights():
     assert split_kbit_weights(ints * s, s, channel_axis=1, bits=3, signed=False) is None
     assert split_kbit_weights(ints * 0.5, np.full((5, 1), 0.5) * np.arange(1, 6)[:, None], 1, 3, True) is None
     assert split_kbit_weights(ints * s, s, channel_axis=1, bits=5, signed=True) is None       # wider than the unit
+
+
+def test_the_target_clock_pipelines_the_kbit_unit_and_a_faster_one_is_refused(tmp_path):
+    """synth_clk_period_ns sets mvtu_kbit's PIPE_EVERY as it does mvtu's; a period too short
+    for one adder level per clock is one line naming the node."""
+    from bnnforge.hw.stages.mvtu import mvtu_pipe_every
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_kbit_graph(seed=3), str(path))
+    for period in (5.0, 10.0):
+        _, hw, b = _build(path, tmp_path, HW_STEPS + ["codegen"], synth_clk_period_ns=period)
+        manifest = json.loads((b / "rtl" / "manifest.json").read_text())
+        kbit = [s for s in manifest["stages"] if s["module"] == "mvtu_kbit"]
+        assert len(kbit) == 2
+        for s in kbit:
+            assert s["params"]["PIPE_EVERY"] == mvtu_pipe_every(s["params"]["SIMD"], period) >= 1
+    (tmp_path / "fast").mkdir()
+    with pytest.raises(BnnforgeError) as e:
+        _build(path, tmp_path / "fast", HW_STEPS + ["codegen"], synth_clk_period_ns=4.0)
+    assert "\n" not in str(e.value) and re.search(r"node 'MVTUKbit_\d+': synth_clk_period_ns = 4 ", str(e.value))

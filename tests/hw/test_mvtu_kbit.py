@@ -3,7 +3,8 @@ weight bits 2..4, both chunk architectures (lane products, bit planes), bipolar 
 unipolar / signed and unsigned integer inputs (with the input offset of a signed
 k-bit activation), and the three output modes.
 
-The unit keeps mvtu's ports, schedule and latency, so the cocotb module is mvtu's
+The unit keeps mvtu's ports and schedule (its latency is mvtu's with PIPE_EVERY = 0 and
+its own, kbit_latency below, when the pipeline is deepened), so the cocotb module is mvtu's
 (bnnforge.sim.tb.tb_mvtu: chained scenarios with random gaps and backpressure, and the
 cycles-per-frame measurement); the expected streams come from the plain integer
 product below, not from the compiler's code.
@@ -26,6 +27,14 @@ pytestmark = pytest.mark.rtl
 
 SOURCES = rtl_sources("mvtu_kbit", "popcount", "adder_tree")
 LATENCY = 3  # mvtu's, documented in hw/rtl/mvtu_kbit.v
+
+
+def kbit_latency(simd: int, pipe_every: int, mode: int, arch: int) -> int:
+    """Edges from the last input beat of a fold to out_valid (hw/rtl/mvtu_kbit.v)."""
+    if pipe_every == 0:
+        return LATENCY
+    levels = max(0, (simd - 1).bit_length())
+    return 5 + (mode == 2) + 1 + max(0, levels - 1) // pipe_every
 
 # (MW, MH, PE, SIMD, MODE, INPUT_BITS, INPUT_SIGNED, INPUT_OFFSET, WEIGHT_BITS, ARCH, OUT_MODE, OUT_BITS)
 CONFIGS = [
@@ -110,6 +119,23 @@ SLOW = {1, 4, 6, 7, 9, 10}
 @pytest.mark.parametrize("cfg", [pytest.param(c, marks=pytest.mark.slow) if i in SLOW else c
                                  for i, c in enumerate(CONFIGS)], ids=[_id(c) for c in CONFIGS])
 def test_mvtu_kbit(cfg, tmp_path):
+    _run_kbit(cfg, 0, tmp_path)
+
+
+# the deepened pipeline (PIPE_EVERY > 0): (index into CONFIGS, PIPE_EVERY); both architectures,
+# every input kind, SIMD from 1 to 32 (tree latencies 0 to 4), the three output modes
+PIPED_CONFIGS = [(0, 1), (1, 1), (3, 1), (4, 2), (5, 1), (6, 1), (9, 1), (9, 3), (10, 1), (11, 2)]
+PIPED_SLOW = {(1, 1), (4, 2), (9, 3)}
+
+
+@pytest.mark.parametrize("k,pipe", [pytest.param(k, p, marks=pytest.mark.slow) if (k, p) in PIPED_SLOW else (k, p)
+                                    for k, p in PIPED_CONFIGS],
+                         ids=[f"{_id(CONFIGS[k])}_pipe{p}" for k, p in PIPED_CONFIGS])
+def test_mvtu_kbit_pipelined(k, pipe, tmp_path):
+    _run_kbit(CONFIGS[k], pipe, tmp_path)
+
+
+def _run_kbit(cfg, pipe, tmp_path):
     mw, mh, pe, simd, mode, ib, signed, offset, wb, arch, out_mode, out_bits = cfg
     rng = np.random.default_rng(zlib.crc32(_id(cfg).encode()))
     W = _weights(rng, mh, mw, wb)
@@ -136,7 +162,7 @@ def test_mvtu_kbit(cfg, tmp_path):
                 "p_gap": p_gap, "p_stall": p_stall, "seed": seed}
 
     case = {
-        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": LATENCY,
+        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": kbit_latency(simd, pipe, mode, arch),
         "scenarios": [
             scenario("random", xs[0], accs[0], 0.3, 0.3, 1),
             scenario("heavy_backpressure", xs[1], accs[1], 0.0, 0.85, 2),
@@ -147,7 +173,7 @@ def test_mvtu_kbit(cfg, tmp_path):
     (tmp_path / "case.json").write_text(json.dumps(case))
     params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, WEIGHT_BITS=wb, ARCH=arch, INPUT_BITS=ib,
                   INPUT_SIGNED=signed, INPUT_OFFSET=offset, ACC_BITS=acc_bits, OUT_MODE=out_mode,
-                  OUT_BITS=out_bits, WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
+                  OUT_BITS=out_bits, PIPE_EVERY=pipe, WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
     res = run_test(SOURCES, "mvtu_kbit", "bnnforge.sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
                    extra_env={"TB_CASE": str(tmp_path / "case.json")})
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}
@@ -164,14 +190,18 @@ def test_reference_is_not_the_binary_product():
 @pytest.mark.parametrize("arch", [0, 1])
 @pytest.mark.parametrize("mode, ib, offset, wb", [(0, 1, 0, 3), (2, 2, 2, 3), (2, 4, 0, 4), (2, 8, 0, 2)])
 @pytest.mark.parametrize("out_mode", [0, 1, 2])
-def test_mvtu_kbit_lint_clean(arch, mode, ib, offset, wb, out_mode):
-    lint(SOURCES, "mvtu_kbit", parameters=dict(MW=12, MH=4, PE=2, SIMD=3, MODE=mode, WEIGHT_BITS=wb, ARCH=arch,
+@pytest.mark.parametrize("pipe", [0, 1, 2])
+def test_mvtu_kbit_lint_clean(arch, mode, ib, offset, wb, out_mode, pipe):
+    lint(SOURCES, "mvtu_kbit", parameters=dict(MW=24, MH=4, PE=2, SIMD=6, MODE=mode, WEIGHT_BITS=wb, ARCH=arch,
                                                 INPUT_BITS=ib, INPUT_OFFSET=offset, ACC_BITS=16,
-                                                OUT_MODE=out_mode, OUT_BITS=2))
+                                                OUT_MODE=out_mode, OUT_BITS=2, PIPE_EVERY=pipe))
 
 
 @pytest.mark.parametrize("params", [dict(MW=1, MH=1, PE=1, SIMD=1, ACC_BITS=4), dict(WEIGHT_RAM=1),
                                     dict(MW=784, MH=64, PE=16, SIMD=49, MODE=2, INPUT_BITS=2, INPUT_OFFSET=1,
-                                         ACC_BITS=12, OUT_MODE=2, OUT_BITS=2)])
+                                         ACC_BITS=12, OUT_MODE=2, OUT_BITS=2),
+                                    dict(MW=1, MH=1, PE=1, SIMD=1, ACC_BITS=4, PIPE_EVERY=1),
+                                    dict(MW=784, MH=64, PE=16, SIMD=49, MODE=2, INPUT_BITS=2, INPUT_OFFSET=1,
+                                         ACC_BITS=12, OUT_MODE=2, OUT_BITS=2, PIPE_EVERY=2, ARCH=1)])
 def test_mvtu_kbit_lint_corners(params):
     lint(SOURCES, "mvtu_kbit", parameters=params)
