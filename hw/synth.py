@@ -336,6 +336,11 @@ def _param_value(v) -> str:
     if isinstance(v, bool):
         return str(int(v))
     if isinstance(v, int):
+        if v < 0:
+            # chparam reads a Verilog constant without a unary minus: a signed 32-bit literal
+            if v < -(1 << 31):
+                raise SynthError(f"parameter value {v} does not fit 32 signed bits")
+            return f"32'sh{v & 0xFFFFFFFF:08x}"
         return str(v)
     if isinstance(v, str):
         return _quote(v)

@@ -49,6 +49,27 @@
 // out_valid rises 3 cycles after the issuing cycle of a fold's last step; a
 // frame's first step issues the cycle after its last input beat is accepted.
 // in_ready is a register (a free bank), independent of out_ready.
+//
+// PIPE_EVERY = k > 0 deepens both sides for the clock rate (same schedule,
+// same cycles per frame):
+//   loader: the input beat registered, then S's popcount (popcount_compressor)
+//           or adder tree registered every k levels and the beat's term
+//           registered before it is accumulated, free running beside the
+//           loader; each frame's S goes into a small queue, read when that
+//           frame's folds reach the scale stage (the queue, not the bank,
+//           holds S, so the double buffer keeps its timing: max(SF, STEPS))
+//   S1r   : the weight word and buffer word registered once more
+//   ops   : MODE 2 registers its operands (+-x: an add of its own)
+//   tree  : the chunk popcount (popcount_compressor) or adder tree registered
+//           every k levels
+//   S2    : chunks, as above
+//   acc   : accumulate into the acc register only
+//   scale : acc*Q_EFF and M*S registered, with the row constant
+//   sum   : their sum registered, with the thresholds
+//   out   : compare and emit into the output register
+// LATENCY = 3 for k = 0; for k > 0, 7 + (MODE == 2) + TREE, TREE as in mvtu
+// ((clog2(SIMD)-1)/k in MODE 2, 1 + (clog2(ceil(SIMD/6))-1)/k in modes 0/1, a
+// term (L-1)/k counting 0 where L <= 1).
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
@@ -70,6 +91,7 @@ module mvtu_sparse #(
     parameter NNZ = 1,               // stored blocks (0 allowed)
     parameter STEPS = 2,             // schedule entries per frame
     parameter WEIGHT_RAM = 0,        // weight memory: 0 the synthesis tool decides, 1 block RAM
+    parameter PIPE_EVERY = 0,        // 0: shortest pipeline; k > 0: adder levels per clock (see above)
     parameter WEIGHT_FILE = "weights.mem",
     parameter SCHED_FILE = "schedule.mem",
     parameter THRESH_FILE = "thresholds.mem",
@@ -115,6 +137,20 @@ localparam USE_S = !PM1 && (WEIGHT_M != 0);
 localparam USE_ROWC = !PM1 && (MODE == 0);
 localparam Q_EFF = PM1 ? 1 : ((MODE == 0) ? 2 * WEIGHT_Q : WEIGHT_Q);
 localparam USE_FLIP = (OUT_MODE != 1) && (OUT_FLIP != {MH{1'b0}});
+localparam PIPED = (PIPE_EVERY > 0) ? 1 : 0;
+// edges the chunk (and S) tree holds its data: adder_tree in MODE 2,
+// popcount_compressor in modes 0/1 (registered counters, then a tree of
+// ceil(SIMD/6) counts)
+localparam LOG_G = $clog2((SIMD + 5) / 6);
+localparam TREE_LAT = (PIPE_EVERY == 0) ? 0
+                    : (MODE != 2) ? 1 + ((LOG_G > 1) ? (LOG_G - 1) / PIPE_EVERY : 0)
+                    : (LOG_S > 1) ? (LOG_S - 1) / PIPE_EVERY : 0;
+localparam OPS_REG = (PIPED != 0 && MODE == 2) ? 1 : 0;
+localparam DLY = PIPED + OPS_REG + TREE_LAT;
+// S queue: frames whose S is known and whose last fold has not reached the
+// scale stage: at most the two banks plus one per compute stage up to it
+localparam SQW = $clog2(DLY + 8);
+localparam SQD = 1 << SQW;
 
 // Elaboration-time parameter checks (unknown module name = readable error).
 generate
@@ -150,6 +186,9 @@ generate
     end
     if (NNZ < 0 || NNZ > NF*SF || STEPS < NF || STEPS > NF*SF || STEPS < NNZ) begin : g_err_steps
         mvtu_sparse_error_need_0_le_NNZ_le_STEPS_and_NF_le_STEPS_le_NF_times_SF u_err();
+    end
+    if (PIPE_EVERY < 0) begin : g_err_pipe
+        mvtu_sparse_error_PIPE_EVERY_must_be_nonnegative u_err();
     end
     if (OUT_MODE == 1 && OUT_FLIP != {MH{1'b0}}) begin : g_err_flip
         mvtu_sparse_error_OUT_FLIP_needs_OUT_MODE_0_or_2 u_err();
@@ -284,13 +323,39 @@ always @(posedge clk) begin
 end
 
 // ---------------------------------------------------------------- shared S
-// S = sum(x) of the loaded frame, one register per bank; M*S is formed at
-// issue time from a register, off the input path.
+// S = sum(x) of the loaded frame. PIPE_EVERY = 0: one register per bank, M*S
+// formed at issue time from a register, off the input path. PIPE_EVERY > 0:
+// S computed by a pipeline beside the loader and queued per frame (sq_head is
+// the oldest frame's S, sq_pop takes it).
 wire [A-1:0] ms_issue;
+wire [A-1:0] sq_head;
+wire sq_pop;
 
-genvar p, j, q;
+genvar p, j, q, d;
 generate
     if (USE_S) begin : g_s
+        // the beat the S term is formed from: the input, or its registered copy
+        wire [SIMD*IB-1:0] s_in;
+        wire s_v, s_first, s_last;
+        if (PIPED != 0) begin : g_sreg
+            reg [SIMD*IB-1:0] sd_r;
+            reg sv_r, sfirst_r, slast_r;
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    sv_r <= 1'b0;
+                end else begin
+                    sv_r <= ld;
+                end
+            end
+            always @(posedge clk) begin
+                sd_r <= in_data;
+                sfirst_r <= (ld_sf == {SFW{1'b0}});
+                slast_r <= ld_last;
+            end
+            assign s_in = sd_r;
+        end else begin : g_sdirect
+            assign s_in = in_data;
+        end
         wire [CW-1:0] s_beat;
         wire [A-1:0] s_beat_a;
         if (MODE == 2) begin : g_sint
@@ -298,15 +363,20 @@ generate
             wire [SIMD*(IB+1)-1:0] ops;
             wire [TW-1:0] tsum;
             for (j = 0; j < SIMD; j = j + 1) begin : g_op
-                wire [IB-1:0] x = in_data[j*IB +: IB];
+                wire [IB-1:0] x = s_in[j*IB +: IB];
                 assign ops[j*(IB+1) +: IB+1] = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x};
             end
-            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (
-                .clk(clk), .en(en), .in_data(ops), .out_data(tsum));
+            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1), .PIPE_EVERY(PIPE_EVERY)) u_tree (
+                .clk(clk), .en(1'b1), .in_data(ops), .out_data(tsum));
             assign s_beat = {tsum[TW-1], tsum};
         end else begin : g_sbin
             wire [LOG_S:0] pc;
-            popcount #(.N(SIMD)) u_pc (.clk(clk), .en(en), .in_data(in_data), .out_data(pc));
+            if (PIPED != 0) begin : g_cmp
+                popcount_compressor #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pc (
+                    .clk(clk), .en(1'b1), .in_data(s_in), .out_data(pc));
+            end else begin : g_tree
+                popcount #(.N(SIMD)) u_pc (.clk(clk), .en(1'b1), .in_data(s_in), .out_data(pc));
+            end
             if (MODE == 0) begin : g_bip
                 // each beat adds 2*popcount - SIMD; summed: 2*popcount(x) - MW
                 assign s_beat = {1'b0, pc, 1'b0} - SIMD_32[CW-1:0];
@@ -316,18 +386,84 @@ generate
         end
         sign_resize #(.IN_W(CW), .OUT_W(A)) u_rs (.in_data(s_beat), .out_data(s_beat_a));
 
-        reg [A-1:0] s_acc, s_bank0, s_bank1;
-        wire [A-1:0] s_nx = ((ld_sf == {SFW{1'b0}}) ? {A{1'b0}} : s_acc) + s_beat_a;
-        always @(posedge clk) begin
-            if (ld) begin
-                s_acc <= s_nx;
-                if (ld_last && !wb) s_bank0 <= s_nx;
-                if (ld_last && wb) s_bank1 <= s_nx;
+        if (PIPED != 0) begin : g_spipe
+            // {valid, first, last} of the beat beside the tree (TREE_LAT edges) and the
+            // register of the beat's term (one more: the accumulate is an add of its own)
+            for (d = 0; d <= TREE_LAT + 1; d = d + 1) begin : g_sdly
+                wire [2:0] c;
+                if (d == 0) begin : g_src
+                    assign c = {g_sreg.sv_r, g_sreg.sfirst_r, g_sreg.slast_r};
+                end else begin : g_reg
+                    reg [2:0] r;
+                    always @(posedge clk) begin
+                        if (!rst_n) begin
+                            r <= 3'b000;
+                        end else begin
+                            r <= g_sdly[d-1].c;
+                        end
+                    end
+                    assign c = r;
+                end
             end
+            assign s_v = g_sdly[TREE_LAT + 1].c[2];
+            assign s_first = g_sdly[TREE_LAT + 1].c[1];
+            assign s_last = g_sdly[TREE_LAT + 1].c[0];
+            reg [A-1:0] s_beat_r;
+            always @(posedge clk) begin
+                s_beat_r <= s_beat_a;
+            end
+            reg [A-1:0] s_acc;
+            wire [A-1:0] s_nx = (s_first ? {A{1'b0}} : s_acc) + s_beat_r;
+            always @(posedge clk) begin
+                if (s_v) begin
+                    s_acc <= s_nx;
+                end
+            end
+            // the queue: written on a frame's last beat, read at the scale stage
+            reg [A-1:0] sq [0:SQD-1];
+            reg [SQW-1:0] sq_wp, sq_rp;
+            wire sq_push = s_v && s_last;
+            always @(posedge clk) begin
+                if (sq_push) begin
+                    sq[sq_wp] <= s_nx;
+                end
+            end
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    sq_wp <= {SQW{1'b0}};
+                    sq_rp <= {SQW{1'b0}};
+                end else begin
+                    if (sq_push) begin
+                        sq_wp <= sq_wp + 1'b1;
+                    end
+                    if (sq_pop) begin
+                        sq_rp <= sq_rp + 1'b1;
+                    end
+                end
+            end
+            assign sq_head = sq[sq_rp];
+            assign ms_issue = {A{1'b0}};
+        end else begin : g_sbank
+            assign s_v = ld;
+            assign s_first = (ld_sf == {SFW{1'b0}});
+            assign s_last = ld_last;
+            reg [A-1:0] s_acc, s_bank0, s_bank1;
+            wire [A-1:0] s_nx = (s_first ? {A{1'b0}} : s_acc) + s_beat_a;
+            always @(posedge clk) begin
+                if (s_v) begin
+                    s_acc <= s_nx;
+                    if (s_last && !wb) s_bank0 <= s_nx;
+                    if (s_last && wb) s_bank1 <= s_nx;
+                end
+            end
+            assign ms_issue = (rb ? s_bank1 : s_bank0) * M_A;
+            assign sq_head = {A{1'b0}};
+            wire unused_pop = &{1'b0, sq_pop};
         end
-        assign ms_issue = (rb ? s_bank1 : s_bank0) * M_A;
     end else begin : g_nos
         assign ms_issue = {A{1'b0}};
+        assign sq_head = {A{1'b0}};
+        wire unused_pop = &{1'b0, sq_pop};
     end
 endgenerate
 
@@ -348,7 +484,7 @@ generate
     end
 endgenerate
 
-reg v1, first1, last1, empty1;
+reg v1, first1, last1, empty1, flast1;
 reg [NFW-1:0] nf1;
 reg [PE*SIMD-1:0] w1;
 reg [SIMD*IB-1:0] x1;
@@ -369,10 +505,60 @@ always @(posedge clk) begin
         first1 <= fold_first;
         last1 <= e_last;
         empty1 <= e_empty;
+        flast1 <= frame_last;
         nf1 <= nf;
         ms1 <= ms_issue;
     end
 end
+
+// ---------------------------------------------------------------- S1r
+// wt/xt: the operands of the chunk trees; ctl_t: v, first, last, empty,
+// frame-last, nf of the data leaving the tree, delayed by DLY enabled edges.
+localparam CTW = 5 + NFW;
+wire [PE*SIMD-1:0] wt;
+wire [SIMD*IB-1:0] xt;
+wire [CTW-1:0] ctl_t;
+
+generate
+    if (PIPED != 0) begin : g_s1r
+        reg [PE*SIMD-1:0] w1r;
+        reg [SIMD*IB-1:0] x1r;
+        always @(posedge clk) begin
+            if (en) begin
+                w1r <= w1;
+                x1r <= x1;
+            end
+        end
+        assign wt = w1r;
+        assign xt = x1r;
+    end else begin : g_s1
+        assign wt = w1;
+        assign xt = x1;
+    end
+    for (d = 0; d <= DLY; d = d + 1) begin : g_dly
+        wire [CTW-1:0] ctl;
+        if (d == 0) begin : g_src
+            assign ctl = {v1, first1, last1, empty1, flast1, nf1};
+        end else begin : g_reg
+            reg v;
+            reg [CTW-2:0] rest;
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    v <= 1'b0;
+                end else if (en) begin
+                    v <= g_dly[d-1].ctl[CTW-1];
+                end
+            end
+            always @(posedge clk) begin
+                if (en) begin
+                    rest <= g_dly[d-1].ctl[CTW-2:0];
+                end
+            end
+            assign ctl = {v, rest};
+        end
+    end
+endgenerate
+assign ctl_t = g_dly[DLY].ctl;
 
 // ---------------------------------------------------------------- S2
 wire [PE*A-1:0] chunk1;
@@ -384,13 +570,25 @@ generate
             wire [SIMD*(IB+1)-1:0] ops;
             wire [TW-1:0] tsum;
             for (j = 0; j < SIMD; j = j + 1) begin : g_op
-                wire [IB-1:0] x = x1[j*IB +: IB];
+                wire [IB-1:0] x = xt[j*IB +: IB];
                 wire [IB:0] e = {(INPUT_SIGNED != 0) ? x[IB-1] : 1'b0, x};
                 // sparse01: a 0 of B selects nothing; pm1_blocks: it means -1
-                assign ops[j*(IB+1) +: IB+1] = w1[p*SIMD + j] ? e : (PM1 ? -e : {(IB+1){1'b0}});
+                assign ops[j*(IB+1) +: IB+1] = wt[p*SIMD + j] ? e : (PM1 ? -e : {(IB+1){1'b0}});
             end
-            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1)) u_tree (
-                .clk(clk), .en(en), .in_data(ops), .out_data(tsum));
+            wire [SIMD*(IB+1)-1:0] leaves;
+            if (OPS_REG != 0) begin : g_opsreg
+                reg [SIMD*(IB+1)-1:0] ops_r;
+                always @(posedge clk) begin
+                    if (en) begin
+                        ops_r <= ops;
+                    end
+                end
+                assign leaves = ops_r;
+            end else begin : g_opswire
+                assign leaves = ops;
+            end
+            adder_tree #(.N(SIMD), .IN_W(IB+1), .SIGNED(1), .PIPE_EVERY(PIPE_EVERY)) u_tree (
+                .clk(clk), .en(en), .in_data(leaves), .out_data(tsum));
             sign_resize #(.IN_W(TW), .OUT_W(A)) u_rs (.in_data(tsum), .out_data(chunk1[p*A +: A]));
         end
     end else begin : g_binary
@@ -399,14 +597,24 @@ generate
             // popcount(x) does not depend on the weights: one per step,
             // shared by all PEs
             wire [PW-1:0] pc_x;
-            popcount #(.N(SIMD)) u_pcx (.clk(clk), .en(en), .in_data(x1), .out_data(pc_x));
+            if (PIPED != 0) begin : g_cmp
+                popcount_compressor #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pcx (
+                    .clk(clk), .en(en), .in_data(xt), .out_data(pc_x));
+            end else begin : g_tree
+                popcount #(.N(SIMD)) u_pcx (.clk(clk), .en(en), .in_data(xt), .out_data(pc_x));
+            end
         end
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            wire [SIMD-1:0] w = w1[p*SIMD +: SIMD];
-            wire [SIMD-1:0] m = (PM1 && MODE == 0) ? ~(x1 ^ w) : (x1 & w);
+            wire [SIMD-1:0] w = wt[p*SIMD +: SIMD];
+            wire [SIMD-1:0] m = (PM1 && MODE == 0) ? ~(xt ^ w) : (xt & w);
             wire [PW-1:0] pc;
             wire [CW-1:0] c;
-            popcount #(.N(SIMD)) u_pc (.clk(clk), .en(en), .in_data(m), .out_data(pc));
+            if (PIPED != 0) begin : g_cmp
+                popcount_compressor #(.N(SIMD), .PIPE_EVERY(PIPE_EVERY)) u_pc (
+                    .clk(clk), .en(en), .in_data(m), .out_data(pc));
+            end else begin : g_tree
+                popcount #(.N(SIMD)) u_pc (.clk(clk), .en(en), .in_data(m), .out_data(pc));
+            end
             if (!PM1) begin : g_s01
                 assign c = {{(CW-PW){1'b0}}, pc};
             end else if (MODE == 0) begin : g_xnor
@@ -419,7 +627,8 @@ generate
     end
 endgenerate
 
-reg v2, first2, last2;
+reg v2, first2, last2, flast2;
+reg [NFW-1:0] nf2;
 reg [PE*A-1:0] chunk2;
 reg [A-1:0] ms2;
 
@@ -427,113 +636,218 @@ always @(posedge clk) begin
     if (!rst_n) begin
         v2 <= 1'b0;
     end else if (en) begin
-        v2 <= v1;
+        v2 <= ctl_t[CTW-1];
     end
 end
 
 always @(posedge clk) begin
     if (en) begin
         // an empty step (fold without stored blocks) adds nothing
-        chunk2 <= empty1 ? {PE*A{1'b0}} : chunk1;
-        first2 <= first1;
-        last2 <= last1;
+        chunk2 <= ctl_t[NFW+1] ? {PE*A{1'b0}} : chunk1;
+        first2 <= ctl_t[NFW+3];
+        last2 <= ctl_t[NFW+2];
+        flast2 <= ctl_t[NFW];
+        nf2 <= ctl_t[NFW-1:0];
         ms2 <= ms1;
     end
 end
 
 // ---------------------------------------------------------------- out
-// Threshold and row-constant words of the current fold. Declared at module
-// level, not referenced inside the generate blocks, because Yosys does not
-// resolve hierarchical names into a generate block declared later.
-wire [PE*NT*A-1:0] thr2;
-wire [PE*A-1:0] rowc2;
-
+// Per fold: the threshold and row-constant words and the OUT_FLIP bits,
+// registered beside the value they meet: PIPE_EVERY = 0 the final sum formed
+// from acc_nx in the cycle after S2; PIPE_EVERY > 0 the registered sum. The
+// memories are declared at module level because Yosys does not resolve
+// hierarchical names into a generate block declared later.
+// thr_addr/rowc_addr: the fold whose words are read (registered, with en)
+// into thr_q/rowc_q/flip_q.
+wire [NFW-1:0] thr_addr, rowc_addr;
+wire [PE*NT*A-1:0] thr_q;
+wire [PE*A-1:0] rowc_q;
+wire [PE-1:0] flip_q;
+genvar fi;
 generate
     if (OUT_MODE != 1) begin : g_tmem
         reg [PE*NT*A-1:0] tmem [0:NF-1];
-        reg [PE*NT*A-1:0] thr2_reg;
+        reg [PE*NT*A-1:0] thr_r;
         initial $readmemh(THRESH_FILE, tmem);
         always @(posedge clk) begin
             if (en) begin
-                thr2_reg <= tmem[nf1];
+                thr_r <= tmem[thr_addr];
             end
         end
-        assign thr2 = thr2_reg;
+        assign thr_q = thr_r;
     end else begin : g_notmem
-        assign thr2 = {PE*NT*A{1'b0}};
-        wire unused_thr2 = &{1'b0, thr2};
+        assign thr_q = {PE*NT*A{1'b0}};
     end
     if (USE_ROWC) begin : g_cmem
         reg [PE*A-1:0] cmem [0:NF-1];
-        reg [PE*A-1:0] rowc2_reg;
+        reg [PE*A-1:0] rowc_r;
         initial $readmemh(ROWC_FILE, cmem);
         always @(posedge clk) begin
             if (en) begin
-                rowc2_reg <= cmem[nf1];
+                rowc_r <= cmem[rowc_addr];
             end
         end
-        assign rowc2 = rowc2_reg;
+        assign rowc_q = rowc_r;
     end else begin : g_nocmem
-        assign rowc2 = {PE*A{1'b0}};
+        assign rowc_q = {PE*A{1'b0}};
     end
-    if (OUT_MODE == 1 && !USE_ROWC) begin : g_unused_nf1
-        wire unused_nf1 = &{1'b0, nf1};
-    end
-endgenerate
-
-// Output inversion bits of the current fold (OUT_FLIP), read with the thresholds.
-wire [PE-1:0] flip2;
-genvar fi;
-
-generate
     if (USE_FLIP) begin : g_flip
         wire [PE-1:0] flip_rom [0:NF-1];
         for (fi = 0; fi < NF; fi = fi + 1) begin : g_fold
             assign flip_rom[fi] = OUT_FLIP[fi*PE +: PE];
         end
-        reg [PE-1:0] flip2_reg;
+        reg [PE-1:0] flip_r;
         always @(posedge clk) begin
             if (en) begin
-                flip2_reg <= flip_rom[nf1];
+                flip_r <= flip_rom[thr_addr];
             end
         end
-        assign flip2 = flip2_reg;
+        assign flip_q = flip_r;
     end else begin : g_noflip
-        assign flip2 = {PE{1'b0}};
-        wire unused_flip2 = &{1'b0, flip2};
+        assign flip_q = {PE{1'b0}};
+    end
+    if (OUT_MODE == 1 && !USE_ROWC) begin : g_unused_addr
+        wire unused_addr = &{1'b0, thr_addr, rowc_addr};
+    end else if (OUT_MODE == 1) begin : g_unused_taddr
+        wire unused_addr = &{1'b0, thr_addr};
+    end else if (!USE_ROWC) begin : g_unused_raddr
+        wire unused_addr = &{1'b0, rowc_addr};
+    end
+endgenerate
+
+wire [PE*A-1:0] acc_nx_all;     // acc of every PE after adding chunk2
+wire [PE*A-1:0] acc_all;        // acc registers
+wire [PE*A-1:0] fin;            // the exact dot products compared/emitted
+wire [PE*NT*A-1:0] thr_f;       // their thresholds
+wire [PE-1:0] flip_f;           // and OUT_FLIP bits
+wire emit;
+
+generate
+    for (p = 0; p < PE; p = p + 1) begin : g_acc
+        reg [A-1:0] acc;
+        assign acc_nx_all[p*A +: A] = (first2 ? {A{1'b0}} : acc) + chunk2[p*A +: A];
+        always @(posedge clk) begin
+            if (en && v2) begin
+                acc <= acc_nx_all[p*A +: A];
+            end
+        end
+        assign acc_all[p*A +: A] = acc;
+    end
+    if (PIPED == 0) begin : g_short
+        // the cycle after S2: scale, add the shared terms and compare at once
+        assign thr_addr = ctl_t[NFW-1:0];
+        assign rowc_addr = ctl_t[NFW-1:0];
+        for (p = 0; p < PE; p = p + 1) begin : g_fin
+            // the exact dot product, modulo 2^ACC_BITS (= exact, it fits)
+            assign fin[p*A +: A] = acc_nx_all[p*A +: A] * Q_A + ms2 + rowc_q[p*A +: A];
+        end
+        assign thr_f = thr_q;
+        assign flip_f = flip_q;
+        assign emit = v2 && last2;
+        assign sq_pop = 1'b0;
+        wire unused_short = &{1'b0, acc_all, flast2, nf2, sq_head};
+    end else begin : g_deep
+        // acc stage: the acc registers above, their fold's control beside them
+        reg vA, lastA, flastA;
+        reg [NFW-1:0] nfA;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                vA <= 1'b0;
+            end else if (en) begin
+                vA <= v2;
+            end
+        end
+        always @(posedge clk) begin
+            if (en) begin
+                lastA <= last2;
+                flastA <= flast2;
+                nfA <= nf2;
+            end
+        end
+        // scale stage: acc*Q, M*S of the frame (its queue entry), the row constant
+        reg vS, lastS;
+        reg [NFW-1:0] nfS;
+        reg [PE*A-1:0] accq_r;
+        reg [A-1:0] ms_r;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                vS <= 1'b0;
+            end else if (en) begin
+                vS <= vA;
+            end
+        end
+        always @(posedge clk) begin
+            if (en) begin
+                lastS <= lastA;
+                nfS <= nfA;
+                ms_r <= sq_head * M_A;
+            end
+        end
+        for (p = 0; p < PE; p = p + 1) begin : g_scale
+            always @(posedge clk) begin
+                if (en) begin
+                    accq_r[p*A +: A] <= acc_all[p*A +: A] * Q_A;
+                end
+            end
+        end
+        assign rowc_addr = nfA;   // rowc_q beside accq_r
+        assign thr_addr = nfS;    // thr_q, flip_q beside fin_r
+        // the frame's last fold leaves the queue entry behind it
+        assign sq_pop = en && vA && lastA && flastA && USE_S;
+        // sum stage: the final values, with the thresholds and flips of their fold
+        reg vF, lastF;
+        reg [PE*A-1:0] fin_r;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                vF <= 1'b0;
+            end else if (en) begin
+                vF <= vS;
+            end
+        end
+        always @(posedge clk) begin
+            if (en) begin
+                lastF <= lastS;
+            end
+        end
+        for (p = 0; p < PE; p = p + 1) begin : g_sum
+            always @(posedge clk) begin
+                if (en) begin
+                    fin_r[p*A +: A] <= accq_r[p*A +: A] + ms_r + rowc_q[p*A +: A];
+                end
+            end
+        end
+        assign fin = fin_r;
+        assign thr_f = thr_q;
+        assign flip_f = flip_q;
+        assign emit = vF && lastF;
+        wire unused_deep = &{1'b0, ms2, acc_nx_all};
     end
 endgenerate
 
 wire [PE*OB-1:0] res2;
 
 generate
-    for (p = 0; p < PE; p = p + 1) begin : g_acc
-        reg [A-1:0] acc;
-        wire [A-1:0] acc_nx = (first2 ? {A{1'b0}} : acc) + chunk2[p*A +: A];
-        // the exact dot product, modulo 2^ACC_BITS (= exact, it fits)
-        wire [A-1:0] fin = acc_nx * Q_A + ms2 + rowc2[p*A +: A];
-        always @(posedge clk) begin
-            if (en && v2) begin
-                acc <= acc_nx;
-            end
-        end
+    for (p = 0; p < PE; p = p + 1) begin : g_res
+        wire [A-1:0] f = fin[p*A +: A];
         if (OUT_MODE == 0) begin : g_thr
-            assign res2[p] = ($signed(fin) >= $signed(thr2[p*A +: A])) ^ flip2[p];
+            assign res2[p] = ($signed(f) >= $signed(thr_f[p*A +: A])) ^ flip_f[p];
         end else if (OUT_MODE == 2) begin : g_mt
             // number of thresholds met (see mvtu.v)
             localparam CNT_W = $clog2(NT) + 1;
             wire [NT-1:0] ge;
             wire [CNT_W-1:0] cnt;
             for (q = 0; q < NT; q = q + 1) begin : g_cmp
-                assign ge[q] = ($signed(fin) >= $signed(thr2[(p*NT + q)*A +: A]));
+                assign ge[q] = ($signed(f) >= $signed(thr_f[(p*NT + q)*A +: A]));
             end
             popcount #(.N(NT)) u_cnt (.clk(clk), .en(en), .in_data(ge), .out_data(cnt));
-            assign res2[p*OB +: OB] = cnt[OB-1:0] ^ {OB{flip2[p]}};  // flipped: NT - count
+            assign res2[p*OB +: OB] = cnt[OB-1:0] ^ {OB{flip_f[p]}};  // flipped: NT - count
             if (CNT_W > OB) begin : g_unused
                 wire unused_cnt = &{1'b0, cnt[CNT_W-1:OB]};
             end
         end else begin : g_raw
-            assign res2[p*OB +: OB] = fin;
+            assign res2[p*OB +: OB] = f;
+            wire unused_thr = &{1'b0, thr_f[p*NT*A +: NT*A], flip_f[p]};
         end
     end
 endgenerate
@@ -542,12 +856,12 @@ always @(posedge clk) begin
     if (!rst_n) begin
         out_valid_reg <= 1'b0;
     end else if (en) begin
-        out_valid_reg <= v2 && last2;
+        out_valid_reg <= emit;
     end
 end
 
 always @(posedge clk) begin
-    if (en && v2 && last2) begin
+    if (en && emit) begin
         out_data_reg <= res2;
     end
 end

@@ -11,7 +11,7 @@ from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import attr_str, initializer
 from bnnforge.hw.memory_style import sparse_weights_in_bram
 from bnnforge.hw.stages import BuildContext, StageKind, register
-from bnnforge.hw.stages.mvtu import MAX_OUT_BITS, OUT_MODES, matrix_lag, out_bits
+from bnnforge.hw.stages.mvtu import MAX_OUT_BITS, OUT_MODES, matrix_lag, mvtu_pipe_every, out_bits
 from bnnforge.hw.verilog_names import comment_safe
 
 
@@ -19,11 +19,11 @@ from bnnforge.hw.verilog_names import comment_safe
 class MVTUSparseStage(StageKind):
     op_type = "MVTUSparse"
     module = "mvtu_sparse"
-    files = ("popcount.v", "adder_tree.v", "sign_resize.v", "mvtu_sparse.v")
+    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "sign_resize.v", "mvtu_sparse.v")
     layer = True
 
     def build(self, ctx: BuildContext, node, a: dict) -> dict:
-        q, stage = _sparse_stage(ctx.model, node, a, ctx.out_dir, ctx.layer_index)
+        q, stage = _sparse_stage(ctx.model, node, a, ctx.out_dir, ctx.layer_index, ctx.clk_period_ns)
         return stage
 
     def out_format(self, a: dict) -> tuple[int, int]:
@@ -33,12 +33,13 @@ class MVTUSparseStage(StageKind):
         return matrix_lag(stage, ideal)
 
 
-def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) -> tuple[dict, dict]:
+def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int,
+                  clk_period_ns: float | None = None) -> tuple[dict, dict]:
     """An MVTUSparse node -> mvtu_sparse: schedule and memory images for its PE/SIMD
     built and written by hw.memfiles_sparse (files layer<i>_weights/_schedule/_rowconst/
     _thresholds.mem, named from the layer index only), RTL parameters, stage entry.
     Cycles per vector: max(SF, STEPS) (docs/hw_interfaces.md), times the pixels of a
-    sliding window in front."""
+    sliding window in front. The target clock sets the trees' pipelining as in mvtu."""
     from bnnforge.hw.memfiles_sparse import sparse_layer
 
     name = comment_safe(node.name)
@@ -55,6 +56,9 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
         raise BnnforgeError(f"node {name!r}: unknown out_mode {out_name!r}")
     out_mode = OUT_MODES[out_name]
     ob = {0: 1, 1: acc, 2: int(a.get("out_bits", 1))}[out_mode]
+    # mvtu's model of adder levels per clock bounds this unit too: Yosys sta at two levels
+    # per clock, SIMD 4..64, every input and weight kind: 1.81-2.46 ns (model: 2.45)
+    pipe_every = mvtu_pipe_every(simd, clk_period_ns, name)
     t = flip = None
     if out_mode != 1:
         if len(node.input) < 3:
@@ -93,6 +97,7 @@ def _sparse_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int) 
         params["OUT_BITS"] = ob
     params.update({k: rtl[k] for k in ("WEIGHT_KIND", "WEIGHT_M", "WEIGHT_Q", "NNZ", "STEPS")})
     params["WEIGHT_RAM"] = int(sparse_weights_in_bram(sl.nnz, pe * simd))
+    params["PIPE_EVERY"] = pipe_every
     params.update({k: rtl[k] for k in ("WEIGHT_FILE", "SCHED_FILE")})
     for k in ("THRESH_FILE", "ROWC_FILE"):
         if rtl[k]:

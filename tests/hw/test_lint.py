@@ -10,7 +10,7 @@ from bnnforge.sim.runner import LintError, lint, rtl_sources
 pytestmark = pytest.mark.rtl
 
 MVTU_SRC = ("mvtu", "popcount", "popcount_compressor", "adder_tree")
-SPARSE_SRC = ("mvtu_sparse", "popcount", "adder_tree", "sign_resize")
+SPARSE_SRC = ("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize")
 
 LINT_SETS = [
     ("adder_tree", ("adder_tree",), {"N": 1, "IN_W": 3, "SIGNED": 1}),
@@ -72,6 +72,19 @@ LINT_SETS = [
     ("mvtu_sparse", SPARSE_SRC, {"MW": 784, "MH": 64, "PE": 16, "SIMD": 49, "NNZ": 20, "STEPS": 24,
                                  "WEIGHT_KIND": "pm1_blocks", "MODE": 2, "INPUT_BITS": 8,
                                  "ACC_BITS": 20, "OUT_MODE": 2, "OUT_BITS": 4}),
+    ("mvtu_sparse", SPARSE_SRC, {"PIPE_EVERY": 1}),
+    ("mvtu_sparse", SPARSE_SRC, {"MW": 1, "MH": 1, "PE": 1, "SIMD": 1, "NNZ": 1, "STEPS": 1, "ACC_BITS": 2,
+                                 "MODE": 1, "WEIGHT_M": -1, "WEIGHT_Q": 2, "PIPE_EVERY": 1}),
+    ("mvtu_sparse", SPARSE_SRC, {"MW": 64, "MH": 32, "PE": 8, "SIMD": 16, "NNZ": 10, "STEPS": 12,
+                                 "ACC_BITS": 12, "WEIGHT_M": -1, "WEIGHT_Q": 8, "PIPE_EVERY": 2,
+                                 "OUT_FLIP": 5}),
+    ("mvtu_sparse", SPARSE_SRC, {"MW": 12, "MH": 6, "PE": 3, "SIMD": 3, "NNZ": 3, "STEPS": 4, "MODE": 2,
+                                 "INPUT_BITS": 3, "INPUT_SIGNED": 1, "ACC_BITS": 10, "WEIGHT_M": -1,
+                                 "WEIGHT_Q": 4, "OUT_MODE": 2, "OUT_BITS": 2, "PIPE_EVERY": 1}),
+    ("mvtu_sparse", SPARSE_SRC, {"WEIGHT_KIND": "pm1_blocks", "MODE": 1, "OUT_MODE": 1, "PIPE_EVERY": 1}),
+    ("mvtu_sparse", SPARSE_SRC, {"MW": 784, "MH": 64, "PE": 16, "SIMD": 49, "NNZ": 20, "STEPS": 24,
+                                 "WEIGHT_KIND": "pm1_blocks", "MODE": 2, "INPUT_BITS": 8,
+                                 "ACC_BITS": 20, "OUT_MODE": 2, "OUT_BITS": 4, "PIPE_EVERY": 3}),
     ("stream_fifo", ("stream_fifo",), {"WIDTH": 1, "DEPTH": 1}),
     ("stream_fifo", ("stream_fifo",), {"WIDTH": 64, "DEPTH": 7}),
     ("stream_skid", ("stream_skid",), {"WIDTH": 1}),

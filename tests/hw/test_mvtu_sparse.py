@@ -23,8 +23,20 @@ from bnnforge.sim.runner import rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
-SOURCES = rtl_sources("mvtu_sparse", "popcount", "adder_tree", "sign_resize")
+SOURCES = rtl_sources("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize")
 PIPE_LATENCY = 3  # issue of a fold's last step -> out_valid, hw/rtl/mvtu_sparse.v
+
+
+def sparse_pipe_latency(simd: int, pipe_every: int, mode: int) -> int:
+    """Edges from the issue of a fold's last step to out_valid (hw/rtl/mvtu_sparse.v)."""
+    if pipe_every == 0:
+        return PIPE_LATENCY
+    if mode == 2:   # adder tree of the operands
+        tree = max(0, (simd - 1).bit_length() - 1) // pipe_every
+    else:           # popcount_compressor: registered 6:3 counters, tree of ceil(SIMD/6) counts
+        tree = 1 + max(0, ((simd + 5) // 6 - 1).bit_length() - 1) // pipe_every
+    return 7 + (mode == 2) + tree
+
 
 # (MW, MH, PE, SIMD, input kind, INPUT_BITS, signed, weight kind, pattern, m, q, OUT_MODE, OUT_BITS)
 CONFIGS = [
@@ -125,6 +137,25 @@ def _thresholds(rng, acc, acc_bits, nt):
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])
 def test_mvtu_sparse(cfg, tmp_path):
+    _run_sparse(cfg, 0, tmp_path)
+
+
+# the deepened pipeline (PIPE_EVERY > 0): (index into CONFIGS, PIPE_EVERY). Every input and
+# weight kind, row constants, the S queue (m != 0) at NF = 1 and at SF = 1 (a frame per
+# cycle and load-bound), empty folds, multi-threshold outputs, OUT_FLIP-free raw sums
+PIPED_CONFIGS = [(0, 1), (2, 2), (3, 1), (5, 1), (6, 1), (9, 2), (10, 1), (11, 1), (13, 1), (14, 1), (15, 1),
+                 (16, 1), (18, 1), (19, 2), (20, 1)]
+PIPED_SLOW = {(3, 1), (9, 2), (13, 1), (15, 1), (20, 1)}
+
+
+@pytest.mark.parametrize("k,pipe", [pytest.param(k, p, marks=pytest.mark.slow) if (k, p) in PIPED_SLOW else (k, p)
+                                    for k, p in PIPED_CONFIGS],
+                         ids=[f"{_id(CONFIGS[k])}_pipe{p}" for k, p in PIPED_CONFIGS])
+def test_mvtu_sparse_pipelined(k, pipe, tmp_path):
+    _run_sparse(CONFIGS[k], pipe, tmp_path)
+
+
+def _run_sparse(cfg, pipe, tmp_path):
     mw, mh, pe, simd, ik, ib, signed, wk, pat, m, q, out_mode, k = cfg
     rng = np.random.default_rng(zlib.crc32(_id(cfg).encode()))
     W = _matrix(rng, cfg)
@@ -145,7 +176,7 @@ def test_mvtu_sparse(cfg, tmp_path):
         if out_mode == 0:
             T = T[:, 0]
     params = layer.write(tmp_path, ik, acc_bits, thresholds=T)
-    params.update(INPUT_BITS=ib, INPUT_SIGNED=signed, OUT_MODE=out_mode, OUT_BITS=k)
+    params.update(INPUT_BITS=ib, INPUT_SIGNED=signed, OUT_MODE=out_mode, OUT_BITS=k, PIPE_EVERY=pipe)
     assert params["MODE"] == MODE_OF_KIND[ik]
     ob = {0: 1, 1: acc_bits, 2: k}[out_mode]
 
@@ -158,7 +189,7 @@ def test_mvtu_sparse(cfg, tmp_path):
     fold0_steps = next(i for i, (_, last, _) in enumerate(layer.schedule) if last) + 1
     case = {
         "PE": pe, "NF": nf, "SF": sf, "OB": ob, "steps": steps,
-        "period": max(sf, steps), "latency": fold0_steps + PIPE_LATENCY,
+        "period": max(sf, steps), "latency": fold0_steps + sparse_pipe_latency(simd, pipe, params["MODE"]),
         "scenarios": [
             scenario("random", xs[0], accs[0], 0.3, 0.3, 1),
             scenario("heavy_backpressure", xs[1], accs[1], 0.0, 0.85, 2),
