@@ -25,6 +25,7 @@ import onnx
 
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import get_attrs, producers, readers
+from bnnforge.hw.stages.mvtu import mvtu_pipe_every
 from ..operators import for_hw
 
 PARTS = {"xc7z020clg400-1": {"lut": 53200, "bram18": 280}, "xc7z020": {"lut": 53200, "bram18": 280}}
@@ -64,9 +65,13 @@ def _unit_estimate(model, node, a, pe, simd) -> dict | None:
     return for_hw(node.op_type).estimate(node.name, dict(a, PE=pe, SIMD=simd, NNZ=sl.nnz, STEPS=sl.steps))
 
 
-def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg400-1") -> tuple[dict, list]:
+def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg400-1",
+                   clk_period_ns: float | None = None) -> tuple[dict, list]:
     """Cheapest folding meeting `target` cycles per frame: (FINN-style folding dict,
-    per-layer plan rows). Raises naming the layer that cannot reach the target."""
+    per-layer plan rows). Raises naming the layer that cannot reach the target, or a
+    clock (FINN's synth_clk_period_ns) too fast for the units' adder trees however
+    they are folded; each row records how the chosen folding's tree is pipelined for
+    that clock (adder levels per register, hw/stages/mvtu.py)."""
     if part not in PARTS:
         raise BnnforgeError(f"config: unknown fpga_part {part!r} for automatic folding; known: {', '.join(PARTS)}")
     cap = PARTS[part]
@@ -78,6 +83,9 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
         if op is None or op.folding_keys != ("PE", "SIMD"):
             continue
         a = get_attrs(node)
+        # a clock too fast for one adder level per register is refused before any
+        # folding is weighed (the check does not depend on the folding)
+        mvtu_pipe_every(1, clk_period_ns, node.name)
         src, dst = prod.get(node.input[0]), read.get(node.output[0], [])
         win = src if src is not None and src.op_type == "SlidingWindow" else None
         pool = dst[0] if len(dst) == 1 and dst[0].op_type == "StreamingMaxPool" else None
@@ -117,20 +125,26 @@ def choose_folding(model: onnx.ModelProto, target: int, part: str = "xc7z020clg4
         folding[node.name] = {"PE": pe, "SIMD": simd}
         plan.append({"name": node.name, "MW": a["MW"], "MH": a["MH"], "pixels": a.get("pixels", 1),
                      "PE": pe, "SIMD": simd, "cycles": cycles, "est_luts": luts, "est_bram18": bram,
+                     "tree_levels": max(1, (simd - 1).bit_length()),
+                     "pipe_every": mvtu_pipe_every(simd, clk_period_ns, node.name),
                      "with": [p["name"] for p in parts[1:]]})
     return folding, plan
 
 
 def format_plan(plan: list, target: int, fclk_mhz: float) -> str:
     rows = [f"# Automatic folding for {target:,} cycles per frame "
-            f"({fclk_mhz * 1e6 / target:,.0f} frames/s at {fclk_mhz:.0f} MHz)", "",
+            f"({fclk_mhz * 1e6 / target:,.0f} frames/s at the {fclk_mhz:g} MHz target clock)", "",
             "Each MVTU's cheapest folding that meets the target; LUT/BRAM include the sliding window "
-            "in front and the pool behind it (named in the last column).", "",
-            "| layer | MW x MH | pixels | PE | SIMD | cycles | est. LUT | est. BRAM18 | with |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "in front and the pool behind it (named in the last column). Each unit's adder tree "
+            f"(clog2(SIMD) levels) is registered every 'levels/clock' levels for the {1000 / fclk_mhz:g} ns "
+            "clock (synth_clk_period_ns).", "",
+            "| layer | MW x MH | pixels | PE | SIMD | cycles | tree levels | levels/clock | est. LUT | "
+            "est. BRAM18 | with |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in plan:
         rows.append(f"| {r['name']} | {r['MW']} x {r['MH']} | {r['pixels']:,} | {r['PE']} | {r['SIMD']} | "
-                    f"{r['cycles']:,} | {r['est_luts']:,} | {r['est_bram18']} | {', '.join(r['with']) or '-'} |")
+                    f"{r['cycles']:,} | {r['tree_levels']} | {r['pipe_every']} | {r['est_luts']:,} | "
+                    f"{r['est_bram18']} | {', '.join(r['with']) or '-'} |")
     worst = max(r["cycles"] for r in plan)
     rows.append(f"\nSlowest layer: {worst:,} cycles per frame (target {target:,}); "
                 f"estimated {sum(r['est_luts'] for r in plan):,} LUT, {sum(r['est_bram18'] for r in plan)} BRAM18.")
@@ -144,7 +158,7 @@ def step_target_fps_parallelization(model: onnx.ModelProto, cfg) -> onnx.ModelPr
     if cfg.folding:
         raise BnnforgeError(f"{cfg.folding_source or 'config'}: a folding is given together with a throughput "
                             "target; drop one (the automatic folding is written to auto_folding.json to edit)")
-    folding, plan = choose_folding(model, target, cfg.fpga_part)
+    folding, plan = choose_folding(model, target, cfg.fpga_part, cfg.synth_clk_period_ns)
     build = Path(cfg.build_dir)
     path = build / "auto_folding.json"
     path.write_text(json.dumps(folding, indent=2) + "\n")

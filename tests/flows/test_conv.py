@@ -12,6 +12,7 @@ from bnnforge.errors import BnnforgeError
 from bnnforge.finn_flows.builder import build
 from bnnforge.finn_flows.config import load_config
 from bnnforge.finn_flows.steps.target_fps_parallelization import choose_folding
+from bnnforge.hw.stages.mvtu import mvtu_pipe_every
 from bnnforge.models.export import export_qonnx
 from bnnforge.models.topologies import build_custom_cnv, randomize_batchnorm
 from bnnforge.sim.bulk import run_network_bulk
@@ -258,7 +259,13 @@ def test_auto_folding_build_writes_editable_json_that_round_trips(tmp_path):
     est = json.loads((tmp_path / "auto" / "report" / "estimates.json").read_text())
     assert est["cycles_per_frame_ideal"] <= 400
     assert (tmp_path / "auto" / "report" / "estimates.png").stat().st_size > 5000
-    assert "| MVTU_1 |" in (tmp_path / "auto" / "report" / "auto_folding.md").read_text()
+    plan = (tmp_path / "auto" / "report" / "auto_folding.md").read_text()
+    assert "| MVTU_1 |" in plan and "registered every 'levels/clock' levels for the 10 ns clock" in plan
+    # each row's levels per clock is what codegen gives the unit at that clock
+    for name, f in folding.items():
+        if name != "Defaults":
+            row = next(r for r in plan.splitlines() if r.startswith(f"| {name} |"))
+            assert row.split("|")[8].strip() == str(mvtu_pipe_every(f["SIMD"], 10.0)), row
     cfg2 = load_config(None, model=str(onnx_path), output_dir=str(tmp_path / "fed"), steps=HW_STEPS,
                        folding_config_file=str(auto))
     build(cfg2, progress=False)
@@ -289,6 +296,8 @@ def test_auto_folding_bad_targets(tmp_path):
     with pytest.raises(BnnforgeError, match=r"node 'MVTU_0': cannot reach 100 cycles per frame; its fastest "
                                             r"folding \(PE 16, SIMD 1\) needs 324 cycles \(SIMD must divide the 1 "):
         build(load_config(None, target_cycles_per_frame=100, **base), progress=False)
+    with pytest.raises(BnnforgeError, match=r"node 'MVTU_0': synth_clk_period_ns = 3 leaves 1.50 ns"):
+        build(load_config(None, target_cycles_per_frame=1000, synth_clk_period_ns=3, **base), progress=False)
     with pytest.raises(BnnforgeError, match="target_fps = -3 is not a positive number"):
         build(load_config(None, target_fps=-3, **base), progress=False)
     with pytest.raises(BnnforgeError, match="not both"):
