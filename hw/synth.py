@@ -422,12 +422,14 @@ def synthesize(sources: list[Path], top: str, *, workdir: Path,
     dflags = "".join(f" -D{k}" + ("" if v is None else f"={v}")
                      for k, v in (defines or {}).items())
     # -defer: elaborate modules only as the hierarchy instantiates them, so a library
-    # module's default parameters (e.g. a default $readmemh file name) never matter.
-    # chparam needs elaborated modules, hence no -defer when the top is overridden.
-    defer = "" if parameters else " -defer"
-    lines = [f"read_verilog{defer}{dflags} " + " ".join(_quote(r) for r in rel)]
-    for k, v in parameters.items():
-        lines.append(f"chparam -set {k} {_param_value(v)} {top}")
+    # module's default parameters (e.g. a default $readmemh file name) never matter;
+    # chparam then sets the top's parameters before it is elaborated (as in logic_delay).
+    lines = [f"read_verilog -defer{dflags} " + " ".join(_quote(r) for r in rel)]
+    if parameters:
+        # one chparam for all: each call elaborates the top, so a parameter set in a later
+        # call would come after an elaboration with the earlier ones' defaults
+        lines.append("chparam " + " ".join(f"-set {k} {_param_value(v)}" for k, v in parameters.items())
+                     + f" {top}")
     lines.append(f"synth_xilinx -family {family} -noiopad -top {top}"
                  + (" -flatten" if flatten else ""))
     lines.append(f"tee -q -o stat.txt stat -top {top}")
