@@ -114,6 +114,8 @@ def _run(cfg, tmp_path, record_property=None):
           f"(out {out_pf}, in {in_pf} beats/frame), first frame {info['first_frame_cycles']}")
     if record_property is not None:
         record_property("cycles_per_frame", info["steady_cycles_per_frame"])
+    # the header's guarantee: back to back, not a cycle more than the busier side needs
+    assert info["steady_cycles_per_frame"] == max(out_pf, in_pf), info
     return info
 
 
