@@ -11,7 +11,8 @@
 // as the all-zero element word. See docs/hw_interfaces.md.
 //
 // Storage: a ring of NR = 2*K + S image rows (IFM_DIM*SF words of SIMD*EB
-// bits each, one inferred simple-dual-port RAM with a registered read). The
+// bits each, one inferred simple-dual-port RAM with a registered read; one
+// row more for a one-word row, see NR). The
 // writer fills rows in arrival order, one beat per cycle, whenever a row slot
 // is free; it knows nothing about frames. The reader walks
 // (oy, ox, ky, kx, sf) and may start output row oy once the input rows it
@@ -76,8 +77,10 @@ localparam W = SIMD * EB;
 localparam SF = C / SIMD;
 localparam PD = IFM_DIM + 2 * PAD;
 localparam OFM_DIM = (PD >= K && S > 0) ? (PD - K) / S + 1 : 1;
-localparam NR = 2 * K + S;            // ring rows
 localparam ROWW = IFM_DIM * SF;       // words per image row
+// ring rows; one more where a row is one word, whose writer would otherwise
+// refill the ring faster than the reader's two-cycle row check releases it
+localparam NR = 2 * K + S + ((ROWW == 1) ? 1 : 0);
 localparam DEPTH = NR * ROWW;
 localparam WIN = K * SF;              // beats per window row (kx, sf)
 localparam B = K + S;                 // bias of rb
