@@ -105,8 +105,8 @@ generate
     end
 endgenerate
 
-// 32-bit constants, sliced where used, keep the lint width checks quiet
-// one before the last (never reached where the counter has one value)
+// 32-bit constants, sliced where used, keep the lint width checks quiet.
+// *_PEN: one before a counter's last value (unused where it has one value)
 localparam [31:0] WIN_PEN = (WIN > 1) ? WIN - 2 : 0;
 localparam [31:0] K_PEN = (K > 1) ? K - 2 : 0;
 localparam [31:0] OFM_PEN = (OFM_DIM > 1) ? OFM_DIM - 2 : 0;
@@ -130,7 +130,7 @@ localparam [UW-1:0] U_PAD = PAD_32[UW-1:0];
 localparam [UW-1:0] U_IFM = IFM_32[UW-1:0];
 localparam [UW-1:0] U_ZERO = {UW{1'b0}};
 
-// 32-bit copies of the UW-bit constants below the header's arithmetic
+// y0 of the last output row; nk (see need_b) of the second one, the "next" after reset
 localparam [31:0] OFMS_LAST_32 = (OFM_DIM - 1) * S;
 localparam [31:0] NK_RESET_32 = ((OFM_DIM > 1) ? S : 0) + K;
 // ring row steps as word offsets: row -PAD of frame 0, one row, S rows, a frame
