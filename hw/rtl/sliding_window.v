@@ -262,8 +262,8 @@ wire next_row = issue && row_end;
 // negative offsets wrap to the top of the UW range: unsigned >= catches both sides
 wire pad = (cw >= U_ROWW) || (pyw >= U_IFM);
 
-// a ring step: base + step*ROWW mod DEPTH (step < NR); the wrap test and
-// both sums depend on the base alone, side by side
+// a ring step: base + step mod DEPTH (step: whole rows, under DEPTH); the
+// wrap test and both sums depend on the base alone, side by side
 function [AW-1:0] ring_step;
     input [AW-1:0] base;
     input [AW-1:0] step;           // < DEPTH
