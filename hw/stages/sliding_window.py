@@ -20,7 +20,8 @@ class SlidingWindowStage(StageKind):
         return int(a["SIMD"]), int(a["EB"])
 
     def lag(self, stage: dict, ideal: int) -> float:
-        """The first window needs K - PAD rows of the map (one more for the line buffer)."""
+        """The first window needs K - PAD rows of the map; its first beat follows two cycles
+        after the last of them is in, well inside the one more row allowed here."""
         p = stage["params"]
         return PIPELINE_SLACK_CYCLES / ideal + (p["K"] - p["PAD"] + 1) / p["IFM_DIM"]
 

@@ -53,6 +53,10 @@ SLOW_CONFIGS = [
     (7, 4, 2, 2, 2, 1, 1),      # K=S=2 with padding
     (8, 2, 2, 3, 3, 0, 1),      # S=K=3: non-overlapping windows
     (10, 2, 1, 2, 3, 0, 8),     # S=3 > K=2: rows skipped
+    (1, 1, 1, 1, 1, 0, 1),      # one-word rows and frames: every beat starts a row and a frame
+    (1, 2, 1, 1, 1, 1, 1),      # a one-pixel map padded to 3x3
+    (5, 2, 2, 3, 1, 2, 1),      # PAD=2 > K-1: output rows wholly in the padding
+    (4, 1, 1, 2, 4, 1, 1),      # S=4 > K=2 with padding, one word per pixel
 ]
 
 
@@ -114,6 +118,8 @@ def _run(cfg, tmp_path, record_property=None):
           f"(out {out_pf}, in {in_pf} beats/frame), first frame {info['first_frame_cycles']}")
     if record_property is not None:
         record_property("cycles_per_frame", info["steady_cycles_per_frame"])
+    # the header's guarantee: back to back, not a cycle more than the busier side needs
+    assert info["steady_cycles_per_frame"] == max(out_pf, in_pf), info
     return info
 
 
