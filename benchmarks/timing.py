@@ -12,7 +12,11 @@ The designs are built for --clk-period-ns (FINN's synth_clk_period_ns, default 5
 200 MHz class BNN-PYNQ's LFC runs at), which sets each MVTU's tree pipelining.
 
 LFC and CNV place and route for tens of minutes here; pass them explicitly
-(`--nets lfc,cnv`) when there is time.
+(`--nets lfc,cnv`) when there is time.  `--pnr-stages cnv` places and routes each
+matrix and pool stage of the named nets alone (the stage module with the parameters
+the generated top gives it) instead of the whole design, and prints a row per stage:
+
+    .venv/bin/python benchmarks/timing.py --nets cnv --timing sta --pnr-stages cnv
 """
 import argparse
 import json
@@ -65,12 +69,16 @@ def main():
     ap.add_argument("--nets", default="tfc,digits_mlp")
     ap.add_argument("--timing", default="both", choices=("sta", "pnr", "both"))
     ap.add_argument("--clk-period-ns", type=float, default=5.0)
+    ap.add_argument("--pnr-stages", default="",
+                    help="comma-separated nets whose matrix/pool stages are placed and routed one by one")
+    ap.add_argument("--stage-kinds", default="mvtu,pool", help="stage kinds --pnr-stages times")
     a = ap.parse_args()
     from bnnforge.hw.synth import synthesize
-    from bnnforge.hw.timing import build_timing
+    from bnnforge.hw.timing import build_timing, stage_pnr_fmax
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-timing-"))
     rows = []
+    stage_rows = []
     # generate every design before timing any, so the RTL measured is the one
     # checked out when the run started
     builds = {}
@@ -93,6 +101,18 @@ def main():
                      BNN_PYNQ_FPS.get(net), f"{pnr.get('start')} -> {pnr.get('end')}",
                      time.perf_counter() - t0))
         print(f"{net}: {(b / 'report' / 'timing.md').read_text()}", flush=True)
+        if net in a.pnr_stages.split(","):
+            kinds = a.stage_kinds.split(",")
+            for st in manifest["stages"]:
+                if st["kind"] not in kinds:
+                    continue
+                p = stage_pnr_fmax(rtl, manifest, st["index"])
+                u = p["utilization"]
+                stage_rows.append((net, st["index"], st["module"], st.get("source", ""), p["fmax_mhz"],
+                                   u.get("TRELLIS_COMB"), u.get("TRELLIS_FF"), u.get("DP16KD"),
+                                   f"{p['start']} -> {p['end']}", p["synth_seconds"] + p["pnr_seconds"]))
+                print(f"{net} stage {st['index']} ({st['module']}): {p['fmax_mhz']} MHz, "
+                      f"{p['start']} -> {p['end']}, {u}", flush=True)
     print(f"(built for synth_clk_period_ns = {a.clk_period_ns:g})")
     print("| net | cycles/frame | LUT | LUT before | FF | BRAM18 | worst stage sta ns | before | xc7 logic MHz "
           "| frames/s (xc7 logic) | ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | BNN-PYNQ frames/s "
@@ -102,6 +122,15 @@ def main():
         print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
                                                         f"{v:.1f}" if isinstance(v, float) else str(v))
                                 for v in row) + " |")
+
+    if stage_rows:
+        print("\nStages placed and routed alone (ECP5 LFE5U-85F, nextpnr-ecp5, register to register):")
+        print("| net | stage | module | node | ECP5 post-route MHz | LUT4 | FF | DP16KD | critical path | s |")
+        print("|---|---:|---|---|---:|---:|---:|---:|---|---:|")
+        for row in stage_rows:
+            print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
+                                                            f"{v:.1f}" if isinstance(v, float) else str(v))
+                                    for v in row) + " |")
 
 
 if __name__ == "__main__":
