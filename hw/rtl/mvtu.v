@@ -208,6 +208,8 @@ generate
         initial $readmemh(WEIGHT_FILE, wmem);
         assign wword = wmem[waddr];
     end else if (WBANKED != 0) begin : g_wbanked
+        // logic by construction (one read port per bank)
+        (* ram_style = "logic", rom_style = "logic" *)
         reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
         initial $readmemh(WEIGHT_FILE, wmem);
         for (wb = 0; wb < NWB; wb = wb + 1) begin : g_bank
