@@ -40,8 +40,9 @@ BASELINE_ECP5_MHZ = {"tfc": 34.6, "digits_mlp": 54.4, "lfc": 32.7}
 BASELINE_STA_NS = {"tfc": 4.31, "digits_mlp": 4.08}
 # Yosys synth_xilinx LUTs before the timing work (issue 14's "today")
 BASELINE_LUT = {"tfc": 7_060, "lfc": 20_061, "cnv": 14_988}
-# BNN-PYNQ measured on a PYNQ-Z1 (frames/s), see /work/shared/reference/anchors.md
-BNN_PYNQ_FPS = {"lfc": 356_633, "cnv": 9_150}
+# Measured rates of the reference designs (frames/s): BNN-PYNQ's LFC and CNV on a PYNQ-Z1
+# (xc7z020), finn-examples' tfc-w1a1 at 100 MHz; see /work/shared/reference/anchors.md
+REFERENCE_FPS = {"tfc": (837_019, "finn-examples"), "lfc": (356_633, "BNN-PYNQ"), "cnv": (9_150, "BNN-PYNQ")}
 
 
 def _build(net: str, tmp: Path, clk_period_ns: float) -> Path:
@@ -98,7 +99,8 @@ def main():
                      worst.get("logic_delay_ns"), BASELINE_STA_NS.get(net), sta.get("fmax_mhz"),
                      sta.get("frames_per_s"), pnr.get("fmax_mhz"), pnr.get("frames_per_s"),
                      BASELINE_ECP5_MHZ.get(net),
-                     BNN_PYNQ_FPS.get(net), f"{pnr.get('start')} -> {pnr.get('end')}",
+                     (f"{REFERENCE_FPS[net][0]:,} ({REFERENCE_FPS[net][1]})" if net in REFERENCE_FPS else None),
+                     f"{pnr.get('start')} -> {pnr.get('end')}",
                      time.perf_counter() - t0))
         print(f"{net}: {(b / 'report' / 'timing.md').read_text()}", flush=True)
         if net in a.pnr_stages.split(","):
@@ -115,7 +117,7 @@ def main():
                       f"{p['start']} -> {p['end']}, {u}", flush=True)
     print(f"(built for synth_clk_period_ns = {a.clk_period_ns:g})")
     print("| net | cycles/frame | LUT | LUT before | FF | BRAM18 | worst stage sta ns | before | xc7 logic MHz "
-          "| frames/s (xc7 logic) | ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | BNN-PYNQ frames/s "
+          "| frames/s (xc7 logic) | ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | reference frames/s (measured) "
           "| ECP5 critical path | s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
