@@ -118,8 +118,11 @@ def stage_pnr_fmax(rtl: Path, manifest: dict, index: int, *, timeout_s: float | 
     st = next((s for s in manifest["stages"] if s["index"] == index), None)
     if st is None:
         raise BnnforgeError(f"timing: {rtl / 'manifest.json'}: no stage {index}")
-    p = pnr_fmax([rtl / f for f in manifest["files"]], st["module"], rtl / "timing" / f"stage{index}",
-                 parameters=st.get("params") or {}, timeout_s=timeout_s)
+    try:
+        p = pnr_fmax([rtl / f for f in manifest["files"]], st["module"], rtl / "timing" / f"stage{index}",
+                     clock="clk", parameters=st.get("params") or {}, timeout_s=timeout_s)
+    except SynthError as e:
+        raise BnnforgeError(f"timing: stage {index}: {str(e).splitlines()[0]}") from None
     return dict(p, stage=index, module=st["module"], source=st.get("source", ""))
 
 
