@@ -12,7 +12,11 @@ The designs are built for --clk-period-ns (FINN's synth_clk_period_ns, default 5
 200 MHz class BNN-PYNQ's LFC runs at), which sets each MVTU's tree pipelining.
 
 LFC and CNV place and route for tens of minutes here; pass them explicitly
-(`--nets lfc,cnv`) when there is time.
+(`--nets lfc,cnv`) when there is time.  `--pnr-stages cnv` places and routes each
+matrix and pool stage of the named nets alone (the stage module with the parameters
+the generated top gives it) instead of the whole design, and prints a row per stage:
+
+    .venv/bin/python benchmarks/timing.py --nets cnv --timing sta --pnr-stages cnv
 """
 import argparse
 import json
@@ -36,8 +40,9 @@ BASELINE_ECP5_MHZ = {"tfc": 34.6, "digits_mlp": 54.4, "lfc": 32.7}
 BASELINE_STA_NS = {"tfc": 4.31, "digits_mlp": 4.08}
 # Yosys synth_xilinx LUTs before the timing work (issue 14's "today")
 BASELINE_LUT = {"tfc": 7_060, "lfc": 20_061, "cnv": 14_988}
-# BNN-PYNQ measured on a PYNQ-Z1 (frames/s), see /work/shared/reference/anchors.md
-BNN_PYNQ_FPS = {"lfc": 356_633, "cnv": 9_150}
+# Measured rates of the reference designs (frames/s): BNN-PYNQ's LFC and CNV on a PYNQ-Z1
+# (xc7z020), finn-examples' tfc-w1a1 at 100 MHz; see /work/shared/reference/anchors.md
+REFERENCE_FPS = {"tfc": (837_019, "finn-examples"), "lfc": (356_633, "BNN-PYNQ"), "cnv": (9_150, "BNN-PYNQ")}
 
 
 def _build(net: str, tmp: Path, clk_period_ns: float) -> Path:
@@ -65,12 +70,16 @@ def main():
     ap.add_argument("--nets", default="tfc,digits_mlp")
     ap.add_argument("--timing", default="both", choices=("sta", "pnr", "both"))
     ap.add_argument("--clk-period-ns", type=float, default=5.0)
+    ap.add_argument("--pnr-stages", default="",
+                    help="comma-separated nets whose matrix/pool stages are placed and routed one by one")
+    ap.add_argument("--stage-kinds", default="mvtu,pool", help="stage kinds --pnr-stages times")
     a = ap.parse_args()
     from bnnforge.hw.synth import synthesize
-    from bnnforge.hw.timing import build_timing
+    from bnnforge.hw.timing import build_timing, stage_pnr_fmax
 
     tmp = Path(tempfile.mkdtemp(prefix="bnnforge-timing-"))
     rows = []
+    stage_rows = []
     # generate every design before timing any, so the RTL measured is the one
     # checked out when the run started
     builds = {}
@@ -90,18 +99,40 @@ def main():
                      worst.get("logic_delay_ns"), BASELINE_STA_NS.get(net), sta.get("fmax_mhz"),
                      sta.get("frames_per_s"), pnr.get("fmax_mhz"), pnr.get("frames_per_s"),
                      BASELINE_ECP5_MHZ.get(net),
-                     BNN_PYNQ_FPS.get(net), f"{pnr.get('start')} -> {pnr.get('end')}",
+                     (f"{REFERENCE_FPS[net][0]:,} ({REFERENCE_FPS[net][1]})" if net in REFERENCE_FPS else None),
+                     f"{pnr.get('start')} -> {pnr.get('end')}",
                      time.perf_counter() - t0))
         print(f"{net}: {(b / 'report' / 'timing.md').read_text()}", flush=True)
+        if net in a.pnr_stages.split(","):
+            kinds = a.stage_kinds.split(",")
+            for st in manifest["stages"]:
+                if st["kind"] not in kinds:
+                    continue
+                p = stage_pnr_fmax(rtl, manifest, st["index"])
+                u = p["utilization"]
+                stage_rows.append((net, st["index"], st["module"], st.get("source", ""), p["fmax_mhz"],
+                                   u.get("TRELLIS_COMB"), u.get("TRELLIS_FF"), u.get("DP16KD"),
+                                   f"{p['start']} -> {p['end']}", p["synth_seconds"] + p["pnr_seconds"]))
+                print(f"{net} stage {st['index']} ({st['module']}): {p['fmax_mhz']} MHz, "
+                      f"{p['start']} -> {p['end']}, {u}", flush=True)
     print(f"(built for synth_clk_period_ns = {a.clk_period_ns:g})")
     print("| net | cycles/frame | LUT | LUT before | FF | BRAM18 | worst stage sta ns | before | xc7 logic MHz "
-          "| frames/s (xc7 logic) | ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | BNN-PYNQ frames/s "
+          "| frames/s (xc7 logic) | ECP5 post-route MHz | frames/s (ECP5) | ECP5 MHz before | reference frames/s (measured) "
           "| ECP5 critical path | s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for row in rows:
         print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
                                                         f"{v:.1f}" if isinstance(v, float) else str(v))
                                 for v in row) + " |")
+
+    if stage_rows:
+        print("\nStages placed and routed alone (ECP5 LFE5U-85F, nextpnr-ecp5, register to register):")
+        print("| net | stage | module | node | ECP5 post-route MHz | LUT4 | FF | DP16KD | critical path | s |")
+        print("|---|---:|---|---|---:|---:|---:|---:|---|---:|")
+        for row in stage_rows:
+            print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
+                                                            f"{v:.1f}" if isinstance(v, float) else str(v))
+                                    for v in row) + " |")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.hw.synth import SynthError, _prepare, _quote, _run_yosys, logic_delay
+from bnnforge.hw.synth import SynthError, _param_value, _prepare, _quote, _run_yosys, logic_delay
 
-__all__ = ["TIMING_MODES", "stage_logic_delays", "pnr_fmax", "build_timing"]
+__all__ = ["TIMING_MODES", "stage_logic_delays", "pnr_fmax", "stage_pnr_fmax", "build_timing"]
 
 TIMING_MODES = ("sta", "pnr", "both")
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
@@ -69,12 +69,19 @@ def stage_logic_delays(rtl: Path, manifest: dict, *, timeout_s: float | None = N
 
 def pnr_fmax(sources: list[Path], top: str, workdir: Path, *, clock: str = "ap_clk",
              target_mhz: float = 125.0, data_files: list[Path] | None = None,
-             timeout_s: float | None = None) -> dict:
-    """Place and route ``top`` on an LFE5U-85F; post-route Fmax and its critical path."""
+             parameters: dict | None = None, timeout_s: float | None = None) -> dict:
+    """Place and route ``top`` on an LFE5U-85F; post-route Fmax and its critical path.
+
+    ``parameters`` override the top's parameters (``chparam``): one stage of a design
+    placed and routed alone, its ports on package pins.
+    """
     workdir = Path(workdir)
     rel = _prepare(sources, workdir, data_files)
-    script = "\n".join([
-        "read_verilog -defer " + " ".join(_quote(r) for r in rel),
+    lines = ["read_verilog -defer " + " ".join(_quote(r) for r in rel)]
+    if parameters:
+        lines.append("chparam " + " ".join(f"-set {k} {_param_value(v)}"
+                                            for k, v in parameters.items()) + f" {top}")
+    script = "\n".join(lines + [
         f"synth_ecp5 -top {top} -json ecp5.json",
         "tee -q -o ecp5_stat.txt stat",
     ]) + "\n"
@@ -96,6 +103,27 @@ def pnr_fmax(sources: list[Path], top: str, workdir: Path, *, clock: str = "ap_c
     return dict(parse_pnr_report(json.loads(report_path.read_text()), clock),
                 synth_seconds=round(synth_s, 1), pnr_seconds=round(pnr_s, 1),
                 routed=proc.returncode == 0)
+
+
+def stage_pnr_fmax(rtl: Path, manifest: dict, index: int, *, timeout_s: float | None = None) -> dict:
+    """Post-route Fmax of one stage of a generated design, placed and routed alone.
+
+    For designs whose whole top takes too long to place and route: the stage module
+    with the parameters the generated top gives it, its memory images read from the
+    RTL folder as in the whole design.  Its stream ports become package pins, so
+    paths from and to the pins are not the design's (nextpnr times them separately
+    from the register-to-register clock).
+    """
+    rtl = Path(rtl)
+    st = next((s for s in manifest["stages"] if s["index"] == index), None)
+    if st is None:
+        raise BnnforgeError(f"timing: {rtl / 'manifest.json'}: no stage {index}")
+    try:
+        p = pnr_fmax([rtl / f for f in manifest["files"]], st["module"], rtl / "timing" / f"stage{index}",
+                     clock="clk", parameters=st.get("params") or {}, timeout_s=timeout_s)
+    except SynthError as e:
+        raise BnnforgeError(f"timing: stage {index}: {str(e).splitlines()[0]}") from None
+    return dict(p, stage=index, module=st["module"], source=st.get("source", ""))
 
 
 def parse_pnr_report(report: dict, clock: str = "ap_clk") -> dict:

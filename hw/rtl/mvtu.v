@@ -29,6 +29,9 @@
 // same cycles per frame, LATENCY more edges to out_valid):
 //   S1r   : the memory word and input word registered once more (the block
 //           RAM output register), so the XNOR does not start at a RAM read;
+//           a weight ROM left to logic and deeper than 256 words is read as
+//           256-word banks in S1 and the bank chosen in S1r, so its address
+//           multiplexer is split across the two registers;
 //           MODE 2 registers its +-(x - offset) operands in one more stage
 //   tree  : the chunk-sum tree registered after every k adder levels; in
 //           modes 0/1 the popcount is popcount_compressor: its 6:3 counters
@@ -189,13 +192,32 @@ end
 // with PE*SIMD = 512 and 144 words, say) into thousands of LUTs; WEIGHT_RAM = 1
 // asks for block RAM instead (the compiler sets it where its resource model
 // prefers BRAM). Both read through the same registered port.
-wire [PE*SIMD-1:0] wword;
+// A deep ROM in logic is a multiplexer of depth log2(words): with PIPE_EVERY
+// it is read as NWB banks of 2^WB_AW words (one LUT6/MUXF7/MUXF8 level each),
+// all registered in S1, and S1r picks the bank.
+localparam WB_AW = 8;
+localparam WBANKED = (PIPE_EVERY > 0 && WEIGHT_RAM == 0 && NF*SF > (1 << WB_AW)) ? 1 : 0;
+localparam NWB = (WBANKED != 0) ? (NF*SF + (1 << WB_AW) - 1) / (1 << WB_AW) : 1;
+localparam WBW = (NWB > 1) ? $clog2(NWB) : 1;
+wire [NWB*PE*SIMD-1:0] wword;
+genvar wb;
 generate
     if (WEIGHT_RAM == 1) begin : g_wbram
         (* ram_style = "block", rom_style = "block" *)
         reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
         initial $readmemh(WEIGHT_FILE, wmem);
         assign wword = wmem[waddr];
+    end else if (WBANKED != 0) begin : g_wbanked
+        // logic by construction (one read port per bank)
+        (* ram_style = "logic", rom_style = "logic" *)
+        reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
+        initial $readmemh(WEIGHT_FILE, wmem);
+        for (wb = 0; wb < NWB; wb = wb + 1) begin : g_bank
+            localparam [31:0] BANK = wb;
+            // the last bank's words past NF*SF are never selected
+            wire [WAW-1:0] baddr = {BANK[WAW-WB_AW-1:0], waddr[WB_AW-1:0]};
+            assign wword[wb*PE*SIMD +: PE*SIMD] = wmem[baddr];
+        end
     end else begin : g_wauto
         reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
         initial $readmemh(WEIGHT_FILE, wmem);
@@ -205,7 +227,8 @@ endgenerate
 
 reg v1, first1, last1;
 reg [NFW-1:0] nf1;
-reg [PE*SIMD-1:0] w1;
+reg [NWB*PE*SIMD-1:0] w1;
+wire [PE*SIMD-1:0] w1_sel;   // the word of w1's bank addressed in S1
 reg [SIMD*IB-1:0] in1;
 wire [SIMD*IB-1:0] act1;
 
@@ -228,6 +251,17 @@ always @(posedge clk) begin
 end
 
 generate
+    if (WBANKED != 0) begin : g_wsel
+        reg [WBW-1:0] wbank1;
+        always @(posedge clk) begin
+            if (en) begin
+                wbank1 <= waddr[WAW-1 -: WBW];
+            end
+        end
+        assign w1_sel = w1[wbank1*PE*SIMD +: PE*SIMD];
+    end else begin : g_wnosel
+        assign w1_sel = w1;
+    end
     if (NF > 1) begin : g_ibuf
         // Input reuse buffer: written on the nf == 0 pass, replayed after.
         // Read and write addresses coincide only on that first pass, where
@@ -264,14 +298,14 @@ generate
         reg [SIMD*IB-1:0] act1r;
         always @(posedge clk) begin
             if (en) begin
-                w1r <= w1;
+                w1r <= w1_sel;
                 act1r <= act1;
             end
         end
         assign wt = w1r;
         assign act = act1r;
     end else begin : g_s1
-        assign wt = w1;
+        assign wt = w1_sel;
         assign act = act1;
     end
     for (d = 0; d <= DLY; d = d + 1) begin : g_dly

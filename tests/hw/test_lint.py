@@ -35,6 +35,9 @@ LINT_SETS = [
                         "PIPE_EVERY": 2}),
     ("mvtu", MVTU_SRC, {"MW": 16, "MH": 8, "PE": 2, "SIMD": 4, "MODE": 1, "ACC_BITS": 6,
                         "OUT_MODE": 2, "OUT_BITS": 3, "PIPE_EVERY": 1}),
+    ("mvtu", MVTU_SRC, {"MW": 512, "MH": 10, "PE": 1, "SIMD": 1, "ACC_BITS": 11, "OUT_MODE": 1,
+                        "PIPE_EVERY": 1}),  # 5,120-word weight ROM read in 256-word banks
+    ("mvtu", MVTU_SRC, {"MW": 150, "MH": 6, "PE": 2, "SIMD": 1, "ACC_BITS": 9, "PIPE_EVERY": 2}),
     ("mvtu", MVTU_SRC, {}),
     ("mvtu", MVTU_SRC, {"WEIGHT_RAM": 1}),
     ("mvtu", MVTU_SRC, {"MW": 1, "MH": 1, "PE": 1, "SIMD": 1, "ACC_BITS": 2}),

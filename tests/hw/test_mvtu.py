@@ -49,6 +49,7 @@ CONFIGS = [
     (4, 2, 1, 4, 0, 1, 0, 1, 0),      # ACC_BITS exactly the range, SF=1
     (64, 16, 4, 16, 0, 1, 0, 0, 0),   # larger layer
     (10, 3, 3, 1, 2, 2, 0, 1, 0),     # ADDSUB unsigned 2-bit, SIMD=1, PE=MH
+    (150, 6, 2, 1, 0, 1, 0, 1, 0),    # 450-word weight ROM: two 256-word banks when pipelined
 ]
 
 
@@ -86,7 +87,7 @@ def _thresholds(rng, acc, acc_bits):
 
 
 # the deepened pipeline (PIPE_EVERY > 0): (index into CONFIGS, PIPE_EVERY)
-PIPED_CONFIGS = [(0, 1), (1, 2), (2, 1), (3, 1), (4, 1), (5, 2), (6, 1), (8, 2), (9, 1), (10, 2), (11, 3)]
+PIPED_CONFIGS = [(0, 1), (1, 2), (2, 1), (3, 1), (4, 1), (5, 2), (6, 1), (8, 2), (9, 1), (10, 2), (11, 3), (12, 1)]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])

