@@ -7,7 +7,13 @@ With --finn-src PATH (a FINN source checkout), FINN's own LUT/BRAM18 estimates o
 same matrix-vector layers at the same folding beside bnnforge's (benchmarks/finn_estimates.py);
 --no-rtl skips the simulations (estimates and golden == qonnx only).
 
+Runs merge into the saved table: a row (model x exporter) keeps the columns an earlier run
+measured and takes the new run's figures, so one design can be synthesized at a time.
+Runs with the RTL simulations go to zoo.md/.json, --no-rtl runs (FINN's estimates, Yosys)
+to zoo_finn.md/.json; each table lists the commands that filled it.
+
     .venv/bin/python benchmarks/zoo.py [--synth] [--models tfc_1w1a,lfc_1w2a] [--finn-src PATH] [--no-rtl]
+    .venv/bin/python benchmarks/zoo.py --synth --no-rtl --exporters dynamo --models cnv_1w1a
 """
 from __future__ import annotations
 
@@ -69,7 +75,7 @@ def run(name, exporter, tmp: Path, synth: bool, rtl: bool = True, finn_mvau=None
         row.update(our_mv_lut=f["our_mv_lut"], finn_lut=f["finn_lut"], finn_bram18=f["finn_bram18"])
     if synth:
         r = bnnforge.synthesize(b)["total"]
-        row["yosys_lut"], row["bram18"] = r["lut_total"], r["bram18"]
+        row["yosys_lut"], row["yosys_ff"], row["bram18"] = r["lut_total"], r["ff"], r["bram18"]
     return row
 
 
@@ -91,24 +97,51 @@ def main(argv=None):
     for m, e in tqdm(cases, desc="zoo", unit="model"):
         rows.append(run(m, e, tmp, a.synth, rtl=not a.no_rtl, finn_mvau=finn_mvau))
         tqdm.write(json.dumps(rows[-1]))
-    cols = ["model", "exporter", "status", "golden_eq_qonnx"] + ([] if a.no_rtl else ["rtl", "cycles"]) + [
-        "build_s", "est_lut", "est_bram18"] + (["yosys_lut", "bram18"] if a.synth else []) + (
-        ["our_mv_lut", "finn_lut", "finn_bram18"] if finn_mvau else [])
-    head = ["model", "exporter", "build", "golden == qonnx"] + ([] if a.no_rtl else [
-        "RTL mismatches (with/without stalls)", "cycles/frame measured (ideal)"]) + [
-        "build s", "bnnforge est. LUT", "bnnforge est. BRAM18"] + (["Yosys LUT", "BRAM18"] if a.synth else []) + (
-        ["bnnforge est. LUT (matrix layers)", "FINN est. LUT (MVAU)", "FINN est. BRAM18"] if finn_mvau else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
-    table = "\n".join(lines)
+    stem = "zoo_finn" if a.no_rtl else "zoo"   # the estimates/synthesis table does not overwrite the RTL one
+    args = list(argv if argv is not None else sys.argv[1:])
+    # the table names no machine's path: FINN's checkout is FINN_SRC
+    cmd = " ".join(["benchmarks/zoo.py"] + ["FINN_SRC" if a.finn_src and x == a.finn_src else
+                                            x.replace(a.finn_src, "FINN_SRC") if a.finn_src else x for x in args])
+    commands, rows = merge_saved(OUT / f"{stem}.json", rows)
+    if cmd not in commands:
+        commands.append(cmd)
+    table = render(rows)
     print(table)
     OUT.mkdir(exist_ok=True)
-    stem = "zoo_finn" if finn_mvau else "zoo"   # the estimates table does not overwrite the RTL one
-    cmd = " ".join(["benchmarks/zoo.py"] + [x for x in (argv if argv is not None else sys.argv[1:])])
-    (OUT / f"{stem}.md").write_text(f"Command: `.venv/bin/python {cmd}`\n\n" + table + "\n")
-    (OUT / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    head = "\n".join(f"Command: `.venv/bin/python {c}`" for c in commands) + (
+        "\n(FINN_SRC: a FINN source checkout, see docs/benchmarks.md)" if any("FINN_SRC" in c for c in commands) else "")
+    (OUT / f"{stem}.md").write_text(head + "\n\n" + table + "\n")
+    (OUT / f"{stem}.json").write_text(json.dumps({"commands": commands, "rows": rows}, indent=1))
 
+
+COLUMNS = [("model", "model"), ("exporter", "exporter"), ("status", "build"), ("golden_eq_qonnx", "golden == qonnx"),
+           ("rtl", "RTL mismatches (with/without stalls)"), ("cycles", "cycles/frame measured (ideal)"),
+           ("build_s", "build s"), ("est_lut", "bnnforge est. LUT"), ("est_bram18", "bnnforge est. BRAM18"),
+           ("yosys_lut", "Yosys LUT"), ("yosys_ff", "Yosys FF"), ("bram18", "Yosys BRAM18"),
+           ("our_mv_lut", "bnnforge est. LUT (matrix layers)"), ("finn_lut", "FINN est. LUT (MVAU)"),
+           ("finn_bram18", "FINN est. BRAM18")]
+
+
+def merge_saved(path: Path, new_rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """The saved table's commands and rows with ``new_rows`` merged in by (model, exporter):
+    a new figure replaces the saved one, columns the new run did not measure stay."""
+    saved = json.loads(path.read_text()) if path.is_file() else {"commands": [], "rows": []}
+    if isinstance(saved, list):   # tables written before the merge kept no commands
+        saved = {"commands": [], "rows": saved}
+    merged = {(r["model"], r["exporter"]): dict(r) for r in saved["rows"]}
+    for r in new_rows:
+        merged.setdefault((r["model"], r["exporter"]), {}).update(r)
+    order = {m: i for i, m in enumerate(ZOO)}
+    rows = sorted(merged.values(), key=lambda r: (order.get(r["model"], len(order)), r["model"], r["exporter"]))
+    return list(saved["commands"]), rows
+
+
+def render(rows: list[dict]) -> str:
+    """Markdown table of the columns any row has, in COLUMNS' order; blank where a run did not measure."""
+    cols = [(k, h) for k, h in COLUMNS if any(k in r for r in rows)]
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(k, "")) for k, _ in cols) + " |" for r in rows]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
