@@ -821,7 +821,7 @@ generate
         assign thr_f = thr_q;
         assign flip_f = flip_q;
         assign emit = vF && lastF;
-        wire unused_deep = &{1'b0, ms2, acc_nx_all};
+        wire unused_deep = &{1'b0, ms2};   // M*S comes from the queue here
     end
 endgenerate
 
