@@ -121,7 +121,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
         for f in (("label_select.v",) if op == "LabelSelect" else stage_kind(op).files):
             if f not in files:
                 files.append(f)
-    files = BASE_FILES + files
+    files = BASE_FILES + [f for f in files if f not in BASE_FILES]
     for f in files:
         shutil.copyfile(RTL_DIR / f, out_dir / f)
     files = files + [f"{top}.v"]

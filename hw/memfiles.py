@@ -61,6 +61,20 @@ def weight_words(W: np.ndarray, pe: int, simd: int) -> list[int]:
     return words
 
 
+def fold_words(words: list[int], fold: int, width: int) -> list[int]:
+    """A block-RAM weight image of `fold` words per row (mvtu.v WEIGHT_FOLD): with
+    R = ceil(len(words) / fold) rows, word b*R + r is field b (bits b*width up) of
+    row r; the last field's words past the end are zero."""
+    if fold < 1:
+        raise ValueError(f"fold {fold} must be at least 1")
+    rows = -(-len(words) // fold)
+    out = [0] * rows
+    for a, w in enumerate(words):
+        b, r = divmod(a, rows)
+        out[r] |= int(w) << (b * width)
+    return out
+
+
 def threshold_words(T: np.ndarray, pe: int, acc_bits: int) -> list[int]:
     """Threshold image: depth NF, field p = T[nf*PE + p], two's complement."""
     T = np.asarray(T).reshape(-1)

@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import DOMAIN, attr_str, get_attrs, initializer, input_range, signed_bits_for
-from bnnforge.hw.memory_style import bram18_for, weights_in_bram
+from bnnforge.hw.memory_style import weight_fold, weights_in_bram
 from . import ConvertContext, Operator, register
 from ._costs import lane_luts
 from .thresholding import thresholding_node, wide_requantizer as _wide_requantizer
@@ -96,7 +96,7 @@ def mvtu_estimate(name: str, a: dict) -> dict:
     depth, width = nf * sf, pe * simd
     wbits = mw * mh
     if weights_in_bram(a):
-        bram18, rom_luts = bram18_for(width, depth), 0
+        bram18, rom_luts = weight_fold(width, depth)[1], 0
     else:
         bram18, rom_luts = 0, math.ceil(wbits / 32)
     out_mode = attr_str(a["out_mode"])

@@ -14,7 +14,7 @@
 // The nf == 0 pass of the next frame starts right after the last step of the
 // previous frame, which gives exactly NF*SF cycles per frame in steady state.
 //
-// Pipeline (all stages share one stall enable, en):
+// Pipeline with PIPE_EVERY = 0 (all stages share one stall enable, en):
 //   issue : counters sf/nf, weight address; input handshake when nf == 0
 //   S1    : registered weight-memory read, registered input (or buffer) word
 //   S2    : per-PE chunk sum (XNOR/AND popcount or add/sub tree) registered,
@@ -27,21 +27,36 @@
 //
 // PIPE_EVERY = k > 0 deepens the pipeline for the clock rate (same schedule,
 // same cycles per frame, LATENCY more edges to out_valid):
-//   S1r   : the memory word and input word registered once more (the block
-//           RAM output register), so the XNOR does not start at a RAM read;
-//           a weight ROM left to logic and deeper than 256 words is read as
-//           256-word banks in S1 and the bank chosen in S1r, so its address
-//           multiplexer is split across the two registers;
-//           MODE 2 registers its +-(x - offset) operands in one more stage
+//   S1m   : with WEIGHT_RAM = 1, the block-RAM word and the input word
+//           registered next to the RAM (Yosys maps ECP5 block RAM without its
+//           own output register, and a word spread over many RAMs needs the
+//           routing of a whole cycle)
+//   S1r   : the memory word and input word registered once more, so the XNOR
+//           does not start at a RAM read; a weight ROM left to logic and
+//           deeper than 256 words is read as 256-word banks in S1 and the
+//           bank chosen in S1r, so its address multiplexer is split across
+//           the two registers; MODE 2 registers its +-(x - offset) operands
+//           in one more stage
 //   tree  : the chunk-sum tree registered after every k adder levels; in
 //           modes 0/1 the popcount is popcount_compressor: its 6:3 counters
 //           registered, then every k levels of the tree of their counts
-//   S2    : chunk sums, as above
-//   acc   : accumulate into the acc register only
+//   S2    : chunk sums, as above; the threshold word read for the same nf
+//   acc   : accumulate into the acc register only; the threshold word
+//           registered once more (a threshold block RAM does not reach the
+//           compare in the cycle of its read)
 //   out   : compare the registered accumulator with its registered threshold
-// LATENCY = 1 + (MODE == 2) + TREE + 1 edges for k > 0, 0 for k = 0, where
-// TREE = (clog2(SIMD)-1)/k in MODE 2 and 1 + (clog2(G)-1)/k in modes 0/1
-// (G = ceil(SIMD/6); a term (L-1)/k counts as 0 where L <= 1).
+//           and write the result into a QD-deep output queue (stream_fifo)
+// and nothing inside stalls: the last step of a fold (the one that emits)
+// issues only while fewer than QD results are in flight or queued, a credit
+// counted in registers. A unit as wide as a CNV layer (thousands of
+// registers) would otherwise need out_ready, through one enable net, at
+// every register within a clock; now in_ready comes from registers only.
+// QD covers the round trip from issue to the queue's read, so a consumer
+// that is always ready never throttles the input.
+// LATENCY = 1 + (WEIGHT_RAM == 1) + (MODE == 2) + TREE + 1 edges for k > 0,
+// 0 for k = 0, where TREE = (clog2(SIMD)-1)/k in MODE 2 and
+// 1 + (clog2(G)-1)/k in modes 0/1 (G = ceil(SIMD/6); a term (L-1)/k counts as
+// 0 where L <= 1).
 `resetall
 `timescale 1ns / 1ps
 `default_nettype none
@@ -60,7 +75,9 @@ module mvtu #(
     parameter OUT_MODE = 0,      // 0 threshold (1 bit/output), 1 raw accumulator,
                                  // 2 multi-threshold (OUT_BITS bits/output)
     parameter OUT_BITS = 1,      // OUT_MODE 2 only: k, with 2^k-1 thresholds/output
-    parameter WEIGHT_RAM = 0,    // weight memory: 0 the synthesis tool decides, 1 block RAM
+    parameter WEIGHT_RAM = 0,    // weight memory: 0 the synthesis tool decides (logic with
+                                 // PIPE_EVERY > 0), 1 block RAM
+    parameter WEIGHT_FOLD = 1,   // WEIGHT_RAM 1 with PIPE_EVERY > 0: words per memory row (see S1)
     parameter PIPE_EVERY = 0,    // 0: shortest pipeline; k > 0: adder levels per clock (see above)
     parameter WEIGHT_FILE = "weights.mem",
     parameter THRESH_FILE = "thresholds.mem"
@@ -105,7 +122,15 @@ localparam TREE_LAT = (PIPE_EVERY == 0) ? 0
                     : (MODE != 2) ? 1 + ((LOG_G > 1) ? (LOG_G - 1) / PIPE_EVERY : 0)
                     : (LOG_S > 1) ? (LOG_S - 1) / PIPE_EVERY : 0;
 localparam OPS_REG = (PIPE_EVERY > 0 && MODE == 2) ? 1 : 0;
-localparam DLY = PIPED + OPS_REG + TREE_LAT;
+localparam MEM_REG = (PIPE_EVERY > 0 && WEIGHT_RAM == 1) ? 1 : 0;
+localparam DLY = PIPED + MEM_REG + OPS_REG + TREE_LAT;
+// Output queue depth with PIPE_EVERY > 0: a result is written DLY + 3 edges
+// after its step issued (S1, the DLY stages, S2, acc), offered one edge later,
+// and its credit returns on the edge it is taken: DLY + 5 results can be on
+// the way at one per clock, one more keeps the credit register ahead.
+localparam QD = DLY + 6;
+localparam CRW = $clog2(QD + 1);
+localparam [31:0] QD_32 = QD;
 
 // Elaboration-time parameter checks: an unknown module name is the clearest
 // error Verilog-2005 can produce.
@@ -138,6 +163,10 @@ generate
     if (PIPE_EVERY < 0) begin : g_err_pipe
         mvtu_error_PIPE_EVERY_must_be_nonnegative u_err();
     end
+    if (WEIGHT_FOLD < 1 || WEIGHT_FOLD > MH / PE * (MW / SIMD)
+        || (WEIGHT_FOLD > 1 && (PIPE_EVERY == 0 || WEIGHT_RAM != 1))) begin : g_err_fold
+        mvtu_error_WEIGHT_FOLD_needs_WEIGHT_RAM_1_and_PIPE_EVERY_and_at_most_NF_times_SF u_err();
+    end
 endgenerate
 
 // 32-bit constants, sliced where compared, keep the lint width checks quiet
@@ -147,11 +176,10 @@ localparam [31:0] SIMD_32 = SIMD;
 localparam [31:0] OFFSET_32 = INPUT_OFFSET;
 localparam [IB:0] OFFSET_E = OFFSET_32[IB:0];
 
-reg out_valid_reg;
-reg [PE*OB-1:0] out_data_reg;
-
-// Global stall: only the output register can be blocked.
-wire en = !out_valid_reg || out_ready;
+// en: the stall enable of every pipeline register (constant 1 with
+// PIPE_EVERY > 0); room: a step that emits (sf_last) may issue
+wire en;
+wire room;
 
 // ---------------------------------------------------------------- issue
 reg [SFW-1:0] sf;
@@ -161,9 +189,10 @@ reg [WAW-1:0] waddr;    // nf*SF + sf, kept as a counter to avoid a multiplier
 wire nf_first = (nf == {NFW{1'b0}});
 wire sf_last = (sf == SF_LAST[SFW-1:0]);
 wire nf_last = (nf == NF_LAST[NFW-1:0]);
-wire issue = en && (!nf_first || in_valid);
+wire issue = en && (!nf_first || in_valid) && (!sf_last || room);
+wire wrap = sf_last && nf_last;    // the last step of a frame
 
-assign in_ready = en && nf_first;
+assign in_ready = en && nf_first && (!sf_last || room);
 
 always @(posedge clk) begin
     if (!rst_n) begin
@@ -173,17 +202,11 @@ always @(posedge clk) begin
     end else if (issue) begin
         if (sf_last) begin
             sf <= {SFW{1'b0}};
-            if (nf_last) begin
-                nf <= {NFW{1'b0}};
-                waddr <= {WAW{1'b0}};
-            end else begin
-                nf <= nf + 1'b1;
-                waddr <= waddr + 1'b1;
-            end
+            nf <= nf_last ? {NFW{1'b0}} : nf + 1'b1;
         end else begin
             sf <= sf + 1'b1;
-            waddr <= waddr + 1'b1;
         end
+        waddr <= wrap ? {WAW{1'b0}} : waddr + 1'b1;
     end
 end
 
@@ -192,45 +215,112 @@ end
 // with PE*SIMD = 512 and 144 words, say) into thousands of LUTs; WEIGHT_RAM = 1
 // asks for block RAM instead (the compiler sets it where its resource model
 // prefers BRAM). Both read through the same registered port.
-// A deep ROM in logic is a multiplexer of depth log2(words): with PIPE_EVERY
-// it is read as NWB banks of 2^WB_AW words (one LUT6/MUXF7/MUXF8 level each),
-// all registered in S1, and S1r picks the bank.
+// With PIPE_EVERY > 0 the memory is laid out for the clock:
+//   in logic (WEIGHT_RAM = 0): one ROM per PE, each read through its own copy
+//     of the word address, so no address bit has to reach every PE's ROM in a
+//     clock (a CNV layer's 1024-bit ROM is thousands of LUTs); a ROM deeper
+//     than 256 words is read as NWB banks of 256 words (one LUT6/MUXF7/MUXF8
+//     level each), all registered in S1, and S1r picks the bank;
+//   in block RAM (WEIGHT_RAM = 1): WEIGHT_FOLD runs of WROWS = ceil(NF*SF / F)
+//     consecutive words side by side (word b*WROWS + r is field b of row r), so
+//     the memory is WROWS deep and no RAM sits behind a depth multiplexer; the
+//     row is registered next to the RAMs (S1m) and S1r picks the field.
 localparam WB_AW = 8;
 localparam WBANKED = (PIPE_EVERY > 0 && WEIGHT_RAM == 0 && NF*SF > (1 << WB_AW)) ? 1 : 0;
-localparam NWB = (WBANKED != 0) ? (NF*SF + (1 << WB_AW) - 1) / (1 << WB_AW) : 1;
+localparam WFOLD = (PIPE_EVERY > 0 && WEIGHT_RAM == 1) ? WEIGHT_FOLD : 1;
+localparam WROWS = (NF*SF + WFOLD - 1) / WFOLD;
+localparam RAW = (WROWS > 1) ? $clog2(WROWS) : 1;
+localparam [31:0] WROW_LAST = WROWS - 1;
+localparam NWB = (WBANKED != 0) ? (NF*SF + (1 << WB_AW) - 1) / (1 << WB_AW) : WFOLD;
 localparam WBW = (NWB > 1) ? $clog2(NWB) : 1;
 wire [NWB*PE*SIMD-1:0] wword;
-genvar wb;
+wire [WBW-1:0] wbank;    // bank (field) of the word addressed by this issue
+genvar wb, wp;
 generate
-    if (WEIGHT_RAM == 1) begin : g_wbram
+    if (WEIGHT_RAM == 1 && WFOLD > 1) begin : g_wfold
+        (* ram_style = "block", rom_style = "block" *)
+        reg [NWB*PE*SIMD-1:0] wmem [0:WROWS-1];
+        initial $readmemh(WEIGHT_FILE, wmem);
+        reg [RAW-1:0] wrow;
+        reg [WBW-1:0] wcol;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                wrow <= {RAW{1'b0}};
+                wcol <= {WBW{1'b0}};
+            end else if (issue) begin
+                if (wrap) begin
+                    wrow <= {RAW{1'b0}};
+                    wcol <= {WBW{1'b0}};
+                end else if (wrow == WROW_LAST[RAW-1:0]) begin
+                    wrow <= {RAW{1'b0}};
+                    wcol <= wcol + 1'b1;
+                end else begin
+                    wrow <= wrow + 1'b1;
+                end
+            end
+        end
+        assign wword = wmem[wrow];
+        assign wbank = wcol;
+        wire unused_waddr = &{1'b0, waddr};
+    end else if (WEIGHT_RAM == 1) begin : g_wbram
         (* ram_style = "block", rom_style = "block" *)
         reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
         initial $readmemh(WEIGHT_FILE, wmem);
         assign wword = wmem[waddr];
-    end else if (WBANKED != 0) begin : g_wbanked
-        // logic by construction (one read port per bank)
-        (* ram_style = "logic", rom_style = "logic" *)
-        reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
-        initial $readmemh(WEIGHT_FILE, wmem);
-        for (wb = 0; wb < NWB; wb = wb + 1) begin : g_bank
-            localparam [31:0] BANK = wb;
-            // the last bank's words past NF*SF are never selected
-            wire [WAW-1:0] baddr = {BANK[WAW-WB_AW-1:0], waddr[WB_AW-1:0]};
-            assign wword[wb*PE*SIMD +: PE*SIMD] = wmem[baddr];
+        assign wbank = {WBW{1'b0}};
+    end else if (PIPE_EVERY > 0) begin : g_wlogic
+        // logic by construction: each PE's ROM keeps only its own SIMD bits
+        for (wp = 0; wp < PE; wp = wp + 1) begin : g_pe
+            (* ram_style = "logic", rom_style = "logic" *)
+            reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
+            initial $readmemh(WEIGHT_FILE, wmem);
+            // a copy of waddr that synthesis must not merge with the others
+            (* keep = "true" *) reg [WAW-1:0] paddr;
+            always @(posedge clk) begin
+                if (!rst_n) begin
+                    paddr <= {WAW{1'b0}};
+                end else if (issue) begin
+                    paddr <= wrap ? {WAW{1'b0}} : paddr + 1'b1;
+                end
+            end
+            for (wb = 0; wb < NWB; wb = wb + 1) begin : g_bank
+                localparam [31:0] BANK = wb;
+                // the last bank's words past NF*SF are never selected
+                wire [WAW-1:0] baddr;
+                if (WBANKED != 0) begin : g_hi
+                    assign baddr = {BANK[WAW-WB_AW-1:0], paddr[WB_AW-1:0]};
+                end else begin : g_all
+                    assign baddr = paddr;
+                end
+                wire [PE*SIMD-1:0] word = wmem[baddr];
+                assign wword[(wb*PE + wp)*SIMD +: SIMD] = word[wp*SIMD +: SIMD];
+                if (PE > 1) begin : g_unused
+                    wire unused_other_pes = &{1'b0, word};
+                end
+            end
+        end
+        if (WBANKED != 0) begin : g_wb
+            assign wbank = waddr[WAW-1 -: WBW];
+        end else begin : g_nowb
+            assign wbank = {WBW{1'b0}};
+            wire unused_waddr = &{1'b0, waddr};
         end
     end else begin : g_wauto
         reg [PE*SIMD-1:0] wmem [0:NF*SF-1];
         initial $readmemh(WEIGHT_FILE, wmem);
         assign wword = wmem[waddr];
+        assign wbank = {WBW{1'b0}};
     end
 endgenerate
 
 reg v1, first1, last1;
 reg [NFW-1:0] nf1;
 reg [NWB*PE*SIMD-1:0] w1;
-wire [PE*SIMD-1:0] w1_sel;   // the word of w1's bank addressed in S1
+reg [WBW-1:0] wbank1;
 reg [SIMD*IB-1:0] in1;
-wire [SIMD*IB-1:0] act1;
+wire [SIMD*IB-1:0] act1;     // the input word of this step: in1 on the nf == 0 pass, else buf1
+wire [SIMD*IB-1:0] buf1_q;   // the input buffer's registered read
+wire sel_in1_q;
 
 always @(posedge clk) begin
     if (!rst_n) begin
@@ -243,6 +333,7 @@ end
 always @(posedge clk) begin
     if (en) begin
         w1 <= wword;
+        wbank1 <= wbank;
         in1 <= in_data;
         first1 <= (sf == {SFW{1'b0}});
         last1 <= sf_last;
@@ -251,17 +342,6 @@ always @(posedge clk) begin
 end
 
 generate
-    if (WBANKED != 0) begin : g_wsel
-        reg [WBW-1:0] wbank1;
-        always @(posedge clk) begin
-            if (en) begin
-                wbank1 <= waddr[WAW-1 -: WBW];
-            end
-        end
-        assign w1_sel = w1[wbank1*PE*SIMD +: PE*SIMD];
-    end else begin : g_wnosel
-        assign w1_sel = w1;
-    end
     if (NF > 1) begin : g_ibuf
         // Input reuse buffer: written on the nf == 0 pass, replayed after.
         // Read and write addresses coincide only on that first pass, where
@@ -279,59 +359,85 @@ generate
             end
         end
         assign act1 = sel_in1 ? in1 : buf1;
+        assign buf1_q = buf1;
+        assign sel_in1_q = sel_in1;
     end else begin : g_nobuf
         assign act1 = in1;
+        assign buf1_q = in1;
+        assign sel_in1_q = 1'b1;
     end
 endgenerate
 
-// ---------------------------------------------------------------- S1r
+// ---------------------------------------------------------------- S1m, S1r
 // wt/act: the operands of the chunk-sum tree; ctl_t: v, first, last, nf of the
 // data leaving the tree, delayed by DLY enabled edges beside it.
 wire [PE*SIMD-1:0] wt;
 wire [SIMD*IB-1:0] act;
 wire [3+NFW-1:0] ctl_t;
 
-genvar p, j, q, d;
+genvar p, j, q;
 generate
     if (PIPED != 0) begin : g_s1r
+        // with MEM_REG the memory row (every bank) and both input words (the
+        // buffer may be block RAM too) registered next to the RAMs, the bank
+        // and the input picked after those registers
+        wire [NWB*PE*SIMD-1:0] w1m_q;
+        wire [WBW-1:0] wbankm_q;
+        wire [SIMD*IB-1:0] act1m_q;
+        if (MEM_REG != 0) begin : g_s1m
+            reg [NWB*PE*SIMD-1:0] w1m;
+            reg [WBW-1:0] wbankm;
+            reg [SIMD*IB-1:0] in1m, buf1m;
+            reg sel_in1m;
+            always @(posedge clk) begin
+                if (en) begin
+                    w1m <= w1;
+                    wbankm <= wbank1;
+                    in1m <= in1;
+                    buf1m <= buf1_q;
+                    sel_in1m <= sel_in1_q;
+                end
+            end
+            assign w1m_q = w1m;
+            assign wbankm_q = wbankm;
+            assign act1m_q = sel_in1m ? in1m : buf1m;
+            wire unused_act1 = &{1'b0, act1};
+        end else begin : g_nos1m
+            assign w1m_q = w1;
+            assign wbankm_q = wbank1;
+            assign act1m_q = act1;
+            wire unused_buf1 = &{1'b0, buf1_q, sel_in1_q};
+        end
         reg [PE*SIMD-1:0] w1r;
         reg [SIMD*IB-1:0] act1r;
         always @(posedge clk) begin
             if (en) begin
-                w1r <= w1_sel;
-                act1r <= act1;
+                w1r <= w1m_q[wbankm_q*PE*SIMD +: PE*SIMD];
+                act1r <= act1m_q;
             end
         end
         assign wt = w1r;
         assign act = act1r;
     end else begin : g_s1
-        assign wt = w1_sel;
+        // one bank, one field: nothing to select
+        assign wt = w1[PE*SIMD-1:0];
         assign act = act1;
-    end
-    for (d = 0; d <= DLY; d = d + 1) begin : g_dly
-        wire [3+NFW-1:0] ctl;
-        if (d == 0) begin : g_src
-            assign ctl = {v1, first1, last1, nf1};
-        end else begin : g_reg
-            reg v;
-            reg [2+NFW-1:0] rest;
-            always @(posedge clk) begin
-                if (!rst_n) begin
-                    v <= 1'b0;
-                end else if (en) begin
-                    v <= g_dly[d-1].ctl[3+NFW-1];
-                end
-            end
-            always @(posedge clk) begin
-                if (en) begin
-                    rest <= g_dly[d-1].ctl[2+NFW-1:0];
-                end
-            end
-            assign ctl = {v, rest};
-        end
+        wire unused_wbank1 = &{1'b0, wbank1, buf1_q, sel_in1_q};
     end
 endgenerate
-assign ctl_t = g_dly[DLY].ctl;
+
+pipe_delay #(
+    .WIDTH(2+NFW),
+    .DEPTH(DLY)
+) u_ctl_dly (
+    .clk(clk),
+    .rst_n(rst_n),
+    .en(en),
+    .in_valid(v1),
+    .in_data({first1, last1, nf1}),
+    .out_valid(ctl_t[3+NFW-1]),
+    .out_data(ctl_t[2+NFW-1:0])
+);
 
 // ---------------------------------------------------------------- S2
 wire [PE*CW-1:0] chunk1;
@@ -411,7 +517,6 @@ generate
 endgenerate
 
 reg v2, first2, last2;
-reg [NFW-1:0] nf2;
 reg [PE*CW-1:0] chunk2;
 
 always @(posedge clk) begin
@@ -427,7 +532,6 @@ always @(posedge clk) begin
         chunk2 <= chunk1;
         first2 <= ctl_t[2+NFW-1];
         last2 <= ctl_t[1+NFW-1];
-        nf2 <= ctl_t[NFW-1:0];
     end
 end
 
@@ -472,15 +576,25 @@ generate
         reg [PE*NT*ACC_BITS-1:0] tmem [0:NF-1];
         reg [PE*NT*ACC_BITS-1:0] thr2_reg;
         initial $readmemh(THRESH_FILE, tmem);
-        wire [NFW-1:0] nf_rd = (PIPED != 0) ? nf2 : ctl_t[NFW-1:0];
+        // read beside S2; with PIPE_EVERY > 0 registered again beside acc
         always @(posedge clk) begin
             if (en) begin
-                thr2_reg <= tmem[nf_rd];
+                thr2_reg <= tmem[ctl_t[NFW-1:0]];
             end
         end
-        assign thr2 = thr2_reg;
+        if (PIPED != 0) begin : g_thr_acc
+            reg [PE*NT*ACC_BITS-1:0] thrA_reg;
+            always @(posedge clk) begin
+                if (en) begin
+                    thrA_reg <= thr2_reg;
+                end
+            end
+            assign thr2 = thrA_reg;
+        end else begin : g_thr_s2
+            assign thr2 = thr2_reg;
+        end
     end else begin : g_notmem
-        wire unused_nf = &{1'b0, ctl_t[NFW-1:0], nf2};
+        wire unused_nf = &{1'b0, ctl_t[NFW-1:0]};
         assign thr2 = {PE*NT*ACC_BITS{1'b0}};
         wire unused_thr2 = &{1'b0, thr2};
     end
@@ -535,23 +649,66 @@ generate
     end
 endgenerate
 
-
-always @(posedge clk) begin
-    if (!rst_n) begin
-        out_valid_reg <= 1'b0;
-    end else if (en) begin
-        out_valid_reg <= emit;
+// ---------------------------------------------------------------- output
+generate
+    if (PIPED != 0) begin : g_queue
+        // credit: fold results issued (last steps) and not yet taken
+        reg [CRW-1:0] pending;
+        reg credit;                  // pending < QD
+        wire take = issue && sf_last;
+        wire out_fire = out_valid && out_ready;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                pending <= {CRW{1'b0}};
+                credit <= 1'b1;
+            end else if (take && !out_fire) begin
+                pending <= pending + 1'b1;
+                credit <= (pending + 1'b1 != QD_32[CRW-1:0]);
+            end else if (out_fire && !take) begin
+                pending <= pending - 1'b1;
+                credit <= 1'b1;
+            end
+        end
+        assign en = 1'b1;
+        assign room = credit;
+        // the credit guarantees room: the queue's in_ready is never low at a write
+        wire q_ready;
+        wire unused_q_ready = q_ready;
+        stream_fifo #(
+            .WIDTH(PE*OB),
+            .DEPTH(QD)
+        ) u_queue (
+            .clk(clk),
+            .rst_n(rst_n),
+            .in_data(res2),
+            .in_valid(emit),
+            .in_ready(q_ready),
+            .out_data(out_data),
+            .out_valid(out_valid),
+            .out_ready(out_ready)
+        );
+    end else begin : g_outreg
+        // the only register that can hold a result the consumer has not taken
+        reg out_valid_reg;
+        reg [PE*OB-1:0] out_data_reg;
+        assign en = !out_valid_reg || out_ready;
+        assign room = 1'b1;
+        always @(posedge clk) begin
+            if (!rst_n) begin
+                out_valid_reg <= 1'b0;
+            end else if (en) begin
+                out_valid_reg <= emit;
+            end
+        end
+        always @(posedge clk) begin
+            if (en && emit) begin
+                out_data_reg <= res2;
+            end
+        end
+        assign out_data = out_data_reg;
+        assign out_valid = out_valid_reg;
     end
-end
-
-always @(posedge clk) begin
-    if (en && emit) begin
-        out_data_reg <= res2;
-    end
-end
-
-assign out_data = out_data_reg;
-assign out_valid = out_valid_reg;
+endgenerate
 
 endmodule
 

@@ -12,8 +12,8 @@ from bnnforge.errors import BnnforgeError
 from bnnforge.hw.hwgraph import MODES, attr_str, initializer
 from bnnforge.hw.stages import PIPELINE_SLACK_CYCLES, BuildContext, StageKind, register
 from bnnforge.hw.verilog_names import comment_safe
-from bnnforge.hw.memfiles import multithreshold_words, threshold_words, weight_words, write_memh
-from bnnforge.hw.memory_style import weights_in_bram
+from bnnforge.hw.memfiles import fold_words, multithreshold_words, threshold_words, weight_words, write_memh
+from bnnforge.hw.memory_style import weight_fold, weights_in_bram
 
 # MVTU out_mode -> mvtu OUT_MODE (docs/hw_interfaces.md); k-bit outputs up to MAX_OUT_BITS
 OUT_MODES = {"threshold": 0, "accumulator": 1, "multithreshold": 2}
@@ -98,7 +98,7 @@ def matrix_lag(stage: dict, ideal: int) -> float:
 class MVTUStage(StageKind):
     op_type = "MVTU"
     module = "mvtu"
-    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "mvtu.v")
+    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "pipe_delay.v", "stream_fifo.v", "mvtu.v")
     layer = True
 
     def build(self, ctx: BuildContext, node, a: dict) -> dict:
@@ -120,7 +120,10 @@ def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int,
     _check_mvtu(node, a, w, t)
     pipe_every = mvtu_pipe_every(a["SIMD"], clk_period_ns, node.name)
     wfile, tfile = f"layer{i}_weights.mem", f"layer{i}_thresholds.mem"
-    write_memh(out_dir / wfile, weight_words(w, a["PE"], a["SIMD"]), a["PE"] * a["SIMD"])
+    width, depth = a["PE"] * a["SIMD"], (a["MW"] // a["SIMD"]) * (a["MH"] // a["PE"])
+    wram = weights_in_bram(a)
+    fold = weight_fold(width, depth)[0] if wram else 1   # pipe_every >= 1: mvtu.v WEIGHT_FOLD applies
+    write_memh(out_dir / wfile, fold_words(weight_words(w, a["PE"], a["SIMD"]), fold, width), fold * width)
     out_mode = OUT_MODES[attr_str(a["out_mode"])]
     ob = {0: 1, 1: a["acc_bits"], 2: int(a.get("out_bits", 1))}[out_mode]  # bits per output
     thr_out = out_mode != 1
@@ -136,15 +139,18 @@ def _mvtu_stage(model: onnx.ModelProto, node, a: dict, out_dir: Path, i: int,
         index=i, source=comment_safe(node.name), MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"],
         MODE=MODES[attr_str(a["mode"])], INPUT_BITS=ib, INPUT_SIGNED=int(a["input_signed"]) if ib > 1 else 0,
         ACC_BITS=a["acc_bits"], OUT_MODE=out_mode, OUT_BITS=ob if out_mode == 2 else 1,
-        WEIGHT_RAM=int(weights_in_bram(a)), PIPE_EVERY=pipe_every,
+        WEIGHT_RAM=int(wram), PIPE_EVERY=pipe_every,
         WEIGHT_FILE=wfile, THRESH_FILE=tfile if thr_out else "", pixels=pixels,
         in_width=a["SIMD"] * ib, out_width=a["PE"] * ob)
     offset = int(a.get("input_offset", 0))
     if offset:  # levels of a signed k-bit activation: the unit subtracts the offset
         q["INPUT_OFFSET"] = offset
+    if fold > 1:
+        q["WEIGHT_FOLD"] = fold
     pkeys = ("MW", "MH", "PE", "SIMD", "MODE", "INPUT_BITS", "INPUT_SIGNED") \
         + (("INPUT_OFFSET",) if offset else ()) + ("ACC_BITS", "OUT_MODE") \
-        + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM", "PIPE_EVERY", "WEIGHT_FILE", "THRESH_FILE")
+        + (("OUT_BITS",) if out_mode == 2 else ()) + ("WEIGHT_RAM",) \
+        + (("WEIGHT_FOLD",) if fold > 1 else ()) + ("PIPE_EVERY", "WEIGHT_FILE", "THRESH_FILE")
     stage = dict(
         kind="mvtu", module="mvtu", source=q["source"], layer=q,
         params={k: q[k] for k in pkeys},

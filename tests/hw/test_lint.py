@@ -9,7 +9,7 @@ from bnnforge.sim.runner import LintError, lint, rtl_sources
 
 pytestmark = pytest.mark.rtl
 
-MVTU_SRC = ("mvtu", "popcount", "popcount_compressor", "adder_tree")
+MVTU_SRC = ("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo")
 SPARSE_SRC = ("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize")
 
 LINT_SETS = [
@@ -22,12 +22,19 @@ LINT_SETS = [
     ("adder_tree", ("adder_tree",), {"N": 16, "IN_W": 4, "SIGNED": 0, "PIPE_EVERY": 2}),
     ("popcount", ("popcount", "adder_tree"), {"N": 37, "PIPE_EVERY": 2}),
     ("popcount", ("popcount", "adder_tree"), {"N": 4, "PIPE_EVERY": 2}),
+    ("pipe_delay", ("pipe_delay",), {"WIDTH": 5, "DEPTH": 0}),
+    ("pipe_delay", ("pipe_delay",), {"WIDTH": 1, "DEPTH": 1}),
+    ("pipe_delay", ("pipe_delay",), {"WIDTH": 9, "DEPTH": 4}),
     ("popcount_compressor", ("popcount_compressor", "adder_tree"), {"N": 1}),
     ("popcount_compressor", ("popcount_compressor", "adder_tree"), {"N": 6, "PIPE_EVERY": 1}),
     ("popcount_compressor", ("popcount_compressor", "adder_tree"), {"N": 49, "PIPE_EVERY": 2}),
     ("popcount_compressor", ("popcount_compressor", "adder_tree"), {"N": 1024, "PIPE_EVERY": 3}),
     ("mvtu", MVTU_SRC, {"MW": 128, "MH": 8, "PE": 2, "SIMD": 64, "PIPE_EVERY": 1}),
     ("mvtu", MVTU_SRC, {"PIPE_EVERY": 2, "WEIGHT_RAM": 1}),
+    ("mvtu", MVTU_SRC, {"MW": 150, "MH": 6, "PE": 2, "SIMD": 1, "ACC_BITS": 9, "PIPE_EVERY": 1,
+                        "WEIGHT_RAM": 1, "WEIGHT_FOLD": 4}),
+    ("mvtu", MVTU_SRC, {"MW": 32, "MH": 8, "PE": 2, "SIMD": 4, "ACC_BITS": 7, "PIPE_EVERY": 2,
+                        "WEIGHT_RAM": 1, "WEIGHT_FOLD": 32}),
     ("mvtu", MVTU_SRC, {"MW": 1, "MH": 1, "PE": 1, "SIMD": 1, "ACC_BITS": 2, "PIPE_EVERY": 1}),
     ("mvtu", MVTU_SRC, {"MW": 784, "MH": 64, "PE": 16, "SIMD": 49, "MODE": 2, "INPUT_BITS": 8,
                         "INPUT_SIGNED": 0, "ACC_BITS": 20, "PIPE_EVERY": 3}),
@@ -136,6 +143,13 @@ def test_lint_clean(top, srcs, params):
      "mvtu_sparse_error_need_0_le_NNZ_le_STEPS_and_NF_le_STEPS_le_NF_times_SF"),
     ("mvtu_sparse", SPARSE_SRC, {"ACC_BITS": 33}, "mvtu_sparse_error_ACC_BITS_must_be_2_to_32"),
     ("mvtu", MVTU_SRC, {"PIPE_EVERY": -1}, "mvtu_error_PIPE_EVERY_must_be_nonnegative"),
+    ("pipe_delay", ("pipe_delay",), {"DEPTH": -1}, "pipe_delay_error_DEPTH_must_be_nonnegative"),
+    ("mvtu", MVTU_SRC, {"WEIGHT_RAM": 1, "WEIGHT_FOLD": 2},
+     "mvtu_error_WEIGHT_FOLD_needs_WEIGHT_RAM_1_and_PIPE_EVERY_and_at_most_NF_times_SF"),
+    ("mvtu", MVTU_SRC, {"PIPE_EVERY": 1, "WEIGHT_FOLD": 2},
+     "mvtu_error_WEIGHT_FOLD_needs_WEIGHT_RAM_1_and_PIPE_EVERY_and_at_most_NF_times_SF"),
+    ("mvtu", MVTU_SRC, {"PIPE_EVERY": 1, "WEIGHT_RAM": 1, "WEIGHT_FOLD": 9},
+     "mvtu_error_WEIGHT_FOLD_needs_WEIGHT_RAM_1_and_PIPE_EVERY_and_at_most_NF_times_SF"),
     ("popcount_compressor", ("popcount_compressor", "adder_tree"), {"N": 8, "OUT_W": 3},
      "popcount_compressor_error_OUT_W_must_be_clog2_N_plus_1"),
     ("label_select", ("label_select", "stream_fifo"), {"PE": 4, "NF": 5, "INDEX_BITS": 4},

@@ -13,17 +13,18 @@ import zlib
 import numpy as np
 import pytest
 
+from bnnforge.hw.memfiles import fold_words
 from bnnforge.sim.memfiles import threshold_words, weight_words, write_memh
 from bnnforge.sim.reference import acc_bits_for, frames_to_beats, mvtu_acc, mvtu_outputs
 from bnnforge.sim.runner import rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
-SOURCES = rtl_sources("mvtu", "popcount", "popcount_compressor", "adder_tree")
+SOURCES = rtl_sources("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo")
 MVTU_LATENCY = 3  # documented in hw/rtl/mvtu.v
 
 
-def mvtu_latency(simd: int, pipe_every: int, mode: int) -> int:
+def mvtu_latency(simd: int, pipe_every: int, mode: int, weight_ram: int = 0) -> int:
     """Edges from the last input beat of a fold to out_valid (hw/rtl/mvtu.v)."""
     if pipe_every == 0:
         return MVTU_LATENCY
@@ -33,7 +34,7 @@ def mvtu_latency(simd: int, pipe_every: int, mode: int) -> int:
     else:  # popcount_compressor: registered 6:3 counters, tree of ceil(SIMD/6) counts
         levels = max(0, ((simd + 5) // 6 - 1).bit_length())
         tree = 1 + max(0, levels - 1) // pipe_every
-    return MVTU_LATENCY + 2 + (mode == 2) + tree
+    return MVTU_LATENCY + 2 + (weight_ram == 1) + (mode == 2) + tree
 
 # (MW, MH, PE, SIMD, MODE, INPUT_BITS, INPUT_SIGNED, OUT_MODE, acc slack bits)
 CONFIGS = [
@@ -88,6 +89,10 @@ def _thresholds(rng, acc, acc_bits):
 
 # the deepened pipeline (PIPE_EVERY > 0): (index into CONFIGS, PIPE_EVERY)
 PIPED_CONFIGS = [(0, 1), (1, 2), (2, 1), (3, 1), (4, 1), (5, 2), (6, 1), (8, 2), (9, 1), (10, 2), (11, 3), (12, 1)]
+# ... with the weights in block RAM (one more register after the RAM read), WEIGHT_FOLD words
+# side by side in a memory row: (index, PIPE_EVERY, WEIGHT_FOLD)
+PIPED_BRAM_CONFIGS = [(0, 1, 1), (3, 2, 1), (6, 1, 1), (9, 1, 1), (12, 2, 1), (12, 1, 7), (0, 2, 3), (10, 1, 16),
+                      (2, 1, 32)]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[_id(c) for c in CONFIGS])
@@ -100,7 +105,13 @@ def test_mvtu_pipelined(k, pipe, tmp_path):
     _run_mvtu(CONFIGS[k], pipe, tmp_path)
 
 
-def _run_mvtu(cfg, pipe, tmp_path):
+@pytest.mark.parametrize("k,pipe,fold", PIPED_BRAM_CONFIGS,
+                         ids=[f"{_id(CONFIGS[k])}_pipe{p}_bram_fold{f}" for k, p, f in PIPED_BRAM_CONFIGS])
+def test_mvtu_pipelined_weights_in_block_ram(k, pipe, fold, tmp_path):
+    _run_mvtu(CONFIGS[k], pipe, tmp_path, weight_ram=1, fold=fold)
+
+
+def _run_mvtu(cfg, pipe, tmp_path, weight_ram=0, fold=1):
     mw, mh, pe, simd, mode, ib, signed, out_mode, slack = cfg
     rng = np.random.default_rng(zlib.crc32(_id(cfg).encode()))
     acc_bits = acc_bits_for(mw, mode, ib, bool(signed)) + slack
@@ -117,7 +128,7 @@ def _run_mvtu(cfg, pipe, tmp_path):
     assert max(np.abs(a).max() for a in accs) < (1 << (acc_bits - 1))
     T = _thresholds(rng, np.concatenate(accs), acc_bits)
 
-    write_memh(tmp_path / "weights.mem", weight_words(W, pe, simd), pe * simd)
+    write_memh(tmp_path / "weights.mem", fold_words(weight_words(W, pe, simd), fold, pe * simd), fold * pe * simd)
     write_memh(tmp_path / "thresholds.mem", threshold_words(T, pe, acc_bits), pe * acc_bits)
 
     def scenario(name, x, acc, p_gap, p_stall, seed):
@@ -132,7 +143,7 @@ def _run_mvtu(cfg, pipe, tmp_path):
         }
 
     case = {
-        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": mvtu_latency(simd, pipe, mode),
+        "PE": pe, "NF": nf, "SF": sf, "OB": ob, "latency": mvtu_latency(simd, pipe, mode, weight_ram),
         "scenarios": [
             scenario("random", xs[0], accs[0], 0.3, 0.3, 1),
             scenario("heavy_backpressure", xs[1], accs[1], 0.0, 0.85, 2),
@@ -144,7 +155,7 @@ def _run_mvtu(cfg, pipe, tmp_path):
 
     params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, MODE=mode, INPUT_BITS=ib,
                   INPUT_SIGNED=signed, ACC_BITS=acc_bits, OUT_MODE=out_mode, PIPE_EVERY=pipe,
-                  WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
+                  WEIGHT_RAM=weight_ram, WEIGHT_FOLD=fold, WEIGHT_FILE="weights.mem", THRESH_FILE="thresholds.mem")
     res = run_test(SOURCES, "mvtu", "bnnforge.sim.tb.tb_mvtu", parameters=params, workdir=tmp_path,
                    extra_env={"TB_CASE": str(tmp_path / "case.json")})
     assert {t.name for t in res.tests} >= {"random_gaps_and_backpressure", "throughput"}
