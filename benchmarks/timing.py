@@ -75,7 +75,7 @@ def main():
     ap.add_argument("--clk-period-ns", type=float, default=5.0)
     ap.add_argument("--pnr-stages", default="",
                     help="comma-separated nets whose matrix/pool stages are placed and routed one by one")
-    ap.add_argument("--stage-kinds", default="mvtu,pool", help="stage kinds --pnr-stages times")
+    ap.add_argument("--stage-kinds", default="mvtu,pool,window", help="stage kinds --pnr-stages times")
     a = ap.parse_args()
     from bnnforge.hw.synth import synthesize
     from bnnforge.hw.timing import build_timing, stage_pnr_fmax
@@ -138,6 +138,17 @@ def main():
             print("| " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else
                                                             f"{v:.1f}" if isinstance(v, float) else str(v))
                                     for v in row) + " |")
+        # the clock no placed stage allows beyond: an upper bound for the whole design
+        # (its links, FIFOs and the wiring between stages are not in these runs)
+        for net in dict.fromkeys(r[0] for r in stage_rows):
+            timed = [r for r in stage_rows if r[0] == net and r[4]]
+            if not timed:
+                continue
+            slow = min(timed, key=lambda r: r[4])
+            cycles = next(r[1] for r in rows if r[0] == net)
+            print(f"{net}: slowest stage placed alone {slow[4]:.1f} MHz (stage {slow[1]}, {slow[3]}): "
+                  f"{round(slow[4] * 1e6 / cycles):,} frames/s at {cycles:,} cycles/frame "
+                  f"(stages alone, not the whole design)")
 
 
 if __name__ == "__main__":

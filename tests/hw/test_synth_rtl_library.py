@@ -15,8 +15,9 @@ from bnnforge.sim.verilator_env import rtl_sources
 SUSPECT = ("implicitly declared", "out of bounds", "Setting all", "is used but has no driver")
 
 
-@pytest.mark.parametrize("mode,out_mode", [(0, 0), (1, 0), (2, 0), (1, 1), (2, 2)])
-def test_mvtu_synthesizes_without_undeclared_signals(tmp_path, mode, out_mode):
+@pytest.mark.parametrize("mode,out_mode,pipe,wram", [(0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0), (1, 1, 0, 0),
+                                                    (2, 2, 0, 0), (0, 0, 1, 0), (1, 0, 2, 1), (2, 2, 1, 1)])
+def test_mvtu_synthesizes_without_undeclared_signals(tmp_path, mode, out_mode, pipe, wram):
     mw, mh, pe, simd, ib, acc = 16, 8, 4, 8, (4 if mode == 2 else 1), 10
     rng = np.random.default_rng(mode * 2 + out_mode)
     write_memh(tmp_path / "w.mem", weight_words(rng.integers(0, 2, (mh, mw)), pe, simd), pe * simd)
@@ -33,12 +34,13 @@ module wrap (input clk, input rst_n, input [{simd * ib - 1}:0] in_data, input in
              output [{ow - 1}:0] out_data, output out_valid, input out_ready);
   mvtu #(.MW({mw}), .MH({mh}), .PE({pe}), .SIMD({simd}), .MODE({mode}), .INPUT_BITS({ib}),
          .INPUT_SIGNED(1), .ACC_BITS({acc}), .OUT_MODE({out_mode}), .OUT_BITS({k}),
-         .WEIGHT_FILE("w.mem"), .THRESH_FILE("{'' if out_mode == 1 else 't.mem'}")) u (
+         .PIPE_EVERY({pipe}), .WEIGHT_RAM({wram}), .WEIGHT_FILE("w.mem"), .THRESH_FILE("{'' if out_mode == 1 else 't.mem'}")) u (
     .clk(clk), .rst_n(rst_n), .in_data(in_data), .in_valid(in_valid), .in_ready(in_ready),
     .out_data(out_data), .out_valid(out_valid), .out_ready(out_ready));
 endmodule
 """)
-    res = synthesize(rtl_sources("popcount", "adder_tree", "mvtu") + [wrapper], "wrap", workdir=tmp_path)
+    res = synthesize(rtl_sources("popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo", "mvtu")
+                     + [wrapper], "wrap", workdir=tmp_path)
     log = res.log_path.read_text()
     bad = [ln for ln in log.splitlines() if "Warning" in ln and any(s in ln for s in SUSPECT)]
     assert bad == [], bad[:3]
