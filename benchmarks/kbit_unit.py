@@ -69,7 +69,7 @@ module wrap (input clk, input rst_n, input [{simd * ib - 1}:0] in_data, input in
     .out_data(out_data), .out_valid(out_valid), .out_ready(out_ready));
 endmodule
 """)
-    res = synthesize(rtl_sources("popcount", "adder_tree", "mvtu_kbit") + [d / "wrap.v"], "wrap", workdir=d)
+    res = synthesize(rtl_sources("popcount", "adder_tree", "pipe_delay", "mvtu_kbit") + [d / "wrap.v"], "wrap", workdir=d)
     a = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, acc_bits=acc, weight_bits=wb, mode=MODE_NAMES[mode],
              input_bits=ib, out_mode={0: "threshold", 2: "multithreshold"}[out_mode], out_bits=ob)
     return {"MW x MH": f"{mw} x {mh}", "PE x SIMD": f"{pe} x {simd}", "input": kind, "weight_bits": wb,

@@ -28,8 +28,8 @@ from bnnforge.hw.synth import logic_delay, synthesize
 from bnnforge.resources import rtl_dir
 from bnnforge.sim.golden_ext import build_sparse_layer
 
-KBIT = ("mvtu_kbit", "popcount", "adder_tree")
-SPARSE = ("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize")
+KBIT = ("mvtu_kbit", "popcount", "adder_tree", "pipe_delay")
+SPARSE = ("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize", "pipe_delay")
 W2A2 = dict(MODE=2, WEIGHT_BITS=2, INPUT_BITS=2, INPUT_OFFSET=1, OUT_MODE=2, OUT_BITS=2)
 # name -> (module, parameters; for mvtu_sparse also the weight kind and input kind)
 UNITS = {

@@ -261,7 +261,7 @@ wire [PE*SIMD*WB-1:0] wt;
 wire [SIMD*IB-1:0] act;
 wire [3+NFW-1:0] ctl_t;
 
-genvar p, j, q, b, d;
+genvar p, j, q, b;
 generate
     if (PIPED != 0) begin : g_s1r
         reg [PE*SIMD*WB-1:0] w1r;
@@ -278,30 +278,20 @@ generate
         assign wt = w1;
         assign act = act1;
     end
-    for (d = 0; d <= DLY; d = d + 1) begin : g_dly
-        wire [3+NFW-1:0] ctl;
-        if (d == 0) begin : g_src
-            assign ctl = {v1, first1, last1, nf1};
-        end else begin : g_reg
-            reg v;
-            reg [2+NFW-1:0] rest;
-            always @(posedge clk) begin
-                if (!rst_n) begin
-                    v <= 1'b0;
-                end else if (en) begin
-                    v <= g_dly[d-1].ctl[3+NFW-1];
-                end
-            end
-            always @(posedge clk) begin
-                if (en) begin
-                    rest <= g_dly[d-1].ctl[2+NFW-1:0];
-                end
-            end
-            assign ctl = {v, rest};
-        end
-    end
 endgenerate
-assign ctl_t = g_dly[DLY].ctl;
+
+pipe_delay #(
+    .WIDTH(2+NFW),
+    .DEPTH(DLY)
+) u_ctl_dly (
+    .clk(clk),
+    .rst_n(rst_n),
+    .en(en),
+    .in_valid(v1),
+    .in_data({first1, last1, nf1}),
+    .out_valid(ctl_t[3+NFW-1]),
+    .out_data(ctl_t[2+NFW-1:0])
+);
 
 // ---------------------------------------------------------------- lanes
 // Lane values e_j, shared by all PEs: +-1 (bipolar), 0/1 (unipolar), the

@@ -535,30 +535,20 @@ generate
         assign wt = w1;
         assign xt = x1;
     end
-    for (d = 0; d <= DLY; d = d + 1) begin : g_dly
-        wire [CTW-1:0] ctl;
-        if (d == 0) begin : g_src
-            assign ctl = {v1, first1, last1, empty1, flast1, nf1};
-        end else begin : g_reg
-            reg v;
-            reg [CTW-2:0] rest;
-            always @(posedge clk) begin
-                if (!rst_n) begin
-                    v <= 1'b0;
-                end else if (en) begin
-                    v <= g_dly[d-1].ctl[CTW-1];
-                end
-            end
-            always @(posedge clk) begin
-                if (en) begin
-                    rest <= g_dly[d-1].ctl[CTW-2:0];
-                end
-            end
-            assign ctl = {v, rest};
-        end
-    end
 endgenerate
-assign ctl_t = g_dly[DLY].ctl;
+
+pipe_delay #(
+    .WIDTH(CTW-1),
+    .DEPTH(DLY)
+) u_ctl_dly (
+    .clk(clk),
+    .rst_n(rst_n),
+    .en(en),
+    .in_valid(v1),
+    .in_data({first1, last1, empty1, flast1, nf1}),
+    .out_valid(ctl_t[CTW-1]),
+    .out_data(ctl_t[CTW-2:0])
+);
 
 // ---------------------------------------------------------------- S2
 wire [PE*A-1:0] chunk1;

@@ -11,7 +11,7 @@ from bnnforge.hw.verilog_names import comment_safe
 class MVTUKbitStage(StageKind):
     op_type = "MVTUKbit"
     module = "mvtu_kbit"
-    files = ("popcount.v", "adder_tree.v", "mvtu_kbit.v")
+    files = ("popcount.v", "adder_tree.v", "pipe_delay.v", "mvtu_kbit.v")
     layer = True
 
     def build(self, ctx: BuildContext, node, a: dict) -> dict:

@@ -19,7 +19,7 @@ from bnnforge.hw.verilog_names import comment_safe
 class MVTUSparseStage(StageKind):
     op_type = "MVTUSparse"
     module = "mvtu_sparse"
-    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "sign_resize.v", "mvtu_sparse.v")
+    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "sign_resize.v", "pipe_delay.v", "mvtu_sparse.v")
     layer = True
 
     def build(self, ctx: BuildContext, node, a: dict) -> dict:

@@ -10,7 +10,7 @@ from bnnforge.sim.runner import LintError, lint, rtl_sources
 pytestmark = pytest.mark.rtl
 
 MVTU_SRC = ("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo")
-SPARSE_SRC = ("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize")
+SPARSE_SRC = ("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize", "pipe_delay")
 
 LINT_SETS = [
     ("adder_tree", ("adder_tree",), {"N": 1, "IN_W": 3, "SIGNED": 1}),

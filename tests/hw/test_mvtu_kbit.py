@@ -25,7 +25,7 @@ from bnnforge.sim.runner import lint, rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
-SOURCES = rtl_sources("mvtu_kbit", "popcount", "adder_tree")
+SOURCES = rtl_sources("mvtu_kbit", "popcount", "adder_tree", "pipe_delay")
 LATENCY = 3  # mvtu's, documented in hw/rtl/mvtu_kbit.v
 
 

@@ -31,7 +31,7 @@ module wrap (input clk, input rst_n, input [{simd * ib - 1}:0] in_data, input in
     .out_data(out_data), .out_valid(out_valid), .out_ready(out_ready));
 endmodule
 """)
-    res = synthesize(rtl_sources("popcount", "adder_tree", "mvtu_kbit") + [tmp_path / "wrap.v"], "wrap",
+    res = synthesize(rtl_sources("popcount", "adder_tree", "pipe_delay", "mvtu_kbit") + [tmp_path / "wrap.v"], "wrap",
                      workdir=tmp_path)
     log = res.log_path.read_text()
     bad = [ln for ln in log.splitlines() if "Warning" in ln and any(s in ln for s in SUSPECT)]

@@ -23,7 +23,7 @@ from bnnforge.sim.runner import rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
-SOURCES = rtl_sources("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize")
+SOURCES = rtl_sources("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize", "pipe_delay")
 PIPE_LATENCY = 3  # issue of a fold's last step -> out_valid, hw/rtl/mvtu_sparse.v
 
 

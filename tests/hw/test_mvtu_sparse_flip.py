@@ -114,7 +114,7 @@ endmodule
         work.mkdir()
         for f in tmp_path.glob("*.mem"):
             (work / f.name).write_bytes(f.read_bytes())
-        res = synthesize(rtl_sources("popcount", "adder_tree", "sign_resize", "mvtu_sparse") + [wrapper], "wrap",
+        res = synthesize(rtl_sources("popcount", "popcount_compressor", "adder_tree", "sign_resize", "pipe_delay", "mvtu_sparse") + [wrapper], "wrap",
                          workdir=work)
         bad = [ln for ln in res.log_path.read_text().splitlines() if "Warning" in ln and any(s in ln for s in suspect)]
         assert bad == [], bad[:3]
