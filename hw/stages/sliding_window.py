@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.stages import PIPELINE_SLACK_CYCLES, BuildContext, StageKind, register
+from bnnforge.hw.hwgraph import attr_str
 from bnnforge.hw.verilog_names import comment_safe
 
 
@@ -32,7 +33,7 @@ def _window_stage(node, a) -> dict:
     if c % simd:
         raise BnnforgeError(f"node {name!r}: SIMD = {simd} does not divide the {c} channels")
     return dict(
-        kind="window", module="sliding_window", source=comment_safe(a.get("source_node", node.name)),
+        kind="window", module="sliding_window", source=comment_safe(attr_str(a.get("source_node", node.name))),
         params=dict(IFM_DIM=a["IFM_DIM"], C=c, K=a["K"], S=a["S"], PAD=a["PAD"], EB=a["EB"], SIMD=simd),
         in_width=simd * a["EB"], out_width=simd * a["EB"],
         in_beats=a["IFM_DIM"] ** 2 * c // simd,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bnnforge.errors import BnnforgeError
 from bnnforge.hw.stages import BuildContext, StageKind, register
+from bnnforge.hw.hwgraph import attr_str
 from bnnforge.hw.verilog_names import comment_safe
 
 
@@ -28,7 +29,7 @@ def _add_stage(node, a) -> dict:
     if c % pe:
         raise BnnforgeError(f"node {name!r}: {pe} lanes do not divide its {c} channels")
     beats = pixels * c // pe
-    return dict(kind="add", module="stream_add", source=comment_safe(a.get("source_node", node.name)),
+    return dict(kind="add", module="stream_add", source=comment_safe(attr_str(a.get("source_node", node.name))),
                 params=dict(LANES=pe, IN_BITS=eb, SIGNED=0, OUT_BITS=eb + 1),
                 in_width=pe * eb, out_width=pe * (eb + 1), in_beats=beats, cycles=beats, ports_in=2,
                 comment=f"residual add of two {eb}-bit streams, {c} channels x {pixels} pixels, {pe} lanes")

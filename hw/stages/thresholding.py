@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bnnforge.errors import BnnforgeError
-from bnnforge.hw.hwgraph import initializer
+from bnnforge.hw.hwgraph import attr_str, initializer
 from bnnforge.hw.stages import BuildContext, StageKind, register
 from bnnforge.hw.verilog_names import comment_safe
 
@@ -53,7 +53,8 @@ def _thresholding_stage(model, node, a, out_dir: Path, index: int) -> dict:
         if flip.any():
             params["OUT_FLIP"] = int("".join(str(int(b)) for b in flip[::-1]), 2)   # bit c = channel c
     beats = pixels * c // pe
-    return dict(kind="thresholding", module="thresholding", source=comment_safe(a.get("source_node", node.name)),
+    return dict(kind="thresholding", module="thresholding",
+                source=comment_safe(attr_str(a.get("source_node", node.name))),
                 params=params, in_width=pe * ib, out_width=pe * k, in_beats=beats, cycles=beats,
                 comment=f"requantize {ib}-bit sums to {k} bit(s), {c} channels x {pixels} pixels, {pe} lanes")
 

@@ -93,6 +93,10 @@ def test_digits_cnv_rtl_under_backpressure(tmp_path):
     m = random_model("digits_cnv", "unipolar", seed=14)
     streamlined, hw, bdir = export_and_build(m, tmp_path, steps=HW_STEPS + ["codegen"],
                                              folding_config_file=str(FOLD / "digits_cnv.json"))
+    # every stage names its source node as text (an ONNX string attribute arrives as bytes)
+    man = json.loads((bdir / "rtl" / "manifest.json").read_text())
+    assert all(isinstance(st["source"], str) and not st["source"].startswith("b'") for st in man["stages"])
+    assert "b'" not in (bdir / "rtl" / f"{man['top']}.v").read_text()
     x = np.random.default_rng(5).random((40, 1, 8, 8), dtype=np.float32)
     q = quantize_inputs(streamlined, x)
     golden = execute(hw, q)
