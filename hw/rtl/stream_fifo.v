@@ -39,7 +39,6 @@ generate
     end
 endgenerate
 
-reg [WIDTH-1:0] mem [0:DEPTH-1];
 reg [AW-1:0] wr_ptr;
 reg [AW-1:0] rd_ptr;
 reg [CW-1:0] count;
@@ -49,11 +48,32 @@ reg empty;
 wire wr = in_valid && !full;
 wire rd = out_ready && !empty;
 
-always @(posedge clk) begin
-    if (wr) begin
-        mem[wr_ptr] <= in_data;
+// Up to LUTRAM_DEPTH words the storage is asked to be distributed RAM: left
+// to itself Yosys put a 34-deep link FIFO of LFC into ECP5 block RAM by moving
+// the read pointer's register into the RAM, so the consumer saw the RAM's
+// slow clock-to-out in the same cycle (LFC placed and routed: 93 MHz).
+// Deeper FIFOs (residual skip FIFOs) are left to the tool.
+localparam LUTRAM_DEPTH = 256;
+generate
+    if (DEPTH <= LUTRAM_DEPTH) begin : g_lutram
+        (* ram_style = "distributed" *)
+        reg [WIDTH-1:0] mem [0:DEPTH-1];
+        always @(posedge clk) begin
+            if (wr) begin
+                mem[wr_ptr] <= in_data;
+            end
+        end
+        assign out_data = mem[rd_ptr];
+    end else begin : g_auto
+        reg [WIDTH-1:0] mem [0:DEPTH-1];
+        always @(posedge clk) begin
+            if (wr) begin
+                mem[wr_ptr] <= in_data;
+            end
+        end
+        assign out_data = mem[rd_ptr];
     end
-end
+endgenerate
 
 always @(posedge clk) begin
     if (!rst_n) begin
@@ -84,7 +104,6 @@ end
 
 assign in_ready = !full;
 assign out_valid = !empty;
-assign out_data = mem[rd_ptr];
 
 endmodule
 
