@@ -118,7 +118,7 @@ def generate(model: onnx.ModelProto, out_dir: str | Path, name: str = "bnn", fif
     (out_dir / f"{top}.v").write_text(verilog)
     files = []
     for op in [n.op_type for n, _ in layers]:
-        for f in (("label_select.v",) if op == "LabelSelect" else stage_kind(op).files):
+        for f in (("stream_fifo.v", "credit_queue.v", "label_select.v") if op == "LabelSelect" else stage_kind(op).files):
             if f not in files:
                 files.append(f)
     files = BASE_FILES + [f for f in files if f not in BASE_FILES]

@@ -10,7 +10,7 @@ first, never deleting one another process uses (sim/model_cache.py). Tests run i
 Example::
 
     from bnnforge.sim.runner import run_test, rtl_sources
-    run_test(rtl_sources("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo"), "mvtu",
+    run_test(rtl_sources("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo", "credit_queue"), "mvtu",
              "bnnforge.sim.tb.tb_mvtu",
              parameters={"MW": 8, "MH": 4, "PE": 2, "SIMD": 4,
                          "WEIGHT_FILE": "w.mem", "THRESH_FILE": "t.mem"},

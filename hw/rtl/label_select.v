@@ -50,8 +50,6 @@ localparam [31:0] PE_32 = PE;
 // accepted and the queue offers it one edge later: QD credits cover that
 // round trip, so a stream of one-beat frames flows at one frame per cycle.
 localparam QD = LEVELS + 4;
-localparam CRW = $clog2(QD + 1);
-localparam [31:0] QD_32 = QD;
 
 generate
     if ((NF * PE) > (1 << INDEX_BITS)) begin : g_err_idx
@@ -62,21 +60,17 @@ endgenerate
 // ---------------------------------------------------------------- input
 reg [NFW-1:0] nf;
 reg [INDEX_BITS-1:0] base;       // nf*PE, index of this beat's value 0
-reg [CRW-1:0] pending;           // last beats accepted, results not yet taken
-reg credit;                      // pending < QD
+wire credit;                     // fewer than QD results accepted and not yet taken
 
 wire nf_last = (nf == NF_LAST[NFW-1:0]);
 assign in_ready = !nf_last || credit;
 wire in_fire = in_valid && in_ready;
-wire out_fire;
 wire take_frame = in_fire && nf_last;
 
 always @(posedge clk) begin
     if (!rst_n) begin
         nf <= {NFW{1'b0}};
         base <= {INDEX_BITS{1'b0}};
-        pending <= {CRW{1'b0}};
-        credit <= 1'b1;
     end else begin
         if (in_fire) begin
             if (nf_last) begin
@@ -86,13 +80,6 @@ always @(posedge clk) begin
                 nf <= nf + 1'b1;
                 base <= base + PE_32[INDEX_BITS-1:0];
             end
-        end
-        if (take_frame && !out_fire) begin
-            pending <= pending + 1'b1;
-            credit <= (pending + 1'b1 != QD_32[CRW-1:0]);
-        end else if (out_fire && !take_frame) begin
-            pending <= pending - 1'b1;
-            credit <= 1'b1;
         end
     end
 end
@@ -207,25 +194,20 @@ always @(posedge clk) begin
 end
 
 // ---------------------------------------------------------------- queue
-// The credit check guarantees room: res_ready is never low when res_valid is high.
-wire res_ready;
-wire unused_res_ready = res_ready;
-
-stream_fifo #(
+credit_queue #(
     .WIDTH(INDEX_BITS),
     .DEPTH(QD)
 ) u_queue (
     .clk(clk),
     .rst_n(rst_n),
+    .take(take_frame),
+    .credit(credit),
     .in_data(res_idx),
     .in_valid(res_valid),
-    .in_ready(res_ready),
     .out_data(out_data),
     .out_valid(out_valid),
     .out_ready(out_ready)
 );
-
-assign out_fire = out_valid && out_ready;
 
 endmodule
 

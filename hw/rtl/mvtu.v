@@ -45,7 +45,7 @@
 //           registered once more (a threshold block RAM does not reach the
 //           compare in the cycle of its read)
 //   out   : compare the registered accumulator with its registered threshold
-//           and write the result into a QD-deep output queue (stream_fifo)
+//           and write the result into a QD-deep output queue (credit_queue)
 // and nothing inside stalls: the last step of a fold (the one that emits)
 // issues only while fewer than QD results are in flight or queued, a credit
 // counted in registers. A unit as wide as a CNV layer (thousands of
@@ -129,8 +129,6 @@ localparam DLY = PIPED + MEM_REG + OPS_REG + TREE_LAT;
 // and its credit returns on the edge it is taken: DLY + 5 results can be on
 // the way at one per clock, one more keeps the credit register ahead.
 localparam QD = DLY + 6;
-localparam CRW = $clog2(QD + 1);
-localparam [31:0] QD_32 = QD;
 
 // Elaboration-time parameter checks: an unknown module name is the clearest
 // error Verilog-2005 can produce.
@@ -652,37 +650,18 @@ endgenerate
 // ---------------------------------------------------------------- output
 generate
     if (PIPED != 0) begin : g_queue
-        // credit: fold results issued (last steps) and not yet taken
-        reg [CRW-1:0] pending;
-        reg credit;                  // pending < QD
-        wire take = issue && sf_last;
-        wire out_fire = out_valid && out_ready;
-        always @(posedge clk) begin
-            if (!rst_n) begin
-                pending <= {CRW{1'b0}};
-                credit <= 1'b1;
-            end else if (take && !out_fire) begin
-                pending <= pending + 1'b1;
-                credit <= (pending + 1'b1 != QD_32[CRW-1:0]);
-            end else if (out_fire && !take) begin
-                pending <= pending - 1'b1;
-                credit <= 1'b1;
-            end
-        end
+        // a fold's last step promises its result
         assign en = 1'b1;
-        assign room = credit;
-        // the credit guarantees room: the queue's in_ready is never low at a write
-        wire q_ready;
-        wire unused_q_ready = q_ready;
-        stream_fifo #(
+        credit_queue #(
             .WIDTH(PE*OB),
             .DEPTH(QD)
         ) u_queue (
             .clk(clk),
             .rst_n(rst_n),
+            .take(issue && sf_last),
+            .credit(room),
             .in_data(res2),
             .in_valid(emit),
-            .in_ready(q_ready),
             .out_data(out_data),
             .out_valid(out_valid),
             .out_ready(out_ready)

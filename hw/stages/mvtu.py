@@ -98,7 +98,7 @@ def matrix_lag(stage: dict, ideal: int) -> float:
 class MVTUStage(StageKind):
     op_type = "MVTU"
     module = "mvtu"
-    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "pipe_delay.v", "stream_fifo.v", "mvtu.v")
+    files = ("popcount.v", "popcount_compressor.v", "adder_tree.v", "pipe_delay.v", "stream_fifo.v", "credit_queue.v", "mvtu.v")
     layer = True
 
     def build(self, ctx: BuildContext, node, a: dict) -> dict:

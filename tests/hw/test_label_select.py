@@ -52,5 +52,5 @@ def test_label_select(pe, nf, acc_bits, index_bits, tmp_path):
         "full_rate": sc("full_rate", fs[3], 0.0, 0.0, 4),
         "rate_checks": ["in_every_cycle", "in_never_stalled"],
     }
-    run_case(rtl_sources("label_select", "stream_fifo"), "label_select", "bnnforge.sim.tb.tb_streams",
+    run_case(rtl_sources("label_select", "stream_fifo", "credit_queue"), "label_select", "bnnforge.sim.tb.tb_streams",
              {"PE": pe, "NF": nf, "ACC_BITS": acc_bits, "INDEX_BITS": index_bits}, tmp_path, case)

@@ -9,7 +9,7 @@ from bnnforge.sim.runner import LintError, lint, rtl_sources
 
 pytestmark = pytest.mark.rtl
 
-MVTU_SRC = ("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo")
+MVTU_SRC = ("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo", "credit_queue")
 SPARSE_SRC = ("mvtu_sparse", "popcount", "popcount_compressor", "adder_tree", "sign_resize", "pipe_delay")
 
 LINT_SETS = [
@@ -22,6 +22,8 @@ LINT_SETS = [
     ("adder_tree", ("adder_tree",), {"N": 16, "IN_W": 4, "SIGNED": 0, "PIPE_EVERY": 2}),
     ("popcount", ("popcount", "adder_tree"), {"N": 37, "PIPE_EVERY": 2}),
     ("popcount", ("popcount", "adder_tree"), {"N": 4, "PIPE_EVERY": 2}),
+    ("credit_queue", ("credit_queue", "stream_fifo"), {"WIDTH": 3, "DEPTH": 2}),
+    ("credit_queue", ("credit_queue", "stream_fifo"), {"WIDTH": 16, "DEPTH": 13}),
     ("pipe_delay", ("pipe_delay",), {"WIDTH": 5, "DEPTH": 0}),
     ("pipe_delay", ("pipe_delay",), {"WIDTH": 1, "DEPTH": 1}),
     ("pipe_delay", ("pipe_delay",), {"WIDTH": 9, "DEPTH": 4}),
@@ -102,9 +104,9 @@ LINT_SETS = [
     ("stream_dwc", ("stream_dwc",), {"IN_WIDTH": 16, "OUT_WIDTH": 6}),
     ("stream_dwc", ("stream_dwc",), {"IN_WIDTH": 1, "OUT_WIDTH": 64}),
     ("stream_dwc", ("stream_dwc",), {"IN_WIDTH": 8, "OUT_WIDTH": 8}),
-    ("label_select", ("label_select", "stream_fifo"), {"PE": 1, "NF": 1, "ACC_BITS": 2, "INDEX_BITS": 1}),
-    ("label_select", ("label_select", "stream_fifo"), {"PE": 16, "NF": 1, "ACC_BITS": 8, "INDEX_BITS": 4}),
-    ("label_select", ("label_select", "stream_fifo"), {"PE": 5, "NF": 20, "ACC_BITS": 16, "INDEX_BITS": 8}),
+    ("label_select", ("label_select", "stream_fifo", "credit_queue"), {"PE": 1, "NF": 1, "ACC_BITS": 2, "INDEX_BITS": 1}),
+    ("label_select", ("label_select", "stream_fifo", "credit_queue"), {"PE": 16, "NF": 1, "ACC_BITS": 8, "INDEX_BITS": 4}),
+    ("label_select", ("label_select", "stream_fifo", "credit_queue"), {"PE": 5, "NF": 20, "ACC_BITS": 16, "INDEX_BITS": 8}),
     ("sliding_window", ("sliding_window",), {}),
     ("sliding_window", ("sliding_window",), {"IFM_DIM": 1, "C": 1, "K": 1, "SIMD": 1}),
     ("sliding_window", ("sliding_window",), {"IFM_DIM": 32, "C": 3, "K": 3, "SIMD": 3, "EB": 8}),
@@ -144,6 +146,7 @@ def test_lint_clean(top, srcs, params):
     ("mvtu_sparse", SPARSE_SRC, {"ACC_BITS": 33}, "mvtu_sparse_error_ACC_BITS_must_be_2_to_32"),
     ("mvtu", MVTU_SRC, {"PIPE_EVERY": -1}, "mvtu_error_PIPE_EVERY_must_be_nonnegative"),
     ("pipe_delay", ("pipe_delay",), {"DEPTH": -1}, "pipe_delay_error_DEPTH_must_be_nonnegative"),
+    ("credit_queue", ("credit_queue", "stream_fifo"), {"DEPTH": 1}, "credit_queue_error_DEPTH_must_be_at_least_2"),
     ("mvtu", MVTU_SRC, {"WEIGHT_RAM": 1, "WEIGHT_FOLD": 2},
      "mvtu_error_WEIGHT_FOLD_needs_WEIGHT_RAM_1_and_PIPE_EVERY_and_at_most_NF_times_SF"),
     ("mvtu", MVTU_SRC, {"PIPE_EVERY": 1, "WEIGHT_FOLD": 2},
@@ -152,7 +155,7 @@ def test_lint_clean(top, srcs, params):
      "mvtu_error_WEIGHT_FOLD_needs_WEIGHT_RAM_1_and_PIPE_EVERY_and_at_most_NF_times_SF"),
     ("popcount_compressor", ("popcount_compressor", "adder_tree"), {"N": 8, "OUT_W": 3},
      "popcount_compressor_error_OUT_W_must_be_clog2_N_plus_1"),
-    ("label_select", ("label_select", "stream_fifo"), {"PE": 4, "NF": 5, "INDEX_BITS": 4},
+    ("label_select", ("label_select", "stream_fifo", "credit_queue"), {"PE": 4, "NF": 5, "INDEX_BITS": 4},
      "label_select_error_INDEX_BITS_too_small_for_NF_times_PE"),
     ("sliding_window", ("sliding_window",), {"C": 6, "SIMD": 4}, "sliding_window_error_C_not_divisible_by_SIMD"),
     ("sliding_window", ("sliding_window",), {"IFM_DIM": 2, "K": 5, "PAD": 1},

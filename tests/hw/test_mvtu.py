@@ -20,7 +20,7 @@ from bnnforge.sim.runner import rtl_sources, run_test
 
 pytestmark = pytest.mark.rtl
 
-SOURCES = rtl_sources("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo")
+SOURCES = rtl_sources("mvtu", "popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo", "credit_queue")
 MVTU_LATENCY = 3  # documented in hw/rtl/mvtu.v
 
 

@@ -39,7 +39,7 @@ module wrap (input clk, input rst_n, input [{simd * ib - 1}:0] in_data, input in
     .out_data(out_data), .out_valid(out_valid), .out_ready(out_ready));
 endmodule
 """)
-    res = synthesize(rtl_sources("popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo", "mvtu")
+    res = synthesize(rtl_sources("popcount", "popcount_compressor", "adder_tree", "pipe_delay", "stream_fifo", "credit_queue", "mvtu")
                      + [wrapper], "wrap", workdir=tmp_path)
     log = res.log_path.read_text()
     bad = [ln for ln in log.splitlines() if "Warning" in ln and any(s in ln for s in SUSPECT)]

@@ -138,10 +138,11 @@ def test_label_select_is_timed_with_the_tops_parameters(tmp_path):
     from bnnforge.resources import rtl_dir
 
     rtl = _fake_build(tmp_path / "b") / "rtl"
-    for f in ("stream_fifo.v", "label_select.v"):  # label_select queues its results in a stream_fifo
+    files = ["stream_fifo.v", "credit_queue.v", "label_select.v"]  # its results queue in a credit_queue
+    for f in files:
         shutil.copyfile(rtl_dir() / f, rtl / f)
     manifest = json.loads((rtl / "manifest.json").read_text())
-    manifest["files"][:0] = ["stream_fifo.v", "label_select.v"]
+    manifest["files"][:0] = files
     manifest.update(label_select=True, layers=[{"PE": 2, "MH": 10, "ACC_BITS": 8}])
     stages = stage_logic_delays(rtl, manifest)
     assert [s["module"] for s in stages] == ["reg_add", "label_select"]
